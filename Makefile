@@ -1,0 +1,43 @@
+# synth_assets: `make run` builds the dataset from examples/documents, `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# Nothing at run time may reach a model hub: tokenizers and models come from local packages.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export GX_ANALYTICS_ENABLED := False
+export DAGSTER_DISABLE_TELEMETRY := 1
+
+.PHONY: run test ui env clean
+
+# The environment is made once and remade when pyproject.toml changes. torch is
+# installed first, pinned to the CPU build: left to the resolver, docling's
+# dependencies would pull a multi-GB CUDA build. (vllm brings its own torch: it is
+# the optional `[vllm]` extra and never installed here.)
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+env: $(VENV)/.installed
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+run: env $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -m synth_assets.run
+
+test: env
+	$(PY) -m pytest -q
+
+ui: env $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
+
+clean:
+	rm -rf data .dagster_home

@@ -1,0 +1,82 @@
+"""Chunk: cut each parsed document into token-bounded, overlapping, heading-aware chunks."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+import dagster as dg
+
+from synth_assets.assets.ingest import load_parsed_document, parsed_documents
+from synth_assets.core.chunking import chunk_document, load_tokenizer
+from synth_assets.partitions import documents_partitions
+from synth_assets.resources.generation import GenerationResource
+from synth_assets.resources.storage import PipelineDatabase
+from synth_assets.storage import DOCUMENT_CHUNKS_TABLE, replace_partition_rows
+
+HEADING_SEPARATOR = " > "
+
+
+def chunk_id_for(document_id: str, chunk_index: int) -> str:
+    return f"{document_id}#c{chunk_index:04d}"
+
+
+@dg.asset(
+    partitions_def=documents_partitions,
+    deps=[parsed_documents],
+    group_name="ingest",
+    kinds={"docling", "duckdb"},
+    code_version="1",
+)
+def document_chunks(
+    context: dg.AssetExecutionContext, generation: GenerationResource, duckdb: PipelineDatabase
+) -> dg.MaterializeResult:
+    """The document cut into chunks the generation model can read in one prompt.
+
+    Chunks follow the document's structure (each keeps its section headings as
+    context) and hold at most max_seq_len - 2 x generation_tokens - buffer tokens of the
+    generation model's tokenizer (an offline MiniLM tokenizer when the model's own is
+    not available), with an overlap from the previous chunk. Navigation lists and other
+    non-prose chunks are flagged as boilerplate and not sent to generation.
+    """
+    document, file_name = load_parsed_document(duckdb, context.partition_key)
+    tokenizer, tokenizer_name = load_tokenizer(generation.tokenizer_name)
+    chunks = chunk_document(
+        document,
+        tokenizer=tokenizer,
+        max_tokens=generation.chunk_tokens,
+        overlap_tokens=generation.overlap_tokens,
+    )
+    rows = pd.DataFrame(
+        [
+            {
+                "chunk_id": chunk_id_for(context.partition_key, chunk.chunk_index),
+                "chunk_index": chunk.chunk_index,
+                "text": chunk.text,
+                "body": chunk.body,
+                "heading_path": HEADING_SEPARATOR.join(chunk.headings),
+                "page_start": chunk.page_start,
+                "page_end": chunk.page_end,
+                "n_tokens": chunk.n_tokens,
+                "overlap_tokens": chunk.overlap_tokens,
+                "boilerplate": chunk.boilerplate,
+                "tokenizer": tokenizer_name,
+            }
+            for chunk in chunks
+        ]
+    )
+    with duckdb.get_connection() as con:
+        replace_partition_rows(con, DOCUMENT_CHUNKS_TABLE, context.partition_key, rows)
+    boilerplate = int(rows["boilerplate"].sum()) if len(rows) else 0
+    context.log.info(f"{file_name}: {len(rows)} chunks ({boilerplate} boilerplate) with {tokenizer_name}")
+    preview = rows.head(5)[["chunk_id", "heading_path", "n_tokens", "boilerplate"]]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(rows),
+            "boilerplate_chunks": boilerplate,
+            "max_tokens_per_chunk": generation.chunk_tokens,
+            "overlap_tokens": generation.overlap_tokens,
+            "largest_chunk_tokens": int(rows["n_tokens"].max()) if len(rows) else 0,
+            "tokenizer": tokenizer_name,
+            "preview": dg.MetadataValue.md(preview.to_markdown(index=False)) if len(rows) else "no chunks",
+        }
+    )

@@ -1,0 +1,117 @@
+"""Generate: question-answer pairs for every chunk, from the configured backend."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+import dagster as dg
+
+from synth_assets.assets.chunks import document_chunks
+from synth_assets.generation.base import GenerationRequest
+from synth_assets.partitions import documents_partitions
+from synth_assets.resources.generation import GenerationResource
+from synth_assets.resources.storage import PipelineDatabase
+from synth_assets.storage import (
+    DOCUMENT_CHUNKS_TABLE,
+    GENERATED_QA_PAIRS_TABLE,
+    GENERATION_FAILURES_TABLE,
+    RAW_DOCUMENTS_TABLE,
+    read_partition,
+    replace_partition_rows,
+)
+
+GENERATE_GROUP = "generate"
+
+
+def pairs_preview(pairs: pd.DataFrame, limit: int = 5) -> str:
+    """A Markdown table of a few pairs: question, answer and where they came from."""
+    if pairs.empty:
+        return "no pairs"
+    shown = pairs.head(limit)[["question_type", "question", "answer", "chunk_id"]].copy()
+    shown["answer"] = shown["answer"].str.slice(0, 160)
+    return shown.to_markdown(index=False)
+
+
+@dg.asset(
+    partitions_def=documents_partitions,
+    deps=[document_chunks],
+    group_name=GENERATE_GROUP,
+    kinds={"duckdb"},
+    code_version="1",
+)
+def generated_qa_pairs(
+    context: dg.AssetExecutionContext, generation: GenerationResource, duckdb: PipelineDatabase
+) -> dg.MaterializeResult:
+    """Question-answer pairs written for each chunk, grounded in that chunk's text.
+
+    Each row records the generator, the model (if any) and the prompt version it came
+    from. Chunks the backend could not answer are kept in generation_failures with
+    their error, never dropped silently.
+    """
+    document_id = context.partition_key
+    with duckdb.get_connection() as con:
+        chunks = read_partition(con, DOCUMENT_CHUNKS_TABLE, document_id)
+        raw = read_partition(con, RAW_DOCUMENTS_TABLE, document_id)
+    title = raw["file_name"].iloc[0].rsplit(".", 1)[0] if len(raw) else None
+    prose = chunks[~chunks["boilerplate"]].sort_values("chunk_index")
+    requests = [
+        GenerationRequest(
+            document_id=document_id,
+            chunk_id=row.chunk_id,
+            text=row.text,
+            headings=tuple(filter(None, (row.heading_path or "").split(" > "))),
+            title=title,
+        )
+        for row in prose.itertuples()
+    ]
+    backend = generation.create_backend()
+    outcome = backend.generate(requests)
+
+    provenance = {
+        "generator": backend.generator,
+        "model": backend.model,
+        "prompt_version": backend.prompt_version,
+    }
+    pair_rows, counters = [], {}
+    for pair in outcome.pairs:
+        counters[pair.chunk_id] = counters.get(pair.chunk_id, 0) + 1
+        pair_rows.append(
+            {
+                "pair_id": f"{pair.chunk_id}#q{counters[pair.chunk_id]:02d}",
+                "chunk_id": pair.chunk_id,
+                "question": pair.question,
+                "answer": pair.answer,
+                "question_type": pair.question_type,
+                "evidence": pair.evidence,
+                **provenance,
+            }
+        )
+    pairs = pd.DataFrame(pair_rows)
+    failures = pd.DataFrame(
+        [
+            {"chunk_id": f.chunk_id, "attempts": f.attempts, "error": f.error, **provenance}
+            for f in outcome.failures
+        ]
+    )
+    with duckdb.get_connection() as con:
+        replace_partition_rows(con, GENERATED_QA_PAIRS_TABLE, document_id, pairs)
+        replace_partition_rows(con, GENERATION_FAILURES_TABLE, document_id, failures)
+    context.log.info(
+        f"{document_id}: {len(pairs)} pairs from {len(requests)} chunks "
+        f"({len(chunks) - len(prose)} boilerplate chunks skipped, {len(failures)} failed)"
+    )
+    type_mix = pairs["question_type"].value_counts().to_dict() if len(pairs) else {}
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(pairs),
+            "chunks_sent": len(requests),
+            "boilerplate_chunks_skipped": len(chunks) - len(prose),
+            "failed_chunks": len(failures),
+            "generator": backend.generator,
+            "model": backend.model or "none",
+            "prompt_version": backend.prompt_version,
+            "question_types": dg.MetadataValue.json(type_mix),
+            **{f"generation_{k}": v for k, v in outcome.stats.items()},
+            "preview": dg.MetadataValue.md(pairs_preview(pairs)),
+        }
+    )

@@ -1,0 +1,121 @@
+"""Ingest: find each document, fingerprint it, and parse it with docling."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+import dagster as dg
+
+from synth_assets.core.documents import DocumentError, check_document_file, file_fingerprint
+from synth_assets.core.parsing import layout_models_dir_from_env, parse_document
+from synth_assets.partitions import documents_partitions
+from synth_assets.resources.documents import DocumentsFolder
+from synth_assets.resources.storage import PipelineDatabase
+from synth_assets.storage import (
+    PARSED_DOCUMENTS_TABLE,
+    RAW_DOCUMENTS_TABLE,
+    read_partition,
+    replace_partition_rows,
+)
+
+INGEST_GROUP = "ingest"
+
+
+def _document_failure(error: DocumentError, stage: str) -> dg.Failure:
+    # The description is what the UI and the run summary show: it names the file.
+    return dg.Failure(
+        description=str(error),
+        metadata={"file": error.file_name, "reason": error.reason, "stage": stage},
+        allow_retries=False,
+    )
+
+
+@dg.asset(
+    partitions_def=documents_partitions,
+    group_name=INGEST_GROUP,
+    kinds={"duckdb"},
+    code_version="1",
+)
+def raw_documents(
+    context: dg.AssetExecutionContext, documents: DocumentsFolder, duckdb: PipelineDatabase
+) -> dg.MaterializeResult:
+    """The source file of one document: its path, format, size and SHA-256.
+
+    The SHA-256 is the data version, so a document whose content has not changed
+    does not make its downstream assets stale. Empty, oversized or unsupported files
+    fail here, naming the file and the reason.
+    """
+    path = documents.path_for(context.partition_key)
+    try:
+        check_document_file(path, documents.max_bytes)
+    except DocumentError as error:
+        raise _document_failure(error, "raw_documents") from None
+    fingerprint = file_fingerprint(path, documents.root)
+    with duckdb.get_connection() as con:
+        replace_partition_rows(
+            con, RAW_DOCUMENTS_TABLE, context.partition_key, pd.DataFrame([fingerprint])
+        )
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(fingerprint["sha256"]),
+        metadata={
+            "file": fingerprint["relative_path"],
+            "format": fingerprint["format"],
+            "size_bytes": fingerprint["size_bytes"],
+            "sha256": fingerprint["sha256"],
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=documents_partitions,
+    deps=[raw_documents],
+    group_name=INGEST_GROUP,
+    kinds={"docling", "duckdb"},
+    code_version="1",
+)
+def parsed_documents(
+    context: dg.AssetExecutionContext, documents: DocumentsFolder, duckdb: PipelineDatabase
+) -> dg.MaterializeResult:
+    """The document converted by docling: its structure (DoclingDocument JSON) and Markdown.
+
+    PDFs use docling's layout models when they are installed locally
+    (SYNTH_ASSETS_DOCLING_ARTIFACTS) and otherwise the model-free native pipeline with
+    paragraphs rebuilt from text lines. The parser that ran is recorded per document.
+    """
+    path = documents.path_for(context.partition_key)
+    try:
+        parsed = parse_document(path, layout_models_dir=layout_models_dir_from_env())
+    except DocumentError as error:
+        raise _document_failure(error, "parsed_documents") from None
+    row = {
+        "file_name": path.name,
+        "parser": parsed.parser,
+        "num_pages": parsed.num_pages,
+        "num_text_items": parsed.num_text_items,
+        "markdown": parsed.markdown,
+        "docling_json": parsed.document.model_dump_json(),
+    }
+    with duckdb.get_connection() as con:
+        replace_partition_rows(con, PARSED_DOCUMENTS_TABLE, context.partition_key, pd.DataFrame([row]))
+    context.log.info(f"{path.name}: parsed with {parsed.parser}, {parsed.num_text_items} text items")
+    return dg.MaterializeResult(
+        metadata={
+            "parser": parsed.parser,
+            "pages": parsed.num_pages or 0,
+            "text_items": parsed.num_text_items,
+            "characters": len(parsed.markdown),
+            "preview": dg.MetadataValue.md(parsed.markdown[:1500]),
+        }
+    )
+
+
+def load_parsed_document(duckdb: PipelineDatabase, document_id: str):
+    """The stored DoclingDocument and file name of a parsed document."""
+    from docling_core.types.doc import DoclingDocument
+
+    with duckdb.get_connection() as con:
+        rows = read_partition(con, PARSED_DOCUMENTS_TABLE, document_id)
+    if rows.empty:
+        raise dg.Failure(f"document '{document_id}' has not been parsed yet")
+    row = rows.iloc[0]
+    return DoclingDocument.model_validate_json(row["docling_json"]), row["file_name"]

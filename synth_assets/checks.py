@@ -1,0 +1,112 @@
+"""Quality gates: Great Expectations suites in blocking, per-document asset checks.
+
+A failing check stops the downstream assets of that document only; other documents
+go on. Each check's metadata lists every expectation with its observed value and a
+few failing values.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from synth_assets.assets.curate import filtered_qa_pairs
+from synth_assets.assets.export import alpaca_examples, sharegpt_examples
+from synth_assets.assets.generate import generated_qa_pairs
+from synth_assets.partitions import documents_partitions
+from synth_assets.quality import (
+    SuiteResult,
+    validate_alpaca,
+    validate_filtered_pairs,
+    validate_generated_pairs,
+    validate_sharegpt,
+)
+from synth_assets.resources.curation import CurationResource
+from synth_assets.resources.storage import PipelineDatabase
+from synth_assets.storage import (
+    ALPACA_EXAMPLES_TABLE,
+    DOCUMENT_CHUNKS_TABLE,
+    FILTERED_QA_PAIRS_TABLE,
+    GENERATED_QA_PAIRS_TABLE,
+    SHAREGPT_EXAMPLES_TABLE,
+    read_partition,
+)
+
+GENERATED_PAIRS_CHECK = "generated_pairs_are_complete_and_traceable"
+FILTERED_PAIRS_CHECK = "filtered_pairs_pass_quality_suite"
+ALPACA_FORMAT_CHECK = "alpaca_rows_are_valid"
+SHAREGPT_FORMAT_CHECK = "sharegpt_rows_are_valid"
+
+
+def _check_result(result: SuiteResult) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=result.success,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=("all expectations met" if result.success else "failed: " + ", ".join(result.failed)),
+        metadata=result.metadata,
+    )
+
+
+@dg.asset_check(
+    asset=generated_qa_pairs,
+    name=GENERATED_PAIRS_CHECK,
+    blocking=True,
+    partitions_def=documents_partitions,
+)
+def generated_pairs_check(
+    context: dg.AssetCheckExecutionContext, duckdb: PipelineDatabase
+) -> dg.AssetCheckResult:
+    """Every generated pair has a question, an answer, a unique id, the generator and
+    prompt version that wrote it, and comes from a chunk of this document."""
+    with duckdb.get_connection() as con:
+        pairs = read_partition(con, GENERATED_QA_PAIRS_TABLE, context.partition_key)
+        chunk_ids = set(read_partition(con, DOCUMENT_CHUNKS_TABLE, context.partition_key)["chunk_id"])
+    return _check_result(validate_generated_pairs(pairs, chunk_ids))
+
+
+@dg.asset_check(
+    asset=filtered_qa_pairs,
+    name=FILTERED_PAIRS_CHECK,
+    blocking=True,
+    partitions_def=documents_partitions,
+)
+def filtered_pairs_check(
+    context: dg.AssetCheckExecutionContext, duckdb: PipelineDatabase, curation: CurationResource
+) -> dg.AssetCheckResult:
+    """Kept pairs have no nulls, lengths within the filter's bounds, no repeated question
+    in the document, and groundedness at or above the threshold on every row."""
+    with duckdb.get_connection() as con:
+        pairs = read_partition(con, FILTERED_QA_PAIRS_TABLE, context.partition_key)
+    return _check_result(validate_filtered_pairs(pairs, curation.filter_config()))
+
+
+@dg.asset_check(
+    asset=alpaca_examples,
+    name=ALPACA_FORMAT_CHECK,
+    blocking=True,
+    partitions_def=documents_partitions,
+)
+def alpaca_format_check(
+    context: dg.AssetCheckExecutionContext, duckdb: PipelineDatabase
+) -> dg.AssetCheckResult:
+    """Alpaca rows have an instruction and an output, a string input, and their provenance."""
+    with duckdb.get_connection() as con:
+        rows = read_partition(con, ALPACA_EXAMPLES_TABLE, context.partition_key)
+    return _check_result(validate_alpaca(rows))
+
+
+@dg.asset_check(
+    asset=sharegpt_examples,
+    name=SHAREGPT_FORMAT_CHECK,
+    blocking=True,
+    partitions_def=documents_partitions,
+)
+def sharegpt_format_check(
+    context: dg.AssetCheckExecutionContext, duckdb: PipelineDatabase
+) -> dg.AssetCheckResult:
+    """ShareGPT conversations parse and go human then gpt (after an optional system turn)."""
+    with duckdb.get_connection() as con:
+        rows = read_partition(con, SHAREGPT_EXAMPLES_TABLE, context.partition_key)
+    return _check_result(validate_sharegpt(rows))
+
+
+quality_checks = [generated_pairs_check, filtered_pairs_check, alpaca_format_check, sharegpt_format_check]

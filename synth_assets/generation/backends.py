@@ -1,0 +1,58 @@
+"""Generation backends that the generation resource can pick from."""
+
+from __future__ import annotations
+
+import time
+
+from synth_assets.generation.base import (
+    GeneratedPair,
+    GenerationFailure,
+    GenerationOutcome,
+    GenerationRequest,
+)
+from synth_assets.generation.model_free import MODEL_FREE_TEMPLATE_VERSION, generate_pairs
+
+
+class ModelFreeBackend:
+    """Writes pairs from each chunk's own sentences with fixed templates: no model, no GPU."""
+
+    generator = "model-free"
+    model = None
+    prompt_version = MODEL_FREE_TEMPLATE_VERSION
+
+    def __init__(self, pairs_per_chunk: int) -> None:
+        self.pairs_per_chunk = pairs_per_chunk
+
+    def generate(self, requests: list[GenerationRequest]) -> GenerationOutcome:
+        started = time.perf_counter()
+        outcome = GenerationOutcome()
+        for request in requests:
+            try:
+                pairs = generate_pairs(
+                    request.text,
+                    list(request.headings),
+                    max_pairs=self.pairs_per_chunk,
+                    title=request.title,
+                )
+            except Exception as error:  # a bug on one chunk must not lose the others
+                outcome.failures.append(
+                    GenerationFailure(request.chunk_id, 1, f"{type(error).__name__}: {error}")
+                )
+                continue
+            outcome.pairs.extend(
+                GeneratedPair(
+                    chunk_id=request.chunk_id,
+                    question=pair.question,
+                    answer=pair.answer,
+                    question_type=pair.question_type,
+                    evidence=pair.evidence,
+                )
+                for pair in pairs
+            )
+        outcome.stats = {
+            "requests": len(requests),
+            "pairs": len(outcome.pairs),
+            "failures": len(outcome.failures),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        return outcome

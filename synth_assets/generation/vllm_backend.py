@@ -1,0 +1,172 @@
+"""In-process vLLM: one engine per run process, every prompt of the step in one call.
+
+`vllm.LLM.chat` takes a list of conversations and schedules them all at once, so
+continuous batching keeps the GPU full; JSON-schema structured output
+(`StructuredOutputsParams(json=...)`, vLLM >= 0.12) makes every reply parse. This
+module imports without vllm: the import happens when the engine is built.
+
+Not run on a GPU by the test suite: the tests drive this code through a test double
+of `vllm.LLM` (see docs/GENERATION.md).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from synth_assets.generation.base import (
+    GeneratedPair,
+    GenerationFailure,
+    GenerationOutcome,
+    GenerationRequest,
+)
+from synth_assets.generation.cache import GenerationCache, cache_key
+from synth_assets.generation.prompts import (
+    PROMPT_VERSION,
+    ReplyParseError,
+    build_messages,
+    parse_reply,
+    qa_json_schema,
+)
+
+VLLM_INSTALL_HINT = (
+    "the vllm backend needs vLLM and a CUDA GPU: install the extra with "
+    "`pip install -e '.[vllm]'` on a machine with CUDA, or choose "
+    "SYNTH_ASSETS_GENERATION_BACKEND=openai (any OpenAI-compatible server) or model_free"
+)
+
+
+class VLLMUnavailableError(RuntimeError):
+    pass
+
+
+def build_engine(model: str, engine_options: dict[str, Any]):
+    """Build `vllm.LLM`, or say plainly why it cannot be built here."""
+    try:
+        import vllm
+    except ImportError as error:
+        raise VLLMUnavailableError(f"{VLLM_INSTALL_HINT} (import failed: {error})") from None
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if not has_cuda:
+        raise VLLMUnavailableError(f"{VLLM_INSTALL_HINT} (no CUDA device is visible)")
+    options = {key: value for key, value in engine_options.items() if value is not None}
+    return vllm.LLM(model=model, **options)
+
+
+class VLLMBackend:
+    generator = "vllm"
+    prompt_version = PROMPT_VERSION
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        engine_options: dict[str, Any],
+        sampling: dict[str, Any],
+        pairs_per_chunk: int,
+        max_attempts: int = 3,
+        cache: GenerationCache | None = None,
+        log=None,
+        engine=None,
+    ) -> None:
+        self.model = model
+        self.engine_options = engine_options
+        # temperature, top_p, max_tokens, seed, n
+        self.sampling = {key: value for key, value in sampling.items() if value is not None}
+        self.pairs_per_chunk = pairs_per_chunk
+        self.max_attempts = max_attempts
+        self.cache = cache
+        self.log = log
+        self._engine = engine
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            self._engine = build_engine(self.model, self.engine_options)
+        return self._engine
+
+    def close(self) -> None:
+        # Dropping the engine frees the GPU memory at resource teardown.
+        self._engine = None
+
+    def _sampling_params(self):
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        return SamplingParams(
+            **self.sampling,
+            structured_outputs=StructuredOutputsParams(json=qa_json_schema(self.pairs_per_chunk)),
+        )
+
+    def generate(self, requests: list[GenerationRequest]) -> GenerationOutcome:
+        started = time.perf_counter()
+        outcome = GenerationOutcome()
+        stats = {"chunks": len(requests), "requests": 0, "engine_calls": 0, "cache_hits": 0,
+                 "retries": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        conversations = {r.chunk_id: build_messages(r, self.pairs_per_chunk) for r in requests}
+        key_params = {**self.sampling, "pairs_per_chunk": self.pairs_per_chunk, "backend": "vllm"}
+        keys = {cid: cache_key(self.model, key_params, messages) for cid, messages in conversations.items()}
+        cached = self.cache.get_many(list(keys.values())) if self.cache else {}
+
+        pending: list[str] = []
+        for request in requests:
+            hit = cached.get(keys[request.chunk_id])
+            if hit is None:
+                pending.append(request.chunk_id)
+                continue
+            stats["cache_hits"] += 1
+            outcome.pairs.extend(self._pairs(request.chunk_id, parse_reply(hit.reply, self.pairs_per_chunk)))
+
+        errors: dict[str, str] = {}
+        attempts: dict[str, int] = {}
+        params = self._sampling_params() if pending else None
+        while pending:
+            # One call for every pending prompt of the step: vLLM batches them itself.
+            outputs = self.engine.chat([conversations[cid] for cid in pending], params, use_tqdm=False)
+            stats["engine_calls"] += 1
+            stats["requests"] += len(pending)
+            retry: list[str] = []
+            for chunk_id, output in zip(pending, outputs):
+                attempts[chunk_id] = attempts.get(chunk_id, 0) + 1
+                stats["prompt_tokens"] += len(output.prompt_token_ids or [])
+                pairs, error = [], None
+                for completion in output.outputs:  # n > 1 gives several completions
+                    stats["completion_tokens"] += len(completion.token_ids or [])
+                    try:
+                        parsed = parse_reply(completion.text, self.pairs_per_chunk)
+                    except ReplyParseError as parse_error:
+                        error = str(parse_error)
+                        continue
+                    pairs.extend(parsed)
+                    if self.cache:
+                        self.cache.put(keys[chunk_id], model=self.model, prompt_version=PROMPT_VERSION,
+                                       reply=completion.text,
+                                       prompt_tokens=len(output.prompt_token_ids or []),
+                                       completion_tokens=len(completion.token_ids or []))
+                if pairs:
+                    outcome.pairs.extend(self._pairs(chunk_id, pairs))
+                elif attempts[chunk_id] < self.max_attempts:
+                    retry.append(chunk_id)
+                else:
+                    errors[chunk_id] = error or "the model returned no completion"
+            stats["retries"] += len(retry)
+            pending = retry
+        outcome.failures = [GenerationFailure(cid, attempts[cid], err) for cid, err in errors.items()]
+        seconds = time.perf_counter() - started
+        stats.update(failures=len(outcome.failures), seconds=round(seconds, 3),
+                     completion_tokens_per_second=round(stats["completion_tokens"] / seconds, 1) if seconds else 0.0)
+        outcome.stats = stats
+        return outcome
+
+    @staticmethod
+    def _pairs(chunk_id: str, parsed: list[dict]) -> list[GeneratedPair]:
+        return [
+            GeneratedPair(chunk_id=chunk_id, question=p["question"], answer=p["answer"],
+                          question_type=p.get("question_type", "factual"))
+            for p in parsed
+        ]

@@ -1,0 +1,130 @@
+"""Great Expectations suites for the pipeline's tables (no Dagster here).
+
+Each suite is a list of expectations run against a pandas DataFrame of one document;
+the result is turned into check metadata: every expectation with its outcome, its
+observed value and a few failing values.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+import pandas as pd
+
+# GX would otherwise try to send usage statistics and draw progress bars in the logs.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+import great_expectations as gx  # noqa: E402
+from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+
+from synth_assets.core.formats import sharegpt_roles  # noqa: E402
+
+GENERATED_PAIRS_SUITE = "generated_qa_pairs_suite"
+FILTERED_PAIRS_SUITE = "filtered_qa_pairs_suite"
+ALPACA_SUITE = "alpaca_examples_suite"
+SHAREGPT_SUITE = "sharegpt_examples_suite"
+
+
+@dataclass
+class SuiteResult:
+    success: bool
+    metadata: dict
+    failed: list[str]
+
+
+@lru_cache(maxsize=1)
+def _batch_definition():
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_pandas("synth_assets")
+    asset = source.add_dataframe_asset("partition_rows")
+    return asset.add_batch_definition_whole_dataframe("whole_partition")
+
+
+def run_suite(name: str, expectations: list, frame: pd.DataFrame) -> SuiteResult:
+    """Validate `frame` against `expectations`; one metadata entry per expectation."""
+    suite = gx.ExpectationSuite(name=name, expectations=expectations)
+    batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
+    result = batch.validate(suite, result_format="SUMMARY")
+    metadata: dict = {"rows": len(frame)}
+    failed = []
+    for item in result.results:
+        config = item.expectation_config
+        column = config.kwargs.get("column", "table")
+        label = f"{config.type.removeprefix('expect_')}[{column}]"
+        details = {"success": bool(item.success)}
+        for key in ("observed_value", "unexpected_count", "unexpected_percent"):
+            if key in item.result and item.result[key] is not None:
+                value = item.result[key]
+                details[key] = round(value, 3) if isinstance(value, float) else value
+        unexpected = item.result.get("partial_unexpected_list")
+        if unexpected:
+            details["failing_values"] = [str(v)[:120] for v in unexpected[:5]]
+        metadata[label] = details
+        if not item.success:
+            failed.append(label)
+    return SuiteResult(success=bool(result.success), metadata=metadata, failed=failed)
+
+
+def _pair_expectations(min_q: int, max_q: int, min_a: int, max_a: int) -> list:
+    E = gx.expectations
+    return [
+        *(E.ExpectColumnValuesToNotBeNull(column=c) for c in ("pair_id", "chunk_id", "question", "answer", "generator", "prompt_version")),
+        E.ExpectColumnValuesToBeUnique(column="pair_id"),
+        E.ExpectColumnValueLengthsToBeBetween(column="question", min_value=min_q, max_value=max_q),
+        E.ExpectColumnValueLengthsToBeBetween(column="answer", min_value=min_a, max_value=max_a),
+    ]
+
+
+def validate_generated_pairs(pairs: pd.DataFrame, chunk_ids: set[str]) -> SuiteResult:
+    """Generation sanity: complete rows, unique ids, every pair traced to a chunk of this document."""
+    E = gx.expectations
+    expectations = [
+        *(E.ExpectColumnValuesToNotBeNull(column=c) for c in ("pair_id", "chunk_id", "question", "answer", "generator", "prompt_version")),
+        E.ExpectColumnValuesToBeUnique(column="pair_id"),
+        E.ExpectColumnValueLengthsToBeBetween(column="question", min_value=1),
+        E.ExpectColumnValueLengthsToBeBetween(column="answer", min_value=1),
+        E.ExpectColumnValuesToBeInSet(column="chunk_id", value_set=sorted(chunk_ids) or [""]),
+    ]
+    return run_suite(GENERATED_PAIRS_SUITE, expectations, pairs)
+
+
+def validate_filtered_pairs(pairs: pd.DataFrame, config) -> SuiteResult:
+    """The kept pairs: complete, lengths within the filter's bounds, unique questions,
+    and grounded in their chunk at or above the threshold."""
+    E = gx.expectations
+    frame = pairs.assign(
+        normalised_question=pairs["question"].fillna("").str.lower().str.replace(r"[^\w ]", "", regex=True).str.split().str.join(" ")
+    )
+    expectations = [
+        *_pair_expectations(config.min_question_chars, config.max_question_chars, config.min_answer_chars, config.max_answer_chars),
+        E.ExpectColumnValuesToBeUnique(column="normalised_question"),
+        E.ExpectColumnValuesToBeBetween(column="grounding", min_value=config.min_grounding, max_value=1.0),
+    ]
+    return run_suite(FILTERED_PAIRS_SUITE, expectations, frame)
+
+
+def validate_alpaca(rows: pd.DataFrame) -> SuiteResult:
+    """Alpaca rows: instruction and output present, input a string, provenance kept."""
+    E = gx.expectations
+    expectations = [
+        *(E.ExpectColumnValuesToNotBeNull(column=c) for c in ("instruction", "input", "output", "pair_id", "chunk_id", "source_file")),
+        E.ExpectColumnValueLengthsToBeBetween(column="instruction", min_value=1),
+        E.ExpectColumnValueLengthsToBeBetween(column="output", min_value=1),
+        E.ExpectColumnValuesToBeUnique(column="pair_id"),
+    ]
+    return run_suite(ALPACA_SUITE, expectations, rows)
+
+
+def validate_sharegpt(rows: pd.DataFrame) -> SuiteResult:
+    """ShareGPT rows: conversations parse and go (system,) human, gpt."""
+    E = gx.expectations
+    frame = rows.assign(roles=rows["conversations"].map(sharegpt_roles))
+    expectations = [
+        *(E.ExpectColumnValuesToNotBeNull(column=c) for c in ("conversations", "pair_id", "chunk_id", "source_file")),
+        E.ExpectColumnValuesToBeInSet(column="roles", value_set=["human,gpt", "system,human,gpt"]),
+        E.ExpectColumnValuesToBeUnique(column="pair_id"),
+    ]
+    return run_suite(SHAREGPT_SUITE, expectations, frame)

@@ -1,0 +1,51 @@
+"""Where the documents come from."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from synth_assets.core.documents import DEFAULT_MAX_FILE_MB, discover_documents
+
+DOCUMENTS_DIR_ENV = "SYNTH_ASSETS_DOCUMENTS_DIR"
+DEFAULT_DOCUMENTS_DIR = "examples/documents"
+MAX_FILE_MB_ENV = "SYNTH_ASSETS_MAX_FILE_MB"
+
+
+class DocumentsFolder(dg.ConfigurableResource):
+    """The folder of source documents; each supported file becomes one partition."""
+
+    path: str = DEFAULT_DOCUMENTS_DIR
+    max_file_mb: float = DEFAULT_MAX_FILE_MB
+
+    @classmethod
+    def from_env(cls) -> "DocumentsFolder":
+        return cls(
+            path=os.environ.get(DOCUMENTS_DIR_ENV, DEFAULT_DOCUMENTS_DIR),
+            max_file_mb=float(os.environ.get(MAX_FILE_MB_ENV, DEFAULT_MAX_FILE_MB)),
+        )
+
+    @property
+    def root(self) -> Path:
+        return Path(self.path).resolve()
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_file_mb * 1024 * 1024)
+
+    def discover(self) -> dict[str, Path]:
+        """Partition key -> file, for every document in the folder."""
+        if not self.root.is_dir():
+            raise dg.Failure(f"documents folder {self.root} does not exist ({DOCUMENTS_DIR_ENV})")
+        return discover_documents(self.root)
+
+    def path_for(self, document_id: str) -> Path:
+        documents = self.discover()
+        if document_id not in documents:
+            raise dg.Failure(
+                f"document '{document_id}' is registered as a partition but no file in "
+                f"{self.root} has that key any more (was it renamed or removed?)"
+            )
+        return documents[document_id]

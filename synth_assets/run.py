@@ -1,0 +1,146 @@
+"""`python -m synth_assets.run`: register the documents and materialise everything.
+
+Each document runs as its own partition run on the project's Dagster instance (the
+one `make ui` shows), so a bad file fails only its own run; then the training dataset
+is built from every document that made it. Running it again replaces rows, it never
+duplicates them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import dagster as dg
+from tqdm import tqdm
+
+from synth_assets import definitions
+from synth_assets.jobs import BUILD_TRAINING_DATASET_JOB, PROCESS_DOCUMENTS_JOB
+from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
+from synth_assets.storage import (
+    DOCUMENT_CHUNKS_TABLE,
+    FILTERED_QA_PAIRS_TABLE,
+    GENERATED_QA_PAIRS_TABLE,
+    PARSED_DOCUMENTS_TABLE,
+    REJECTED_QA_PAIRS_TABLE,
+)
+
+
+def register_documents(instance: dg.DagsterInstance, keys: list[str]) -> list[str]:
+    """Add a partition for every document not yet registered; return the new keys."""
+    known = set(instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME))
+    new = [key for key in keys if key not in known]
+    if new:
+        instance.add_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME, new)
+    return new
+
+
+def failure_reason(result: dg.ExecuteInProcessResult) -> str:
+    """The first step failure's message (it names the file), or the failed checks."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            message = error.message.strip() if error else "unknown error"
+            return message.split("\n")[0].removeprefix("dagster._core.definitions.events.Failure: ")
+    failed_checks = [
+        f"{evaluation.asset_check_key.name}: {evaluation.description}"
+        for evaluation in result.get_asset_check_evaluations()
+        if not evaluation.passed
+    ]
+    return "; ".join(failed_checks) or "run failed"
+
+
+def run_all(
+    defs: dg.Definitions, instance: dg.DagsterInstance, *, show_progress: bool = True
+) -> dict:
+    """Materialise every document, then the training dataset; return a summary."""
+    documents = defs.resources["documents"]
+    keys = list(documents.discover())
+    register_documents(instance, keys)
+    document_job = defs.resolve_job_def(PROCESS_DOCUMENTS_JOB)
+    failures: dict[str, str] = {}
+    blocked: dict[str, str] = {}
+    progress = tqdm(keys, desc="documents", unit="doc", disable=not show_progress, file=sys.stdout)
+    for key in progress:
+        progress.set_postfix_str(key[:40])
+        result = document_job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+        failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
+        if not result.success:
+            failures[key] = failure_reason(result)
+        elif failed_checks:
+            blocked[key] = failure_reason(result)
+    export = defs.resolve_job_def(BUILD_TRAINING_DATASET_JOB).execute_in_process(
+        instance=instance, raise_on_error=False
+    )
+    export_dir = None
+    if export.success:
+        materialization = export.asset_materializations_for_node("training_dataset")[0]
+        export_dir = materialization.metadata["export_dir"].value
+    return {
+        "documents": keys,
+        "failed": failures,
+        "blocked_by_checks": blocked,
+        "export_ok": export.success,
+        "export_error": None if export.success else failure_reason(export),
+        "export_dir": export_dir,
+        **count_rows(defs, keys),
+    }
+
+
+def count_rows(defs: dg.Definitions, keys: list[str]) -> dict[str, int]:
+    with defs.resources["duckdb"].get_connection() as con:
+        def count(table: str) -> int:
+            return con.execute(
+                f"SELECT count(*) FROM {table} WHERE document_id IN (SELECT unnest(?))", [keys]
+            ).fetchone()[0]
+
+        return {
+            "parsed": count(PARSED_DOCUMENTS_TABLE),
+            "chunks": count(DOCUMENT_CHUNKS_TABLE),
+            "pairs_generated": count(GENERATED_QA_PAIRS_TABLE),
+            "pairs_kept": count(FILTERED_QA_PAIRS_TABLE),
+            "pairs_rejected": count(REJECTED_QA_PAIRS_TABLE),
+        }
+
+
+def format_summary(summary: dict, seconds: float) -> str:
+    lines = [
+        "",
+        f"synth_assets: {len(summary['documents'])} documents in {seconds:.1f} s",
+        f"  parsed:          {summary['parsed']}",
+        f"  failed:          {len(summary['failed'])}",
+    ]
+    lines += [f"    - {key}: {reason}" for key, reason in summary["failed"].items()]
+    if summary["blocked_by_checks"]:
+        lines.append(f"  blocked by checks: {len(summary['blocked_by_checks'])}")
+        lines += [f"    - {key}: {reason}" for key, reason in summary["blocked_by_checks"].items()]
+    lines += [
+        f"  chunks:          {summary['chunks']}",
+        f"  pairs generated: {summary['pairs_generated']}",
+        f"  pairs kept:      {summary['pairs_kept']} ({summary['pairs_rejected']} rejected, kept in rejected_qa_pairs)",
+    ]
+    if summary["export_ok"]:
+        lines.append(f"  dataset:         {summary['export_dir']}")
+    else:
+        lines.append(f"  dataset:         NOT exported: {summary['export_error']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    # Dagster's per-event console logging would bury the progress bar; the full
+    # event log stays in the instance for the UI.
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    started = time.perf_counter()
+    with dg.DagsterInstance.get() as instance:
+        summary = run_all(definitions.defs, instance, show_progress=not args.no_progress)
+    print(format_summary(summary, time.perf_counter() - started))
+    return 0 if summary["export_ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""DuckDB tables of the pipeline and the one way rows get into them.
+
+Every partitioned table has a `document_id` column (the partition key). A partition
+is written by deleting its rows and inserting the new ones in one transaction, so
+re-materialising a document replaces its rows and never duplicates them, and a crash
+in the middle leaves the previous rows intact.
+
+The tables are created from explicit DDL rather than inferred from a DataFrame:
+DuckDB types an all-NULL column as NULL and later string writes to it then fail.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+RAW_DOCUMENTS_TABLE = "raw_documents"
+PARSED_DOCUMENTS_TABLE = "parsed_documents"
+DOCUMENT_CHUNKS_TABLE = "document_chunks"
+GENERATED_QA_PAIRS_TABLE = "generated_qa_pairs"
+GENERATION_FAILURES_TABLE = "generation_failures"
+FILTERED_QA_PAIRS_TABLE = "filtered_qa_pairs"
+REJECTED_QA_PAIRS_TABLE = "rejected_qa_pairs"
+ALPACA_EXAMPLES_TABLE = "alpaca_examples"
+SHAREGPT_EXAMPLES_TABLE = "sharegpt_examples"
+
+_PAIR_COLUMNS = """
+    pair_id VARCHAR NOT NULL,
+    document_id VARCHAR NOT NULL,
+    chunk_id VARCHAR NOT NULL,
+    question VARCHAR,
+    answer VARCHAR,
+    question_type VARCHAR,
+    evidence VARCHAR,
+    generator VARCHAR NOT NULL,
+    model VARCHAR,
+    prompt_version VARCHAR NOT NULL
+"""
+
+_PROVENANCE_COLUMNS = """
+    pair_id VARCHAR NOT NULL,
+    document_id VARCHAR NOT NULL,
+    chunk_id VARCHAR NOT NULL,
+    source_file VARCHAR,
+    heading_path VARCHAR,
+    page_start INTEGER,
+    page_end INTEGER,
+    generator VARCHAR,
+    model VARCHAR,
+    prompt_version VARCHAR
+"""
+
+TABLE_DDL: dict[str, str] = {
+    RAW_DOCUMENTS_TABLE: """
+        document_id VARCHAR NOT NULL,
+        relative_path VARCHAR NOT NULL,
+        file_name VARCHAR NOT NULL,
+        format VARCHAR NOT NULL,
+        size_bytes BIGINT NOT NULL,
+        sha256 VARCHAR NOT NULL,
+        modified_at DOUBLE
+    """,
+    PARSED_DOCUMENTS_TABLE: """
+        document_id VARCHAR NOT NULL,
+        file_name VARCHAR NOT NULL,
+        parser VARCHAR NOT NULL,
+        num_pages INTEGER,
+        num_text_items INTEGER,
+        markdown VARCHAR,
+        docling_json VARCHAR
+    """,
+    DOCUMENT_CHUNKS_TABLE: """
+        chunk_id VARCHAR NOT NULL,
+        document_id VARCHAR NOT NULL,
+        chunk_index INTEGER NOT NULL,
+        text VARCHAR NOT NULL,
+        body VARCHAR NOT NULL,
+        heading_path VARCHAR,
+        page_start INTEGER,
+        page_end INTEGER,
+        n_tokens INTEGER NOT NULL,
+        overlap_tokens INTEGER NOT NULL,
+        boilerplate BOOLEAN NOT NULL,
+        tokenizer VARCHAR NOT NULL
+    """,
+    GENERATED_QA_PAIRS_TABLE: _PAIR_COLUMNS,
+    GENERATION_FAILURES_TABLE: """
+        document_id VARCHAR NOT NULL,
+        chunk_id VARCHAR NOT NULL,
+        generator VARCHAR NOT NULL,
+        model VARCHAR,
+        prompt_version VARCHAR NOT NULL,
+        attempts INTEGER NOT NULL,
+        error VARCHAR NOT NULL
+    """,
+    FILTERED_QA_PAIRS_TABLE: _PAIR_COLUMNS + ", grounding DOUBLE",
+    REJECTED_QA_PAIRS_TABLE: _PAIR_COLUMNS + ", grounding DOUBLE, reject_reasons VARCHAR[] NOT NULL",
+    ALPACA_EXAMPLES_TABLE: "instruction VARCHAR NOT NULL, input VARCHAR NOT NULL, output VARCHAR NOT NULL,"
+    + _PROVENANCE_COLUMNS,
+    SHAREGPT_EXAMPLES_TABLE: "conversations VARCHAR NOT NULL," + _PROVENANCE_COLUMNS,
+}
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every pipeline table that does not exist yet."""
+    for table, columns in TABLE_DDL.items():
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+
+
+def table_columns(table: str) -> list[str]:
+    """The column names of `table` in DDL order."""
+    columns = []
+    for line in TABLE_DDL[table].replace(",", "\n").splitlines():
+        words = line.split()
+        if words and words[0] not in ("NOT", "NULL"):
+            columns.append(words[0])
+    return columns
+
+
+def replace_partition_rows(
+    con: duckdb.DuckDBPyConnection, table: str, document_id: str, rows: pd.DataFrame
+) -> int:
+    """Replace the rows of one document in `table` with `rows`, atomically.
+
+    Missing columns are written as NULL and extra columns are an error, so a change
+    of schema shows up here rather than as silently dropped data.
+    """
+    ensure_tables(con)
+    columns = table_columns(table)
+    extra = set(rows.columns) - set(columns)
+    if extra:
+        raise ValueError(f"{table}: unexpected columns {sorted(extra)}")
+    frame = rows.reindex(columns=columns)
+    frame["document_id"] = document_id
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"DELETE FROM {table} WHERE document_id = ?", [document_id])
+        if len(frame):
+            con.register("incoming_rows", frame)
+            con.execute(f"INSERT INTO {table} SELECT {', '.join(columns)} FROM incoming_rows")
+            con.unregister("incoming_rows")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return len(frame)
+
+
+def read_partition(con: duckdb.DuckDBPyConnection, table: str, document_id: str) -> pd.DataFrame:
+    """All rows of one document in `table` (an empty frame with the columns if none)."""
+    ensure_tables(con)
+    return con.execute(f"SELECT * FROM {table} WHERE document_id = ?", [document_id]).df()
+
+
+def delete_document(con: duckdb.DuckDBPyConnection, document_id: str) -> None:
+    """Remove a document's rows from every table (used when its file is removed)."""
+    ensure_tables(con)
+    con.execute("BEGIN TRANSACTION")
+    for table in TABLE_DDL:
+        con.execute(f"DELETE FROM {table} WHERE document_id = ?", [document_id])
+    con.execute("COMMIT")
