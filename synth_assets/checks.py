@@ -5,7 +5,6 @@ go on. Each check's metadata lists every expectation with its observed value and
 few failing values.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -9,7 +9,6 @@ duplicates them.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 
@@ -28,6 +27,11 @@ from synth_assets.storage import (
 )
 
 
+# Dagster's per-event console lines would bury the progress bar and the summary; the
+# full event log is still stored on the instance, for the UI.
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
 def register_documents(instance: dg.DagsterInstance, keys: list[str]) -> list[str]:
     """Add a partition for every document not yet registered; return the new keys."""
     known = set(instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME))
@@ -38,18 +42,13 @@ def register_documents(instance: dg.DagsterInstance, keys: list[str]) -> list[st
 
 
 def failure_reason(result: dg.ExecuteInProcessResult) -> str:
-    """The first step failure's message (it names the file), or the failed checks."""
+    """The first step failure's message (for bad input it names the file and the reason)."""
     for event in result.all_events:
         if event.is_step_failure:
             error = event.step_failure_data.error
             message = error.message.strip() if error else "unknown error"
             return message.split("\n")[0].removeprefix("dagster._core.definitions.events.Failure: ")
-    failed_checks = [
-        f"{evaluation.asset_check_key.name}: {evaluation.description}"
-        for evaluation in result.get_asset_check_evaluations()
-        if not evaluation.passed
-    ]
-    return "; ".join(failed_checks) or "run failed"
+    return "run failed"
 
 
 def run_all(
@@ -65,14 +64,16 @@ def run_all(
     progress = tqdm(keys, desc="documents", unit="doc", disable=not show_progress, file=sys.stdout)
     for key in progress:
         progress.set_postfix_str(key[:40])
-        result = document_job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+        result = document_job.execute_in_process(
+            partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE
+        )
         failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
-        if not result.success:
+        if failed_checks:
+            blocked[key] = "; ".join(f"{e.asset_check_key.name}: {e.description}" for e in failed_checks)
+        elif not result.success:
             failures[key] = failure_reason(result)
-        elif failed_checks:
-            blocked[key] = failure_reason(result)
     export = defs.resolve_job_def(BUILD_TRAINING_DATASET_JOB).execute_in_process(
-        instance=instance, raise_on_error=False
+        instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE
     )
     export_dir = None
     if export.success:
@@ -132,9 +133,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    # Dagster's per-event console logging would bury the progress bar; the full
-    # event log stays in the instance for the UI.
-    logging.getLogger("dagster").setLevel(logging.WARNING)
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         summary = run_all(definitions.defs, instance, show_progress=not args.no_progress)

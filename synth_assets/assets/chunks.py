@@ -1,6 +1,5 @@
 """Chunk: cut each parsed document into token-bounded, overlapping, heading-aware chunks."""
 
-from __future__ import annotations
 
 import pandas as pd
 

@@ -1,6 +1,5 @@
 """Curate: keep the pairs worth training on; keep the others apart with their reasons."""
 
-from __future__ import annotations
 
 from collections import Counter
 

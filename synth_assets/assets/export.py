@@ -1,6 +1,5 @@
 """Export: training formats per document, and the merged dataset fine-tuners load."""
 
-from __future__ import annotations
 
 import json
 import shutil
@@ -97,6 +96,7 @@ def _write_format(rows: pd.DataFrame, name: str, splits: dict[str, str], target:
     """Write one format as an HF DatasetDict (save_to_disk) and one JSONL file per split."""
     import datasets
 
+    datasets.disable_progress_bars()  # one bar per shard would flood the run log
     rows = rows.assign(_split=rows["document_id"].map(splits))
     counts, parts = {}, {}
     for split in ("train", "validation"):

@@ -1,15 +1,14 @@
 """Generate: question-answer pairs for every chunk, from the configured backend."""
 
-from __future__ import annotations
 
 import pandas as pd
 
 import dagster as dg
 
-from synth_assets.assets.chunks import document_chunks
+from synth_assets.assets.chunks import HEADING_SEPARATOR, document_chunks
 from synth_assets.generation.base import GenerationRequest
 from synth_assets.partitions import documents_partitions
-from synth_assets.resources.generation import GenerationResource
+from synth_assets.resources.generation import GPU_POOL, GenerationResource
 from synth_assets.resources.storage import PipelineDatabase
 from synth_assets.storage import (
     DOCUMENT_CHUNKS_TABLE,
@@ -38,6 +37,8 @@ def pairs_preview(pairs: pd.DataFrame, limit: int = 5) -> str:
     group_name=GENERATE_GROUP,
     kinds={"duckdb"},
     code_version="1",
+    # One run at a time on the GPU; the limit is set in dagster.yaml (concurrency.pools).
+    pool=GPU_POOL,
 )
 def generated_qa_pairs(
     context: dg.AssetExecutionContext, generation: GenerationResource, duckdb: PipelineDatabase
@@ -45,26 +46,32 @@ def generated_qa_pairs(
     """Question-answer pairs written for each chunk, grounded in that chunk's text.
 
     Each row records the generator, the model (if any) and the prompt version it came
-    from. Chunks the backend could not answer are kept in generation_failures with
-    their error, never dropped silently.
+    from. All chunks of every document in the run go to the backend in one call, so a
+    GPU batches them. Chunks the backend could not answer are kept in
+    generation_failures with their error, never dropped silently.
     """
-    document_id = context.partition_key
+    document_ids = list(context.partition_keys)
+    requests = []
+    boilerplate_skipped = 0
     with duckdb.get_connection() as con:
-        chunks = read_partition(con, DOCUMENT_CHUNKS_TABLE, document_id)
-        raw = read_partition(con, RAW_DOCUMENTS_TABLE, document_id)
-    title = raw["file_name"].iloc[0].rsplit(".", 1)[0] if len(raw) else None
-    prose = chunks[~chunks["boilerplate"]].sort_values("chunk_index")
-    requests = [
-        GenerationRequest(
-            document_id=document_id,
-            chunk_id=row.chunk_id,
-            text=row.text,
-            headings=tuple(filter(None, (row.heading_path or "").split(" > "))),
-            title=title,
-        )
-        for row in prose.itertuples()
-    ]
-    backend = generation.create_backend()
+        for document_id in document_ids:
+            chunks = read_partition(con, DOCUMENT_CHUNKS_TABLE, document_id)
+            raw = read_partition(con, RAW_DOCUMENTS_TABLE, document_id)
+            title = raw["file_name"].iloc[0].rsplit(".", 1)[0] if len(raw) else None
+            prose = chunks[~chunks["boilerplate"]].sort_values("chunk_index")
+            boilerplate_skipped += len(chunks) - len(prose)
+            requests += [
+                GenerationRequest(
+                    document_id=document_id,
+                    chunk_id=row.chunk_id,
+                    text=row.text,
+                    headings=tuple(filter(None, (row.heading_path or "").split(HEADING_SEPARATOR))),
+                    title=title,
+                )
+                for row in prose.itertuples()
+            ]
+    backend = generation.create_backend(context.log)
+    context.log.info(f"generating pairs for {len(requests)} chunks with {backend.generator} ({backend.model or 'no model'})")
     outcome = backend.generate(requests)
 
     provenance = {
@@ -72,12 +79,14 @@ def generated_qa_pairs(
         "model": backend.model,
         "prompt_version": backend.prompt_version,
     }
+    document_of = {request.chunk_id: request.document_id for request in requests}
     pair_rows, counters = [], {}
     for pair in outcome.pairs:
         counters[pair.chunk_id] = counters.get(pair.chunk_id, 0) + 1
         pair_rows.append(
             {
                 "pair_id": f"{pair.chunk_id}#q{counters[pair.chunk_id]:02d}",
+                "document_id": document_of[pair.chunk_id],
                 "chunk_id": pair.chunk_id,
                 "question": pair.question,
                 "answer": pair.answer,
@@ -86,32 +95,41 @@ def generated_qa_pairs(
                 **provenance,
             }
         )
-    pairs = pd.DataFrame(pair_rows)
+    pairs = pd.DataFrame(pair_rows, columns=["pair_id", "document_id", "chunk_id", "question", "answer",
+                                             "question_type", "evidence", *provenance])
     failures = pd.DataFrame(
         [
-            {"chunk_id": f.chunk_id, "attempts": f.attempts, "error": f.error, **provenance}
+            {"document_id": document_of[f.chunk_id], "chunk_id": f.chunk_id, "attempts": f.attempts,
+             "error": f.error, **provenance}
             for f in outcome.failures
-        ]
+        ],
+        columns=["document_id", "chunk_id", "attempts", "error", *provenance],
     )
     with duckdb.get_connection() as con:
-        replace_partition_rows(con, GENERATED_QA_PAIRS_TABLE, document_id, pairs)
-        replace_partition_rows(con, GENERATION_FAILURES_TABLE, document_id, failures)
+        for document_id in document_ids:
+            replace_partition_rows(con, GENERATED_QA_PAIRS_TABLE, document_id,
+                                   pairs[pairs["document_id"] == document_id])
+            replace_partition_rows(con, GENERATION_FAILURES_TABLE, document_id,
+                                   failures[failures["document_id"] == document_id])
+    for failure in outcome.failures:
+        context.log.warning(f"{failure.chunk_id}: no pairs after {failure.attempts} attempts: {failure.error}")
     context.log.info(
-        f"{document_id}: {len(pairs)} pairs from {len(requests)} chunks "
-        f"({len(chunks) - len(prose)} boilerplate chunks skipped, {len(failures)} failed)"
+        f"{len(pairs)} pairs from {len(requests)} chunks "
+        f"({boilerplate_skipped} boilerplate chunks skipped, {len(failures)} failed)"
     )
     type_mix = pairs["question_type"].value_counts().to_dict() if len(pairs) else {}
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(pairs),
+            "documents": len(document_ids),
             "chunks_sent": len(requests),
-            "boilerplate_chunks_skipped": len(chunks) - len(prose),
+            "boilerplate_chunks_skipped": boilerplate_skipped,
             "failed_chunks": len(failures),
             "generator": backend.generator,
             "model": backend.model or "none",
             "prompt_version": backend.prompt_version,
             "question_types": dg.MetadataValue.json(type_mix),
-            **{f"generation_{k}": v for k, v in outcome.stats.items()},
+            **{f"generation_{key}": value for key, value in outcome.stats.items()},
             "preview": dg.MetadataValue.md(pairs_preview(pairs)),
         }
     )

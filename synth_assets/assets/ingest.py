@@ -1,6 +1,5 @@
 """Ingest: find each document, fingerprint it, and parse it with docling."""
 
-from __future__ import annotations
 
 import pandas as pd
 

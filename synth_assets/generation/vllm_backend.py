@@ -11,6 +11,7 @@ of `vllm.LLM` (see docs/GENERATION.md).
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -20,7 +21,7 @@ from synth_assets.generation.base import (
     GenerationOutcome,
     GenerationRequest,
 )
-from synth_assets.generation.cache import GenerationCache, cache_key
+from synth_assets.generation.cache import CacheEntry, GenerationCache, cache_key
 from synth_assets.generation.prompts import (
     PROMPT_VERSION,
     ReplyParseError,
@@ -70,6 +71,7 @@ class VLLMBackend:
         sampling: dict[str, Any],
         pairs_per_chunk: int,
         max_attempts: int = 3,
+        engine_batch_size: int | None = None,
         cache: GenerationCache | None = None,
         log=None,
         engine=None,
@@ -80,6 +82,10 @@ class VLLMBackend:
         self.sampling = {key: value for key, value in sampling.items() if value is not None}
         self.pairs_per_chunk = pairs_per_chunk
         self.max_attempts = max_attempts
+        # None: every pending prompt in one engine call (best batching). vLLM's offline
+        # API returns only when a call is complete, so replies reach the cache per call;
+        # a number bounds what a crash in the middle can lose.
+        self.engine_batch_size = engine_batch_size
         self.cache = cache
         self.log = log
         self._engine = engine
@@ -109,7 +115,8 @@ class VLLMBackend:
         stats = {"chunks": len(requests), "requests": 0, "engine_calls": 0, "cache_hits": 0,
                  "retries": 0, "prompt_tokens": 0, "completion_tokens": 0}
         conversations = {r.chunk_id: build_messages(r, self.pairs_per_chunk) for r in requests}
-        key_params = {**self.sampling, "pairs_per_chunk": self.pairs_per_chunk, "backend": "vllm"}
+        key_params = {**self.sampling, "pairs_per_chunk": self.pairs_per_chunk, "backend": "vllm",
+                      "structured_output": "json_schema"}
         keys = {cid: cache_key(self.model, key_params, messages) for cid, messages in conversations.items()}
         cached = self.cache.get_many(list(keys.values())) if self.cache else {}
 
@@ -120,40 +127,18 @@ class VLLMBackend:
                 pending.append(request.chunk_id)
                 continue
             stats["cache_hits"] += 1
-            outcome.pairs.extend(self._pairs(request.chunk_id, parse_reply(hit.reply, self.pairs_per_chunk)))
+            for text in json.loads(hit.reply):
+                outcome.pairs.extend(self._pairs(request.chunk_id, parse_reply(text, self.pairs_per_chunk)))
 
         errors: dict[str, str] = {}
         attempts: dict[str, int] = {}
         params = self._sampling_params() if pending else None
         while pending:
-            # One call for every pending prompt of the step: vLLM batches them itself.
-            outputs = self.engine.chat([conversations[cid] for cid in pending], params, use_tqdm=False)
-            stats["engine_calls"] += 1
-            stats["requests"] += len(pending)
             retry: list[str] = []
-            for chunk_id, output in zip(pending, outputs):
-                attempts[chunk_id] = attempts.get(chunk_id, 0) + 1
-                stats["prompt_tokens"] += len(output.prompt_token_ids or [])
-                pairs, error = [], None
-                for completion in output.outputs:  # n > 1 gives several completions
-                    stats["completion_tokens"] += len(completion.token_ids or [])
-                    try:
-                        parsed = parse_reply(completion.text, self.pairs_per_chunk)
-                    except ReplyParseError as parse_error:
-                        error = str(parse_error)
-                        continue
-                    pairs.extend(parsed)
-                    if self.cache:
-                        self.cache.put(keys[chunk_id], model=self.model, prompt_version=PROMPT_VERSION,
-                                       reply=completion.text,
-                                       prompt_tokens=len(output.prompt_token_ids or []),
-                                       completion_tokens=len(completion.token_ids or []))
-                if pairs:
-                    outcome.pairs.extend(self._pairs(chunk_id, pairs))
-                elif attempts[chunk_id] < self.max_attempts:
-                    retry.append(chunk_id)
-                else:
-                    errors[chunk_id] = error or "the model returned no completion"
+            wave_size = self.engine_batch_size or len(pending)
+            for start in range(0, len(pending), wave_size):
+                wave = pending[start : start + wave_size]
+                retry += self._run_wave(wave, conversations, keys, params, attempts, errors, outcome, stats)
             stats["retries"] += len(retry)
             pending = retry
         outcome.failures = [GenerationFailure(cid, attempts[cid], err) for cid, err in errors.items()]
@@ -162,6 +147,42 @@ class VLLMBackend:
                      completion_tokens_per_second=round(stats["completion_tokens"] / seconds, 1) if seconds else 0.0)
         outcome.stats = stats
         return outcome
+
+    def _run_wave(self, wave, conversations, keys, params, attempts, errors, outcome, stats) -> list[str]:
+        """One engine call for `wave`; returns the chunks to try again."""
+        outputs = self.engine.chat([conversations[cid] for cid in wave], params, use_tqdm=False)
+        stats["engine_calls"] += 1
+        stats["requests"] += len(wave)
+        retry, entries = [], []
+        for chunk_id, output in zip(wave, outputs):
+            attempts[chunk_id] = attempts.get(chunk_id, 0) + 1
+            prompt_tokens = len(output.prompt_token_ids or [])
+            stats["prompt_tokens"] += prompt_tokens
+            pairs, error, good_texts, completion_tokens = [], None, [], 0
+            for completion in output.outputs:  # n > 1 gives several completions
+                completion_tokens += len(completion.token_ids or [])
+                try:
+                    pairs.extend(parse_reply(completion.text, self.pairs_per_chunk))
+                    good_texts.append(completion.text)
+                except ReplyParseError as parse_error:
+                    error = str(parse_error)
+            stats["completion_tokens"] += completion_tokens
+            if good_texts:
+                # Only replies that parse are cached (a bad one is asked for again); the
+                # value is the list of the chunk's completions, so n > 1 survives a hit.
+                entries.append(CacheEntry(keys[chunk_id], self.model, PROMPT_VERSION,
+                                          json.dumps(good_texts), prompt_tokens, completion_tokens))
+            if pairs:
+                outcome.pairs.extend(self._pairs(chunk_id, pairs))
+            elif attempts[chunk_id] < self.max_attempts:
+                retry.append(chunk_id)
+            else:
+                errors[chunk_id] = error or "the model returned no completion"
+        if self.cache and entries:
+            self.cache.put_many(entries)
+        if self.log:
+            self.log.info(f"vLLM: {len(wave)} prompts in one engine call, {len(retry)} to retry")
+        return retry
 
     @staticmethod
     def _pairs(chunk_id: str, parsed: list[dict]) -> list[GeneratedPair]:

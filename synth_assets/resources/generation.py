@@ -1,11 +1,27 @@
-"""The generation resource: one place that decides which backend writes the pairs."""
+"""The generation resource: one place that decides which backend writes the pairs.
+
+Backends (SYNTH_ASSETS_GENERATION_BACKEND):
+- `model_free` (default): pairs from each chunk's own sentences; no model, runs anywhere.
+- `openai`: any OpenAI-compatible server at `base_url` (vllm serve, SGLang, TGI,
+  llama.cpp, Ollama, hosted APIs); async, bounded concurrency, retries.
+- `vllm`: vLLM in this process (the `[vllm]` extra and a CUDA GPU); one engine per run
+  process, every prompt of the step in one call.
+- `vllm_serve`: starts `vllm serve` from `vllm_executable` on 127.0.0.1, uses it as an
+  `openai` server, and stops it when the step ends.
+
+Model backends share a content-addressed cache in DuckDB (`cache_path`), so a repeated
+or resumed run does not pay for a generation it already has. The backend is built
+lazily, on the first chunk it is asked for, and closed at resource teardown, so steps
+that only need the tokenizer (document_chunks) never start an engine.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from synth_assets.core.chunking import (
     DEFAULT_BUFFER_TOKENS,
@@ -20,35 +36,74 @@ from synth_assets.generation.base import GenerationBackend
 GENERATION_BACKEND_ENV = "SYNTH_ASSETS_GENERATION_BACKEND"
 GENERATION_MODEL_ENV = "SYNTH_ASSETS_MODEL"
 PAIRS_PER_CHUNK_ENV = "SYNTH_ASSETS_PAIRS_PER_CHUNK"
+BASE_URL_ENV = "SYNTH_ASSETS_OPENAI_BASE_URL"
+API_KEY_ENV_NAME_ENV = "SYNTH_ASSETS_API_KEY_ENV"
+MAX_CONCURRENCY_ENV = "SYNTH_ASSETS_MAX_CONCURRENCY"
+CACHE_PATH_ENV = "SYNTH_ASSETS_GENERATION_CACHE"
+VLLM_EXECUTABLE_ENV = "SYNTH_ASSETS_VLLM_EXECUTABLE"
 DEFAULT_PAIRS_PER_CHUNK = 5
+DEFAULT_CACHE_PATH = "data/generation_cache.duckdb"
+GPU_POOL = "gpu"
+
+Backend = Literal["model_free", "openai", "vllm", "vllm_serve"]
 
 
 class GenerationResource(dg.ConfigurableResource):
-    """Writes grounded question-answer pairs for chunks.
+    """Writes grounded question-answer pairs for chunks; every row records the backend,
+    the model and the prompt version it came from."""
 
-    The embedded default is the model-free backend, which runs anywhere. Every row
-    records the backend, the model and the prompt version it came from.
-    """
-
-    backend: Literal["model_free"] = "model_free"
+    backend: Backend = "model_free"
     model: str | None = None
     pairs_per_chunk: int = DEFAULT_PAIRS_PER_CHUNK
-    # The model's context and the tokens it may write: they size the chunks
-    # (chunk_size = max_seq_len - 2 x generation_tokens - buffer_tokens).
+    # The model's context and the tokens it may write size the chunks:
+    # chunk_size = max_seq_len - 2 x generation_tokens - buffer_tokens.
     max_seq_len: int = DEFAULT_MAX_SEQ_LEN
     generation_tokens: int = DEFAULT_GENERATION_TOKENS
     buffer_tokens: int = DEFAULT_BUFFER_TOKENS
     overlap_tokens: int = DEFAULT_OVERLAP_TOKENS
     # Tokenizer used to size chunks; defaults to the model's own when it is local.
     tokenizer: str | None = None
+    # Sampling (every model backend).
+    temperature: float = 0.7
+    top_p: float = 0.95
+    seed: int | None = 0
+    n: int = 1
+    max_attempts: int = 3
+    # OpenAI-compatible servers.
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = "OPENAI_API_KEY"  # the NAME of the variable holding the key
+    max_concurrency: int = 64
+    timeout_s: float = 120.0
+    use_json_schema: bool = True
+    # vLLM engine (in process, or passed to `vllm serve`).
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    dtype: str = "auto"
+    quantization: str | None = None
+    vllm_executable: str = "vllm"
+    cache_path: str | None = DEFAULT_CACHE_PATH
+
+    _backend: Any = PrivateAttr(default=None)
+    _server: Any = PrivateAttr(default=None)
 
     @classmethod
     def from_env(cls) -> "GenerationResource":
-        return cls(
-            backend=os.environ.get(GENERATION_BACKEND_ENV, "model_free"),
-            model=os.environ.get(GENERATION_MODEL_ENV) or None,
-            pairs_per_chunk=int(os.environ.get(PAIRS_PER_CHUNK_ENV, DEFAULT_PAIRS_PER_CHUNK)),
-        )
+        env = os.environ
+        settings: dict[str, Any] = {
+            "backend": env.get(GENERATION_BACKEND_ENV, "model_free"),
+            "model": env.get(GENERATION_MODEL_ENV) or None,
+            "pairs_per_chunk": int(env.get(PAIRS_PER_CHUNK_ENV, DEFAULT_PAIRS_PER_CHUNK)),
+            "cache_path": env.get(CACHE_PATH_ENV, DEFAULT_CACHE_PATH),
+        }
+        if BASE_URL_ENV in env:
+            settings["base_url"] = env[BASE_URL_ENV]
+        if API_KEY_ENV_NAME_ENV in env:
+            settings["api_key_env"] = env[API_KEY_ENV_NAME_ENV]
+        if MAX_CONCURRENCY_ENV in env:
+            settings["max_concurrency"] = int(env[MAX_CONCURRENCY_ENV])
+        if VLLM_EXECUTABLE_ENV in env:
+            settings["vllm_executable"] = env[VLLM_EXECUTABLE_ENV]
+        return cls(**settings)
 
     @property
     def chunk_tokens(self) -> int:
@@ -58,7 +113,102 @@ class GenerationResource(dg.ConfigurableResource):
     def tokenizer_name(self) -> str | None:
         return self.tokenizer or self.model
 
-    def create_backend(self) -> GenerationBackend:
+    def sampling(self) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.generation_tokens,
+            "seed": self.seed,
+            "n": self.n,
+        }
+
+    def engine_options(self) -> dict[str, Any]:
+        return {
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "max_model_len": self.max_seq_len,
+            "dtype": self.dtype,
+            "quantization": self.quantization,
+            "seed": self.seed,
+        }
+
+    def _cache(self):
+        if not self.cache_path:
+            return None
+        from synth_assets.generation.cache import GenerationCache
+
+        return GenerationCache(self.cache_path)
+
+    def _require_model(self) -> str:
+        if not self.model:
+            raise dg.Failure(
+                f"the {self.backend} backend needs a model: set {GENERATION_MODEL_ENV} "
+                "(e.g. Qwen/Qwen2.5-7B-Instruct)"
+            )
+        return self.model
+
+    def create_backend(self, log=None) -> GenerationBackend:
+        """The configured backend, built once per run process and reused by every step."""
+        if self._backend is not None:
+            return self._backend
         if self.backend == "model_free":
-            return ModelFreeBackend(pairs_per_chunk=self.pairs_per_chunk)
-        raise dg.Failure(f"unknown generation backend {self.backend!r}")
+            backend = ModelFreeBackend(pairs_per_chunk=self.pairs_per_chunk)
+        elif self.backend in ("openai", "vllm_serve"):
+            backend = self._openai_backend(log)
+        elif self.backend == "vllm":
+            from synth_assets.generation.vllm_backend import VLLMBackend, VLLMUnavailableError, build_engine
+
+            model = self._require_model()
+            try:
+                engine = build_engine(model, self.engine_options())
+            except VLLMUnavailableError as error:
+                raise dg.Failure(str(error), allow_retries=False) from None
+            backend = VLLMBackend(
+                model=model, engine_options=self.engine_options(), sampling=self.sampling(),
+                pairs_per_chunk=self.pairs_per_chunk, max_attempts=self.max_attempts,
+                cache=self._cache(), log=log, engine=engine,
+            )
+        else:  # pydantic already refuses other names; this guards future edits
+            raise dg.Failure(f"unknown generation backend {self.backend!r}")
+        self._backend = backend
+        return backend
+
+    def _openai_backend(self, log):
+        from synth_assets.generation.openai_backend import OpenAIBackend
+
+        model = self._require_model()
+        base_url = self.base_url
+        if self.backend == "vllm_serve":
+            from synth_assets.generation.vllm_server import ManagedVLLMServer, free_port, vllm_serve_command
+
+            port = free_port()
+            options = {k: v for k, v in self.engine_options().items() if k != "seed"}
+            command = vllm_serve_command(self.vllm_executable, model, port, options)
+            log_line = log.info if log else print
+            self._server = ManagedVLLMServer(command, port, log_line=log_line).start()
+            base_url = self._server.base_url
+        return OpenAIBackend(
+            base_url=base_url,
+            model=model,
+            api_key_env=self.api_key_env,
+            pairs_per_chunk=self.pairs_per_chunk,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=self.generation_tokens,
+            seed=self.seed,
+            max_concurrency=self.max_concurrency,
+            timeout_s=self.timeout_s,
+            max_attempts=self.max_attempts,
+            use_json_schema=self.use_json_schema,
+            cache=self._cache(),
+            log=log,
+        )
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        close = getattr(self._backend, "close", None)
+        if close:
+            close()
+        self._backend = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None

@@ -1,0 +1,122 @@
+"""The asset graph on a test instance: what a user sees after `make run`."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import datasets
+import duckdb
+import pytest
+
+from synth_assets.definitions import build_definitions
+from synth_assets.generation.base import GeneratedPair, GenerationOutcome
+from synth_assets.resources.generation import GenerationResource
+from synth_assets.run import format_summary, run_all
+from synth_assets.storage import (
+    ALPACA_EXAMPLES_TABLE,
+    FILTERED_QA_PAIRS_TABLE,
+    GENERATED_QA_PAIRS_TABLE,
+    REJECTED_QA_PAIRS_TABLE,
+)
+
+
+def table_counts(db_path: str) -> dict[str, int]:
+    with duckdb.connect(db_path, read_only=True) as con:
+        return {
+            table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("raw_documents", "document_chunks", GENERATED_QA_PAIRS_TABLE,
+                          FILTERED_QA_PAIRS_TABLE, REJECTED_QA_PAIRS_TABLE, ALPACA_EXAMPLES_TABLE,
+                          "sharegpt_examples")
+        }
+
+
+def test_run_all_builds_a_dataset_and_is_idempotent(pipeline_resources, instance, tmp_path):
+    defs = build_definitions(pipeline_resources)
+    summary = run_all(defs, instance, show_progress=False)
+
+    assert summary["failed"] == {} and summary["blocked_by_checks"] == {}
+    assert summary["parsed"] == 3
+    assert summary["pairs_kept"] > 10
+    assert summary["pairs_generated"] == summary["pairs_kept"] + summary["pairs_rejected"]
+    text = format_summary(summary, 1.0)
+    assert "pairs kept" in text and str(tmp_path / "exports") in text
+
+    db = pipeline_resources["duckdb"].database
+    first = table_counts(db)
+    # Every kept answer is found in its chunk's text (whitespace and case normalised).
+    with duckdb.connect(db, read_only=True) as con:
+        ungrounded = con.execute(
+            """SELECT count(*) FROM filtered_qa_pairs p JOIN document_chunks c USING (chunk_id)
+               WHERE strpos(lower(regexp_replace(c.text, '\\s+', ' ', 'g')),
+                            lower(regexp_replace(trim(p.answer), '\\s+', ' ', 'g'))) = 0"""
+        ).fetchone()[0]
+        provenance = con.execute(
+            "SELECT DISTINCT generator, prompt_version FROM generated_qa_pairs"
+        ).fetchall()
+    assert ungrounded == 0
+    assert provenance and all(gen == "model-free" and version for gen, version in provenance)
+
+    # Running again replaces rows: nothing is duplicated.
+    run_all(defs, instance, show_progress=False)
+    assert table_counts(db) == first
+
+    # The exports load with `datasets`, and no document is in both splits.
+    export_dir = Path(summary["export_dir"])
+    alpaca = datasets.load_from_disk(str(export_dir / "alpaca"))
+    assert set(alpaca) == {"train", "validation"}
+    assert len(alpaca["train"]) + len(alpaca["validation"]) == summary["pairs_kept"]
+    assert not set(alpaca["train"]["document_id"]) & set(alpaca["validation"]["document_id"])
+    sharegpt = datasets.load_dataset(
+        "json", data_files=str(export_dir / "sharegpt_train.jsonl"), split="train"
+    )
+    assert [turn["from"] for turn in sharegpt[0]["conversations"]] == ["human", "gpt"]
+
+
+def test_bad_document_fails_alone_with_its_name(pipeline_resources, documents_dir, instance):
+    (documents_dir / "broken report.pdf").write_bytes(b"this is not a pdf at all")
+    (documents_dir / "empty.md").write_bytes(b"")
+    summary = run_all(build_definitions(pipeline_resources), instance, show_progress=False)
+
+    assert set(summary["failed"]) == {key for key in summary["documents"] if "broken" in key or "empty" in key}
+    assert len(summary["failed"]) == 2
+    for key, reason in summary["failed"].items():
+        assert ("broken report.pdf" in reason) or ("empty.md" in reason)
+    assert summary["parsed"] == 3 and summary["export_ok"]
+
+
+class EmptyAnswerForDocx(GenerationResource):
+    """A generation backend double that writes an empty answer for the Word document."""
+
+    def create_backend(self, log=None):
+        real = super().create_backend(log)
+
+        class Backend:
+            generator, model, prompt_version = real.generator, real.model, real.prompt_version
+
+            def generate(self, requests):
+                outcome = real.generate(requests)
+                pairs = [
+                    GeneratedPair(p.chunk_id, p.question, "" if "docx" in p.chunk_id else p.answer, p.question_type)
+                    for p in outcome.pairs
+                ]
+                return GenerationOutcome(pairs=pairs, failures=outcome.failures, stats=outcome.stats)
+
+        return Backend()
+
+
+def test_failing_check_blocks_only_its_document(pipeline_resources, instance):
+    defs = build_definitions({**pipeline_resources, "generation": EmptyAnswerForDocx()})
+    summary = run_all(defs, instance, show_progress=False)
+
+    docx_key = next(key for key in summary["documents"] if "docx" in key)
+    assert list(summary["blocked_by_checks"]) == [docx_key]
+    assert "answer" in summary["blocked_by_checks"][docx_key]
+    # The blocked document never reached curation or export; the others did.
+    for asset in ("filtered_qa_pairs", "alpaca_examples"):
+        materialized = instance.get_materialized_partitions(dg.AssetKey(asset))
+        assert materialized == set(summary["documents"]) - {docx_key}
+    with duckdb.connect(pipeline_resources["duckdb"].database, read_only=True) as con:
+        exported = {row[0] for row in con.execute("SELECT DISTINCT document_id FROM alpaca_examples").fetchall()}
+    assert docx_key not in exported

@@ -1,0 +1,159 @@
+"""The in-process vLLM backend through a test double of `vllm` (no GPU here).
+
+These tests check what our code does with vLLM's documented offline API: one
+`LLM.chat` call for every prompt of the step, sampling parameters and JSON-schema
+structured output mapped from configuration, retries of unparseable replies, the
+cache, and a clear error when vllm is not installed. They do not run a real engine.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from dataclasses import dataclass, field
+
+import dagster as dg
+import pytest
+
+from synth_assets.generation.base import GenerationRequest
+from synth_assets.generation.cache import GenerationCache
+from synth_assets.generation.prompts import qa_json_schema
+from synth_assets.generation.vllm_backend import VLLMBackend, VLLMUnavailableError, build_engine
+from synth_assets.resources.generation import GenerationResource
+
+
+@dataclass
+class FakeCompletion:
+    text: str
+    token_ids: list[int] = field(default_factory=lambda: [1] * 40)
+
+
+@dataclass
+class FakeRequestOutput:
+    outputs: list[FakeCompletion]
+    prompt_token_ids: list[int] = field(default_factory=lambda: [1] * 300)
+
+
+class FakeLLM:
+    """Records every chat call; replies with valid JSON unless told to garble a chunk."""
+
+    def __init__(self, garble_first_attempt_of: set[str] = frozenset(), always_garble: set[str] = frozenset()):
+        self.calls: list[tuple[list, object]] = []
+        self.garble_first = set(garble_first_attempt_of)
+        self.always_garble = set(always_garble)
+
+    def chat(self, conversations, sampling_params, use_tqdm=True):
+        self.calls.append((conversations, sampling_params))
+        outputs = []
+        for messages in conversations:
+            user = messages[-1]["content"]
+            marker = next((m for m in self.garble_first | self.always_garble if m in user), None)
+            if marker and (marker in self.always_garble or marker in self.garble_first):
+                self.garble_first.discard(marker)
+                outputs.append(FakeRequestOutput([FakeCompletion("I cannot answer that")]))
+                continue
+            reply = {"pairs": [{"question": f"What is said about {marker or 'it'}?", "answer": "It is said.", "question_type": "factual"}]}
+            outputs.append(FakeRequestOutput([FakeCompletion(json.dumps(reply))]))
+        return outputs
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    """A stand-in `vllm` module with the documented SamplingParams/StructuredOutputsParams."""
+    module = types.ModuleType("vllm")
+    sampling_module = types.ModuleType("vllm.sampling_params")
+
+    class SamplingParams:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+
+    class StructuredOutputsParams:
+        def __init__(self, json=None, **kwargs):
+            self.json = json
+
+    built = []
+
+    class LLM(FakeLLM):
+        def __init__(self, model, **options):
+            super().__init__()
+            built.append((model, options))
+
+    module.SamplingParams = SamplingParams
+    module.LLM = LLM
+    module.built = built
+    sampling_module.StructuredOutputsParams = StructuredOutputsParams
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", sampling_module)
+    return module
+
+
+def requests_for(*names: str) -> list[GenerationRequest]:
+    return [GenerationRequest(document_id="doc", chunk_id=f"doc#c{i}", text=f"Text about {name}.") for i, name in enumerate(names)]
+
+
+def backend_with(engine, **kwargs) -> VLLMBackend:
+    return VLLMBackend(
+        model="Qwen/Qwen2.5-7B-Instruct",
+        engine_options={},
+        sampling={"temperature": 0.3, "top_p": 0.9, "max_tokens": 512, "seed": 7, "n": 1},
+        pairs_per_chunk=3,
+        engine=engine,
+        **kwargs,
+    )
+
+
+def test_every_prompt_goes_to_the_engine_in_one_call_with_mapped_parameters(fake_vllm):
+    engine = FakeLLM()
+    outcome = backend_with(engine).generate(requests_for("ducks", "geese", "swans", "teal"))
+
+    assert len(engine.calls) == 1
+    conversations, params = engine.calls[0]
+    assert len(conversations) == 4 and conversations[0][0]["role"] == "system"
+    assert params.kwargs["temperature"] == 0.3 and params.kwargs["top_p"] == 0.9
+    assert params.kwargs["max_tokens"] == 512 and params.kwargs["seed"] == 7 and params.kwargs["n"] == 1
+    assert params.kwargs["structured_outputs"].json == qa_json_schema(3)
+    assert len(outcome.pairs) == 4 and not outcome.failures
+    assert outcome.stats["prompt_tokens"] == 4 * 300 and outcome.stats["completion_tokens"] == 4 * 40
+
+
+def test_unparseable_replies_are_retried_then_recorded_without_failing_others(fake_vllm):
+    engine = FakeLLM(garble_first_attempt_of={"geese"}, always_garble={"swans"})
+    outcome = backend_with(engine, max_attempts=3).generate(requests_for("ducks", "geese", "swans"))
+
+    # First call: all three; then only the two bad ones; then only the hopeless one.
+    assert [len(conversations) for conversations, _ in engine.calls] == [3, 2, 1]
+    assert {p.chunk_id for p in outcome.pairs} == {"doc#c0", "doc#c1"}
+    assert [(f.chunk_id, f.attempts) for f in outcome.failures] == [("doc#c2", 3)]
+    assert outcome.stats["retries"] == 3
+
+
+def test_cached_replies_are_not_generated_again(fake_vllm, tmp_path):
+    cache = GenerationCache(tmp_path / "cache.duckdb")
+    first = FakeLLM()
+    backend_with(first, cache=cache).generate(requests_for("ducks", "geese"))
+    again = FakeLLM()
+    outcome = backend_with(again, cache=cache).generate(requests_for("ducks", "geese", "swans"))
+
+    assert [len(c) for c, _ in again.calls] == [1]  # only the new chunk reaches the engine
+    assert outcome.stats["cache_hits"] == 2 and len(outcome.pairs) == 3
+
+
+def test_engine_options_reach_vllm_llm(fake_vllm):
+    build_engine.__globals__  # the module is importable without vllm; the import is lazy
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(VLLMUnavailableError, match="CUDA"):
+            build_engine("m", {"tensor_parallel_size": 2})
+    resource = GenerationResource(backend="vllm", model="m", tensor_parallel_size=2, quantization="awq")
+    options = resource.engine_options()
+    assert options["tensor_parallel_size"] == 2 and options["quantization"] == "awq"
+    assert options["max_model_len"] == resource.max_seq_len and options["gpu_memory_utilization"] == 0.9
+
+
+def test_choosing_vllm_without_vllm_fails_at_setup_with_install_hint(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
+    resource = GenerationResource(backend="vllm", model="Qwen/Qwen2.5-7B-Instruct")
+    with pytest.raises(dg.Failure, match=r"\[vllm\]"):
+        resource.create_backend()
