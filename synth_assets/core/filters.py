@@ -66,11 +66,14 @@ STOPWORDS = frozenset(
 
 # Short answers ("Armonk, New York") are legitimately made of content words only, and
 # a share of a handful of words says little: an answer is judged from this many words
-# on, and its stopword share from MIN_WORDS_FOR_RATIO words on.
-MIN_WORDS_FOR_LANGUAGE_CHECK = 8
+# on (the shortest sentence the model-free generator uses), and its stopword share
+# from MIN_WORDS_FOR_RATIO words on.
+MIN_WORDS_FOR_LANGUAGE_CHECK = 6
 MIN_WORDS_FOR_RATIO = 12
 # Stopwords that are also words of Latin filler text ("in", "at", "a"): lorem ipsum
-# contains a few of these, English of eight words or more nearly always has others too.
+# contains a few of these; an English sentence nearly always has others too (a terse
+# headline-like one such as "Wang introduced dedicated word processing machines." does
+# not, and is rejected).
 LATIN_LOOKALIKES = frozenset({"a", "am", "at", "do", "in", "me", "no"})
 
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")  # letters only, for the stopword share
@@ -138,7 +141,7 @@ def is_question(text: str) -> bool:
     stripped = (text or "").strip()
     if not stripped:
         return False
-    if stripped.rstrip("\"'”’)]»").endswith(("?", "？")):
+    if stripped.rstrip("\"'”’)]»!").endswith(("?", "？")):  # also "?!" and "?\""
         return True
     first = stripped.split(maxsplit=1)[0].strip(string.punctuation).lower()
     return first in IMPERATIVE_VERBS

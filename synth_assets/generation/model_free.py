@@ -8,6 +8,7 @@ construction; the question is built from the same sentence by fixed rules:
 - what:  "X is a/an/the Y"              -> "What is X?"
          "X is called Y"                -> "What is X called?"
          "X contains/includes/... Y"    -> "What does X contain?"
+         "X is strong and ..."          -> "What is X like?"
 - which: "X is the largest Y"           -> "Which is the largest Y?"
          "X eat Y such as A, B"         -> "Which Y do X eat?"
 - why:   "A because/due to/since/so that/in order to B", "To B, A"
@@ -17,7 +18,14 @@ construction; the question is built from the same sentence by fixed rules:
          "To do B, do C:" + list        -> "How do you do B?"
 - when:  a sentence with a year         -> "When did X do Y?" (the date removed)
 - who:   "Name invented/founded/... Y"  -> "Who invented Y?"; also "Y was invented by Name"
-- explain (fallback): "Explain <key phrase> in the context of <section (document)>."
+- explain (fallback): "Explain/Describe <subject or key phrase> in the context of
+         <section (document)>."
+An opening phrase is kept ("In 1961, who developed ...?"); a connective ("However,")
+and a slide label ("Education: ...") are dropped.
+
+Answers are prose sentences (6-60 words, ending in . or !, mostly Latin letters, no
+markup or citation markers, not a title); the one exception is an instruction line
+ending in ":" followed by its list items, which is answered by the line and the items.
 
 Turning a clause into a question ("ducks feed on land" -> "do ducks feed on land")
 uses auxiliary inversion or do-support with a small verb lexicon; a sentence whose
@@ -34,7 +42,10 @@ from __future__ import annotations
 import re
 import string
 import zlib
+from collections import Counter
 from dataclasses import dataclass
+
+from synth_assets.core.filters import STOPWORDS as _STOPWORDS
 
 MODEL_FREE_TEMPLATE_VERSION = "model-free-v1"
 QUESTION_TYPES = ("what", "how", "why", "when", "who", "which", "explain")
@@ -53,17 +64,6 @@ BANNED_IN_QUESTIONS = re.compile(
 # Small word lists (lowercase)
 # ---------------------------------------------------------------------------
 
-_STOPWORDS = frozenset(
-    """a about after again against all also an and any are as at be because been before
-    being between both but by can could did do does doing down during each either even
-    every few for from further had has have having he her here hers him his how however
-    i if in into is it its itself just may me might more most much must my no nor not
-    now of off on once one only or other our ours out over own same shall she should
-    since so some such than that the their theirs them then there these they this those
-    though through thus to too under until up upon us very via was we were what when
-    where whether which while who whom whose why will with within without would yet you
-    your""".split()
-)
 # A subject starting with one of these points back to an earlier sentence (or is no
 # subject at all, like "but the nostrils ...").
 _ANAPHORIC = frozenset(
@@ -118,7 +118,11 @@ specialize spend split spread stand start stay stop store strain study submerge 
 suffer suggest supply support survive swim take teach tend test think trace track trade
 train transfer translate trap travel treat try turn understand undergo unite use vary
 visit wait walk want watch win work write yield have analyse analyze automate
-enhance integrate leverage predate transform
+enhance integrate leverage predate transform resemble lack possess weigh cost mean range
+mate moult molt adapt consume depict derive dominate estimate exceed favour favor host
+outnumber pose reproduce sustain threaten utilise utilize wear assist compose disappear
+evaluate govern handle install mature predict process regulate respond select solve
+tolerate transport update
 """.split()
 _IRREGULAR = {  # base: (past, past participle)
     "become": ("became", "become"), "begin": ("began", "begun"), "break": ("broke", "broken"),
@@ -148,9 +152,9 @@ _IRREGULAR = {  # base: (past, past participle)
 
 def _conjugate() -> tuple[dict[str, str], dict[str, str], frozenset[str]]:
     """Third-person and past forms of _VERBS, each mapped to its base form."""
-    present: dict[str, str] = {"has": "have", "does": "do", "goes": "go"}
-    past: dict[str, str] = {"had": "have"}
-    participles: set[str] = {"been", "had"}
+    present: dict[str, str] = {"has": "have"}
+    past: dict[str, str] = {}
+    participles: set[str] = {"been"}
     for base in _VERBS:
         if base.endswith(("s", "x", "z", "ch", "sh", "o")):
             present.setdefault(base + "es", base)
@@ -177,7 +181,6 @@ def _conjugate() -> tuple[dict[str, str], dict[str, str], frozenset[str]]:
         for form in regular:
             past[form] = base
             participles.add(form)
-    past["found"] = "find"
     return present, past, frozenset(participles)
 
 
@@ -425,6 +428,7 @@ def _is_prose(sentence: str) -> bool:
 @dataclass
 class _Context:
     lowercase_words: frozenset[str]  # words the chunk uses in lowercase
+    name_words: frozenset[str]  # capitalised words the chunk uses inside sentences
     topic: str | None  # section heading (and document title) for the fallback
 
 
@@ -441,16 +445,23 @@ def _bare(token: str) -> str:
 
 
 def _lower_first(phrase: str, ctx: _Context) -> str:
-    """Lowercase the first word if it is capitalised only because it starts a sentence."""
+    """Lowercase the first word if it is capitalised only because it starts a sentence.
+
+    That is so when the chunk also uses it in lowercase, or when it modifies a
+    lowercase word ("Dabbling ducks") and never appears capitalised mid-sentence (as
+    names do: "Microsoft products").
+    """
     words = phrase.split(" ", 1)
     first = words[0]
     core = first.lstrip(_OPENERS)
     if core[:1].isupper() and (core[1:].islower() or core == "A"):
         lowered = core.lower()
+        modifier = len(words) > 1 and words[1][:1].islower() and core not in ctx.name_words
         if (
             lowered in _STOPWORDS | _DETERMINERS | _ADVERBS
             or lowered in ctx.lowercase_words
             or lowered.endswith("ly")
+            or modifier
         ):
             words[0] = first[: len(first) - len(core)] + lowered
     return " ".join(words)
@@ -476,7 +487,7 @@ def _valid_subject(words: list[str]) -> bool:
     if any(w.endswith((",", ";", ":")) or "(" in w or ")" in w for w in words):
         return False
     last = _bare(words[-1])
-    if not last or last in _STOPWORDS or last in _DETERMINERS:
+    if not last or (last in _STOPWORDS and last not in _ADVERBS) or last in _DETERMINERS:
         return False
     content = [w for w in words if _bare(w) and _bare(w) not in _STOPWORDS | _DETERMINERS]
     return bool(content) and all(any(c.isalpha() for c in w) or w in "-–" for w in words)
@@ -669,7 +680,7 @@ def _which(sentence: str, ctx: _Context) -> tuple[str, str] | None:
         if not obj or _bare(obj[0]) not in _PARTICIPLES:
             return None
         participle, obj = obj[0], obj[1:]
-    while obj and (_bare(obj[0]) in _DETERMINERS or _bare(obj[0]) in {"of", "number", "variety", "range"}):
+    while obj and _bare(obj[0]) in _DETERMINERS | {"of", "number", "variety", "range"}:
         obj = obj[1:]  # "a number of isolated islands" -> "isolated islands"
     if not 1 <= len(obj) <= 5 or any(_bare(w) in _STOPWORDS for w in obj):
         return None
@@ -682,6 +693,7 @@ def _which(sentence: str, ctx: _Context) -> tuple[str, str] | None:
     return "which", _with_intro(intro, question)
 
 
+_HEDGES = "possibly|probably|perhaps|partly|mainly|largely|mostly|likely"
 _WHY_CUE = re.compile(r"\b(?:because|due to|owing to|in order to|so that|, since)\b", re.I)
 
 
@@ -689,7 +701,8 @@ def _why(sentence: str, ctx: _Context) -> tuple[str, str] | None:
     text = _clause_text(sentence)
     # "Because B, A" and "To do B, A": the reason or purpose comes first
     lead = re.match(r"(?:Because|Since|To)\s([^,]{3,}?),\s+(.+)$", text)
-    reason_first = lead is not None and not re.search(r"\d", lead.group(1))  # "Since 1990," is a time
+    # "Since 1990, ..." is a time, not a reason
+    reason_first = lead is not None and not re.search(r"\d", lead.group(1))
     if reason_first:
         intro, main = _split_intro(lead.group(2))
     else:
@@ -698,10 +711,10 @@ def _why(sentence: str, ctx: _Context) -> tuple[str, str] | None:
         if cue is None or re.match(r"\s*\d", text[cue.end() :]):
             return None
         main = text[: cue.start()].rstrip(" ,;")
-        main = re.sub(r",?\s+(?:possibly|probably|perhaps|partly|mainly|largely|mostly|likely)$", "", main)
+        main = re.sub(rf",?\s+(?:{_HEDGES})$", "", main)  # "..., possibly because"
         if "," in main:
             return None  # the reason may belong to a later clause than the subject's
-    if len(main.split()) < 4:
+    if len(main.split()) < 3:
         return None
     clause = _parse_clause(main)
     if clause is not None:
@@ -721,6 +734,7 @@ def _why(sentence: str, ctx: _Context) -> tuple[str, str] | None:
     return "why", _with_intro(intro, question)
 
 
+_USED_FOR = frozenset({"to", "for", "as", "in"})
 _HOW_CUE = re.compile(r"\s(?:by\s+(?=[\w-]+ing\b)|through\s|using\s|via\s|with the help of\s)")
 
 
@@ -732,7 +746,7 @@ def _how(sentence: str, ctx: _Context) -> tuple[str, str] | None:
         rest = clause.rest.split()
         if rest and (_bare(rest[0]) in _ADVERBS or _bare(rest[0]).endswith("ly")):
             rest = rest[1:]
-        if len(rest) > 1 and _bare(rest[0]) == "used" and _bare(rest[1]) in {"to", "for", "as", "in"}:
+        if len(rest) > 1 and _bare(rest[0]) == "used" and _bare(rest[1]) in _USED_FOR:
             subject = _lower_first(clause.subject, ctx)
             return "how", _with_intro(intro, f"How {clause.verb} {subject} used?")
     cue = _HOW_CUE.search(main)
@@ -749,7 +763,9 @@ def _how(sentence: str, ctx: _Context) -> tuple[str, str] | None:
 
 def _how_to(intro_line: str) -> tuple[str, str] | None:
     """"To get started, first do X:" -> "How do you get started?" (instructions)."""
-    match = re.match(r"To\s+(\w+)\s+([^,]{2,80}?),\s*(?:first\s+|then\s+|simply\s+|just\s+)?(\w+)", intro_line)
+    match = re.match(
+        r"To\s+(\w+)\s+([^,]{2,80}?),\s*(?:(?:first|then|simply|just)\s+)?(\w+)", intro_line
+    )
     if match is None or match.group(1).lower() not in _BASE or match.group(3).lower() not in _BASE:
         return None
     return "how", f"How do you {match.group(1).lower()} {match.group(2)}?"
@@ -806,7 +822,9 @@ def _who(sentence: str, ctx: _Context) -> tuple[str, str] | None:
     clause = _parse_clause(main)
     if clause is None or clause.kind != "aux" or clause.verb not in {"was", "were", "is", "are"}:
         return None
-    match = re.match(r"(?:first\s+)?(\S+)\s+(?:[^,;]*?\s)?by\s+((?:[A-Z][\w.'’-]*\s?){1,4})", clause.rest)
+    match = re.match(
+        r"(?:first\s+)?(\S+)\s+(?:[^,;]*?\s)?by\s+((?:[A-Z][\w.'’-]*\s?){1,4})", clause.rest
+    )
     if match and _bare(match.group(1)) in _WHO_VERBS and _is_name(match.group(2).split(), ctx):
         subject = _lower_first(_trim(clause.subject), ctx)
         return "who", _with_intro(intro, f"Who {_bare(match.group(1))} {subject}?")
@@ -845,9 +863,12 @@ def _key_phrase(sentence: str, ctx: _Context) -> str | None:
     intro, main = _split_intro(sentence)
     clause = _parse_clause(main)
     if clause is not None and len(clause.subject.split()) <= 8:
-        content = [w for w in clause.subject.split() if _is_content_word(w)]
-        if len(content) >= 2 and not any(_bare(w) in _ADVERBS | {"no"} for w in clause.subject.split()):
-            return _lower_first(clause.subject, ctx)
+        subject = clause.subject.split()
+        while subject and (_bare(subject[-1]) in _ADVERBS or _bare(subject[-1]).endswith("ly")):
+            subject.pop()  # "The plumage of juvenile birds generally resembles ..."
+        content = [w for w in subject if _is_content_word(w)]
+        if len(content) >= 2 and not any(_bare(w) in _ADVERBS | {"no"} for w in subject):
+            return _lower_first(" ".join(subject), ctx)
 
     words = sentence.split()
     runs: list[list[int]] = []
@@ -964,11 +985,16 @@ def _units(text: str) -> list[_Unit]:
             if k + 1 < len(spans):
                 ns, ne = spans[k + 1]
                 first = _bare(paragraph[ns:ne].split()[0])
-                if first in _ANAPHORIC and first not in {"which", "who", "there", "here"} and not paragraph[e:ns].strip():
-                    joined = paragraph[s:ne]
-                    if len(joined.split()) <= MAX_ANSWER_WORDS and _is_prose(paragraph[ns:ne]):
-                        units[-1].evidence = joined
-                        units[-1].covers = (len(units) - 1, len(units))
+                continues = first in _ANAPHORIC - {"which", "who", "there", "here"}
+                joined = paragraph[s:ne]
+                if (
+                    continues
+                    and not paragraph[e:ns].strip()  # nothing (no citation) in between
+                    and len(joined.split()) <= MAX_ANSWER_WORDS
+                    and _is_prose(paragraph[ns:ne])
+                ):
+                    units[-1].evidence = joined
+                    units[-1].covers = (len(units) - 1, len(units))
         # "Do this:" followed by list items: the intro with its items is one answer.
         if paragraph.rstrip().endswith(":") and index + 1 < len(paragraphs):
             items = []
@@ -990,24 +1016,22 @@ def _units(text: str) -> list[_Unit]:
 
 
 def _candidates(unit: _Unit, ctx: _Context) -> list[tuple[str, str]]:
+    """(type, question) for every rule that fits the unit and gives a usable question."""
     if unit.is_list:
-        if not _is_latin_prose(unit.sentence) or not unit.sentence[:1].isupper():
+        if not (_is_latin_prose(unit.sentence) and unit.sentence[:1].isupper()):
             return []
         intro = _clause_text(unit.sentence.rstrip(":"))
-        found = [f for f in (_how_to(intro), _what(intro, ctx)) if f is not None]
-        return [(kind, _tidy(question)) for kind, question in found]
-    if not _is_prose(unit.sentence) or _bare(unit.sentence.split()[0]) in _ANAPHORIC:
+        found = [_how_to(intro), _what(intro, ctx)]
+    elif _is_prose(unit.sentence) and _bare(unit.sentence.split()[0]) not in _ANAPHORIC:
+        found = [rule(unit.sentence, ctx) for rule in _RULES]
+    else:
         return []
     out = []
-    for rule in _RULES:
-        found = rule(unit.sentence, ctx)
-        if found is None:
-            continue
-        kind, question = found
+    for kind, question in filter(None, found):
         question = _tidy(question)
-        ok_end = question.endswith("?") or (kind == "explain" and question.endswith("."))
+        ends_well = question.endswith("?") or (kind == "explain" and question.endswith("."))
         if (
-            ok_end
+            ends_well
             and len(question.split()) >= 3
             and len(question) <= MAX_QUESTION_CHARS
             and not BANNED_IN_QUESTIONS.search(question)
@@ -1023,14 +1047,15 @@ def generate_pairs(
     """Up to `max_pairs` grounded question-answer pairs from a chunk's own sentences.
 
     Each answer is a verbatim slice of `text` (after normalising whitespace and case)
-    and no two pairs share an evidence sentence. Question types are taken in turns
-    (what, why, how, when, who, which, explain) so a chunk gets a mix. Headings and the
-    title only give context to the fallback question; they are never answers.
+    and no two pairs share an evidence sentence. Question types are taken in turns so a
+    chunk gets a mix, with "explain" last in every turn. Headings and the title only give
+    context to questions; they are never answers. Pairs come in the order of the text.
     """
     if max_pairs <= 0 or not text or not text.strip():
         return []
     ctx = _Context(
         lowercase_words=frozenset(re.findall(r"\b[a-z][a-z'’-]*\b", text)),
+        name_words=frozenset(re.findall(r"(?<=[a-z,;] )[A-Z][\w'’-]*", text)),
         topic=_topic(list(headings or []), title),
     )
     normalised_text = _normalise(text)
@@ -1043,7 +1068,7 @@ def generate_pairs(
     # Take the types in turns, rarest type first, and for each type the sentence with
     # the fewest other options: a sentence that fits "what" and "why" is not spent on
     # "what" when it is the chunk's only "why".
-    options = {u.position: sum(1 for k in QUESTION_TYPES[:-1] for c in by_type[k] if c[0] is u) for u in units}
+    options = Counter(unit.position for kind in _PREFERENCE[:-1] for unit, _ in by_type[kind])
     chosen: list[tuple[_Unit, str, str]] = []
     used: set[int] = set()
     questions: set[str] = set()
