@@ -187,7 +187,7 @@ class GenerationResource(dg.ConfigurableResource):
             log_line = log.info if log else print
             self._server = ManagedVLLMServer(command, port, log_line=log_line).start()
             base_url = self._server.base_url
-        return OpenAIBackend(
+        backend = OpenAIBackend(
             base_url=base_url,
             model=model,
             api_key_env=self.api_key_env,
@@ -203,6 +203,9 @@ class GenerationResource(dg.ConfigurableResource):
             cache=self._cache(),
             log=log,
         )
+        if self.backend == "vllm_serve":
+            backend.generator = "vllm_serve"  # rows say the pipeline started the server
+        return backend
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         close = getattr(self._backend, "close", None)
