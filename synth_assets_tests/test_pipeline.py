@@ -120,3 +120,16 @@ def test_failing_check_blocks_only_its_document(pipeline_resources, instance):
     with duckdb.connect(pipeline_resources["duckdb"].database, read_only=True) as con:
         exported = {row[0] for row in con.execute("SELECT DISTINCT document_id FROM alpaca_examples").fetchall()}
     assert docx_key not in exported
+
+
+def test_project_instance_config_limits_the_gpu_pool_to_one(tmp_path):
+    """dagster.yaml (what make run and make ui use) is valid and allows one GPU step at a time."""
+    from synth_assets.assets.generate import generated_qa_pairs
+    from synth_assets.resources.generation import GPU_POOL
+
+    shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as project_instance:
+        config = project_instance.get_concurrency_config()
+        assert config.pool_config.default_pool_limit == 1
+        assert project_instance.run_monitoring_enabled
+    assert generated_qa_pairs.op.pool == GPU_POOL

@@ -1,4 +1,9 @@
-"""Training formats: a kept question-answer pair as an Alpaca or a ShareGPT row."""
+"""Training formats: a kept question-answer pair as Alpaca, ShareGPT or chat messages.
+
+Each has a chain-of-thought variant for pairs that carry reasoning: the reasoning is put
+before the answer inside <think> tags, the convention of current reasoning models'
+chat templates, so the plain variant stays exactly the answer.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +13,42 @@ import math
 
 SHAREGPT_HUMAN = "human"
 SHAREGPT_ASSISTANT = "gpt"
+FORMATS = ("alpaca", "sharegpt", "messages")
 
 
-def to_alpaca(question: str, answer: str) -> dict[str, str]:
+def with_reasoning(answer: str, reasoning: str | None) -> str:
+    """The answer, preceded by its reasoning in <think> tags when there is any."""
+    answer = answer.strip()
+    if not reasoning or not reasoning.strip():
+        return answer
+    return f"<think>\n{reasoning.strip()}\n</think>\n\n{answer}"
+
+
+def to_alpaca(question: str, answer: str, reasoning: str | None = None) -> dict[str, str]:
     """`{instruction, input, output}`; the question stands alone, so `input` is empty."""
-    return {"instruction": question.strip(), "input": "", "output": answer.strip()}
+    return {"instruction": question.strip(), "input": "", "output": with_reasoning(answer, reasoning)}
 
 
-def to_sharegpt(question: str, answer: str, system: str | None = None) -> list[dict[str, str]]:
+def to_sharegpt(
+    question: str, answer: str, system: str | None = None, reasoning: str | None = None
+) -> list[dict[str, str]]:
     """`[{from, value}, ...]`: an optional system turn, then human, then gpt."""
     turns = [{"from": "system", "value": system}] if system else []
     turns += [
         {"from": SHAREGPT_HUMAN, "value": question.strip()},
-        {"from": SHAREGPT_ASSISTANT, "value": answer.strip()},
+        {"from": SHAREGPT_ASSISTANT, "value": with_reasoning(answer, reasoning)},
+    ]
+    return turns
+
+
+def to_messages(
+    question: str, answer: str, system: str | None = None, reasoning: str | None = None
+) -> list[dict[str, str]]:
+    """`[{role, content}, ...]`: the conversational format TRL's SFTTrainer takes as is."""
+    turns = [{"role": "system", "content": system}] if system else []
+    turns += [
+        {"role": "user", "content": question.strip()},
+        {"role": "assistant", "content": with_reasoning(answer, reasoning)},
     ]
     return turns
 
