@@ -34,7 +34,8 @@ _PAIR_COLUMNS = """
     evidence VARCHAR,
     generator VARCHAR NOT NULL,
     model VARCHAR,
-    prompt_version VARCHAR NOT NULL
+    prompt_version VARCHAR NOT NULL,
+    reasoning VARCHAR
 """
 
 _PROVENANCE_COLUMNS = """
@@ -101,20 +102,36 @@ TABLE_DDL: dict[str, str] = {
 }
 
 
-def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every pipeline table that does not exist yet."""
-    for table, columns in TABLE_DDL.items():
-        con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+def column_definitions(table: str) -> list[tuple[str, str]]:
+    """(name, type) of every column of `table`, in DDL order."""
+    definitions = []
+    for line in TABLE_DDL[table].replace(",", "\n").splitlines():
+        words = line.split()
+        if words:
+            definitions.append((words[0], words[1]))
+    return definitions
 
 
 def table_columns(table: str) -> list[str]:
     """The column names of `table` in DDL order."""
-    columns = []
-    for line in TABLE_DDL[table].replace(",", "\n").splitlines():
-        words = line.split()
-        if words and words[0] not in ("NOT", "NULL"):
-            columns.append(words[0])
-    return columns
+    return [name for name, _ in column_definitions(table)]
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every pipeline table that does not exist yet, and add columns that a newer
+    version of the pipeline defines to tables an older one created (as nullable)."""
+    existing: dict[str, set[str]] = {}
+    for table, column in con.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+    ).fetchall():
+        existing.setdefault(table, set()).add(column)
+    for table, columns in TABLE_DDL.items():
+        if table not in existing:
+            con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+            continue
+        for name, column_type in column_definitions(table):
+            if name not in existing[table]:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {column_type}")
 
 
 def replace_partition_rows(

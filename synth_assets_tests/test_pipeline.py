@@ -64,12 +64,12 @@ def test_run_all_builds_a_dataset_and_is_idempotent(pipeline_resources, instance
 
     # The exports load with `datasets`, and no document is in both splits.
     export_dir = Path(summary["export_dir"])
-    alpaca = datasets.load_from_disk(str(export_dir / "alpaca"))
+    alpaca = datasets.load_from_disk(str(export_dir / "alpaca" / "hf"))
     assert set(alpaca) == {"train", "validation"}
     assert len(alpaca["train"]) + len(alpaca["validation"]) == summary["pairs_kept"]
     assert not set(alpaca["train"]["document_id"]) & set(alpaca["validation"]["document_id"])
     sharegpt = datasets.load_dataset(
-        "json", data_files=str(export_dir / "sharegpt_train.jsonl"), split="train"
+        "json", data_files=str(export_dir / "sharegpt" / "train.jsonl"), split="train"
     )
     assert [turn["from"] for turn in sharegpt[0]["conversations"]] == ["human", "gpt"]
 

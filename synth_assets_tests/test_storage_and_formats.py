@@ -69,3 +69,13 @@ def test_split_is_by_document_deterministic_and_never_overlaps():
     assert sum(1 for s in splits.values() if s == "validation") == 2
     assert split_documents(["only"], 0.1, seed=42) == {"only": "train"}
     assert list(split_documents(["a", "b"], 0.1, seed=1).values()).count("validation") == 1
+
+
+def test_tables_from_an_older_schema_gain_new_columns(tmp_path):
+    from synth_assets.storage import ensure_tables
+
+    con = duckdb.connect(str(tmp_path / "t.duckdb"))
+    con.execute("CREATE TABLE generated_qa_pairs (pair_id VARCHAR, document_id VARCHAR, chunk_id VARCHAR)")
+    ensure_tables(con)
+    columns = {row[0] for row in con.execute("DESCRIBE generated_qa_pairs").fetchall()}
+    assert {"reasoning", "prompt_version", "question"} <= columns

@@ -2,8 +2,6 @@
 
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +9,7 @@ import pandas as pd
 import dagster as dg
 
 from synth_assets.assets.curate import filtered_qa_pairs
+from synth_assets.core.exporting import PROVENANCE_COLUMNS, build_format_rows, write_export
 from synth_assets.core.formats import split_documents, to_alpaca, to_sharegpt
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME, documents_partitions
 from synth_assets.quality import validate_alpaca, validate_sharegpt
@@ -21,22 +20,19 @@ from synth_assets.storage import (
     DOCUMENT_CHUNKS_TABLE,
     FILTERED_QA_PAIRS_TABLE,
     RAW_DOCUMENTS_TABLE,
+    REJECTED_QA_PAIRS_TABLE,
     SHAREGPT_EXAMPLES_TABLE,
     replace_partition_rows,
 )
 
 EXPORT_GROUP = "export"
-PROVENANCE_COLUMNS = [
-    "pair_id", "document_id", "chunk_id", "source_file", "heading_path",
-    "page_start", "page_end", "generator", "model", "prompt_version",
-]
 
 
 def load_kept_pairs_with_provenance(con, document_id: str) -> pd.DataFrame:
     """Kept pairs of one document with the file, heading and pages they came from."""
     return con.execute(
         f"""
-        SELECT p.pair_id, p.document_id, p.chunk_id, p.question, p.answer,
+        SELECT p.pair_id, p.document_id, p.chunk_id, p.question, p.answer, p.reasoning,
                r.relative_path AS source_file, c.heading_path, c.page_start, c.page_end,
                p.generator, p.model, p.prompt_version
         FROM {FILTERED_QA_PAIRS_TABLE} p
@@ -92,45 +88,73 @@ def sharegpt_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabas
     )
 
 
-def _write_format(rows: pd.DataFrame, name: str, splits: dict[str, str], target: Path) -> dict[str, int]:
-    """Write one format as an HF DatasetDict (save_to_disk) and one JSONL file per split."""
-    import datasets
-
-    datasets.disable_progress_bars()  # one bar per shard would flood the run log
-    rows = rows.assign(_split=rows["document_id"].map(splits))
-    counts, parts = {}, {}
-    for split in ("train", "validation"):
-        part = rows[rows["_split"] == split].drop(columns=["_split"]).reset_index(drop=True)
-        counts[split] = len(part)
-        parts[split] = datasets.Dataset.from_pandas(part, preserve_index=False)
-        part.to_json(target / f"{name}_{split}.jsonl", orient="records", lines=True, force_ascii=False)
-    datasets.DatasetDict(parts).save_to_disk(str(target / name))
-    return counts
-
-
 @dg.asset(
     deps=[alpaca_examples, sharegpt_examples],
     group_name=EXPORT_GROUP,
     kinds={"huggingface", "duckdb"},
-    code_version="1",
+    code_version="2",
 )
 def training_dataset(
     context: dg.AssetExecutionContext, duckdb: PipelineDatabase, export: ExportSettings
 ) -> dg.MaterializeResult:
-    """Every document's examples merged into one dataset, split into train and validation
-    by document (no document in both), written as HF DatasetDicts (load_from_disk) and
-    JSONL files under the export folder.
+    """Every document's kept pairs merged into one training dataset: Alpaca, ShareGPT and
+    chat-messages formats, split into train and validation by document (no document in
+    both), written as HF DatasetDicts, JSONL and Parquet with a dataset card and
+    LLaMA-Factory's dataset_info.json under data/exports/<version>/.
 
-    Documents that are no longer registered, or whose formatted rows fail their checks,
-    are left out and listed here.
+    The version comes from the content, so the same inputs give the same version and a
+    new export never overwrites an older one. Documents that are no longer registered,
+    or whose formatted rows fail their checks, are left out and listed here.
     """
     registered = set(context.instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME))
     with duckdb.get_connection() as con:
         alpaca = con.execute(f"SELECT * FROM {ALPACA_EXAMPLES_TABLE} ORDER BY pair_id").df()
         sharegpt = con.execute(f"SELECT * FROM {SHAREGPT_EXAMPLES_TABLE} ORDER BY pair_id").df()
+        documents = sorted(set(alpaca["document_id"]) | set(sharegpt["document_id"]))
+        excluded = _excluded_documents(documents, registered, alpaca, sharegpt)
+        included = [d for d in documents if d not in excluded]
+        pairs = pd.concat(
+            [load_kept_pairs_with_provenance(con, d) for d in included] or [pd.DataFrame(columns=PROVENANCE_COLUMNS)],
+            ignore_index=True,
+        )
+        stats = _curation_stats(con, included)
 
+    splits = split_documents(included, export.validation_ratio, export.seed)
+    pairs["split"] = pairs["document_id"].map(splits)
+    options = export.options()
+    frames = build_format_rows(pairs, options)
+    result = write_export(frames, Path(export.export_dir), options, stats)
+    hub_commit = export.push_to_hub(str(result.path), context.log)
+    for document_id, reason in excluded.items():
+        context.log.warning(f"{document_id} left out of the training dataset: {reason}")
+    context.log.info(
+        f"export {result.version} {'written' if result.created else 'already existed, unchanged'}: {result.path}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(pairs),
+            "version": result.version,
+            "export_dir": str(result.path.resolve()),
+            "new_version_written": result.created,
+            "documents": len(splits),
+            "train_documents": sum(1 for s in splits.values() if s == "train"),
+            "validation_documents": sum(1 for s in splits.values() if s == "validation"),
+            "rows_per_format_and_split": dg.MetadataValue.json(result.rows),
+            "excluded_documents": dg.MetadataValue.json(excluded),
+            "pass_rate": round(stats["pass_rate"], 3),
+            "pushed_to_hub": hub_commit or "no (SYNTH_ASSETS_HF_REPO not set)",
+            "preview": dg.MetadataValue.md(
+                frames["alpaca"].head(5)[["instruction", "output", "split"]].to_markdown(index=False)
+                if len(pairs) else "empty"
+            ),
+        }
+    )
+
+
+def _excluded_documents(documents, registered, alpaca, sharegpt) -> dict[str, str]:
+    """Documents to leave out, with the reason: unregistered, or failing a format suite."""
     excluded: dict[str, str] = {}
-    for document_id in sorted(set(alpaca["document_id"]) | set(sharegpt["document_id"])):
+    for document_id in documents:
         if document_id not in registered:
             excluded[document_id] = "no longer registered"
             continue
@@ -138,35 +162,31 @@ def training_dataset(
             result = validate(frame[frame["document_id"] == document_id])
             if not result.success:
                 excluded[document_id] = f"{label} check failed: {', '.join(result.failed)}"
-    alpaca = alpaca[~alpaca["document_id"].isin(excluded)]
-    sharegpt = sharegpt[~sharegpt["document_id"].isin(excluded)]
-    sharegpt = sharegpt.assign(conversations=sharegpt["conversations"].map(json.loads))
+    return excluded
 
-    splits = split_documents(list(alpaca["document_id"]), export.validation_ratio, export.seed)
-    export_dir = Path(export.export_dir)
-    export_dir.parent.mkdir(parents=True, exist_ok=True)
-    # Write into a fresh folder and swap it in, so a crash never leaves half an export.
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=export_dir.parent))
-    counts = {
-        "alpaca": _write_format(alpaca, "alpaca", splits, staging),
-        "sharegpt": _write_format(sharegpt, "sharegpt", splits, staging),
+
+def _curation_stats(con, document_ids: list[str]) -> dict:
+    """Generators, models, prompt versions and filter pass rates, for the dataset card."""
+    kept = con.execute(
+        f"SELECT generator, model, prompt_version FROM {FILTERED_QA_PAIRS_TABLE} WHERE document_id IN (SELECT unnest(?))",
+        [document_ids],
+    ).df()
+    rejected = con.execute(
+        f"SELECT reject_reasons FROM {REJECTED_QA_PAIRS_TABLE} WHERE document_id IN (SELECT unnest(?))",
+        [document_ids],
+    ).df()
+    reasons: dict[str, int] = {}
+    for row in rejected["reject_reasons"]:
+        for reason in row:
+            reasons[reason] = reasons.get(reason, 0) + 1
+    generated = len(kept) + len(rejected)
+    return {
+        "documents": len(document_ids),
+        "generators": sorted(kept["generator"].dropna().unique()),
+        "models": sorted(kept["model"].dropna().unique()),
+        "prompt_versions": sorted(kept["prompt_version"].dropna().unique()),
+        "generated": generated,
+        "kept": len(kept),
+        "pass_rate": len(kept) / generated if generated else 0.0,
+        "rejections_by_reason": reasons,
     }
-    if export_dir.exists():
-        shutil.rmtree(export_dir)
-    staging.rename(export_dir)
-    for document_id, reason in excluded.items():
-        context.log.warning(f"{document_id} left out of the training dataset: {reason}")
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(alpaca),
-            "export_dir": str(export_dir.resolve()),
-            "documents": len(splits),
-            "train_documents": sum(1 for s in splits.values() if s == "train"),
-            "validation_documents": sum(1 for s in splits.values() if s == "validation"),
-            "rows_per_split": dg.MetadataValue.json(counts),
-            "excluded_documents": dg.MetadataValue.json(excluded),
-            "preview": dg.MetadataValue.md(
-                alpaca.head(5)[["instruction", "output", "source_file"]].to_markdown(index=False) if len(alpaca) else "empty"
-            ),
-        }
-    )

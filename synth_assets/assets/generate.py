@@ -92,11 +92,12 @@ def generated_qa_pairs(
                 "answer": pair.answer,
                 "question_type": pair.question_type,
                 "evidence": pair.evidence,
+                "reasoning": pair.reasoning,
                 **provenance,
             }
         )
     pairs = pd.DataFrame(pair_rows, columns=["pair_id", "document_id", "chunk_id", "question", "answer",
-                                             "question_type", "evidence", *provenance])
+                                             "question_type", "evidence", "reasoning", *provenance])
     failures = pd.DataFrame(
         [
             {"document_id": document_of[f.chunk_id], "chunk_id": f.chunk_id, "attempts": f.attempts,

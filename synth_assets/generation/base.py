@@ -28,6 +28,8 @@ class GeneratedPair:
     answer: str
     question_type: str
     evidence: str | None = None
+    # The model's reasoning, when it gives one: exported as chain-of-thought variants.
+    reasoning: str | None = None
 
 
 @dataclass(frozen=True)

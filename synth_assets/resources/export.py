@@ -6,23 +6,65 @@ import os
 
 import dagster as dg
 
+from synth_assets.core.exporting import ExportOptions
+
 EXPORT_DIR_ENV = "SYNTH_ASSETS_EXPORT_DIR"
 DEFAULT_EXPORT_DIR = "data/exports"
 VALIDATION_RATIO_ENV = "SYNTH_ASSETS_VALIDATION_RATIO"
 DEFAULT_VALIDATION_RATIO = 0.1
+PROVENANCE_ENV = "SYNTH_ASSETS_EXPORT_PROVENANCE"
+HUB_REPO_ENV = "SYNTH_ASSETS_HF_REPO"
 SPLIT_SEED = 42
 
 
 class ExportSettings(dg.ConfigurableResource):
-    """The export folder and the train/validation split (made by document, seeded)."""
+    """The export folder, the train/validation split (by document, seeded), and what goes
+    in the files. Pushing to the Hugging Face Hub happens only when `hub_repo` is set and
+    a token is in the variable named by `hub_token_env`."""
 
     export_dir: str = DEFAULT_EXPORT_DIR
     validation_ratio: float = DEFAULT_VALIDATION_RATIO
     seed: int = SPLIT_SEED
+    include_provenance: bool = True
+    system_prompt: str | None = None
+    license: str = "other"
+    dataset_name: str = "synth_assets"
+    hub_repo: str | None = None
+    hub_token_env: str = "HF_TOKEN"
+    hub_private: bool = True
 
     @classmethod
     def from_env(cls) -> "ExportSettings":
         return cls(
             export_dir=os.environ.get(EXPORT_DIR_ENV, DEFAULT_EXPORT_DIR),
             validation_ratio=float(os.environ.get(VALIDATION_RATIO_ENV, DEFAULT_VALIDATION_RATIO)),
+            include_provenance=os.environ.get(PROVENANCE_ENV, "1").lower() not in ("0", "false", "no"),
+            hub_repo=os.environ.get(HUB_REPO_ENV) or None,
         )
+
+    def options(self) -> ExportOptions:
+        return ExportOptions(
+            validation_ratio=self.validation_ratio,
+            seed=self.seed,
+            include_provenance=self.include_provenance,
+            system_prompt=self.system_prompt,
+            license=self.license,
+            dataset_name=self.dataset_name,
+        )
+
+    def push_to_hub(self, folder: str, log) -> str | None:
+        """Upload one export folder to the Hub dataset repository; None when not configured."""
+        if not self.hub_repo:
+            return None
+        token = os.environ.get(self.hub_token_env)
+        if not token:
+            raise dg.Failure(
+                f"{HUB_REPO_ENV} is set to {self.hub_repo!r} but {self.hub_token_env} holds no token"
+            )
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(self.hub_repo, repo_type="dataset", private=self.hub_private, exist_ok=True)
+        commit = api.upload_folder(folder_path=folder, repo_id=self.hub_repo, repo_type="dataset")
+        log.info(f"pushed {folder} to the Hub dataset {self.hub_repo}")
+        return str(commit)

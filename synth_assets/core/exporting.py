@@ -1,0 +1,220 @@
+"""Writing a training dataset that fine-tuning tools load as it is.
+
+One export is a folder `<export_dir>/<version>/` whose version is derived from its
+content (same rows and settings, same version), so a new export never overwrites an
+older one and a repeated run writes nothing new. Inside, per format:
+
+    <format>/hf/                    DatasetDict (train, validation): datasets.load_from_disk
+    <format>/train.jsonl, validation.jsonl, train.parquet, validation.parquet
+    README.md                       dataset card with the YAML front matter the Hub reads
+    dataset_info.json               LLaMA-Factory's dataset registry for these files
+
+`LATEST` in the export folder names the newest version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from synth_assets.core.formats import to_alpaca, to_messages, to_sharegpt
+
+PROVENANCE_COLUMNS = [
+    "pair_id", "document_id", "chunk_id", "source_file", "heading_path",
+    "page_start", "page_end", "generator", "model", "prompt_version",
+]
+TRAINING_COLUMNS = {
+    "alpaca": ["instruction", "input", "output"],
+    "sharegpt": ["conversations"],
+    "messages": ["messages"],
+}
+SPLITS = ("train", "validation")
+LATEST_FILE = "LATEST"
+
+
+@dataclass
+class ExportOptions:
+    validation_ratio: float = 0.1
+    seed: int = 42
+    include_provenance: bool = True
+    system_prompt: str | None = None
+    license: str = "other"
+    dataset_name: str = "synth_assets"
+
+
+@dataclass
+class ExportResult:
+    version: str
+    path: Path
+    created: bool  # False when this exact export already existed
+    rows: dict[str, dict[str, int]] = field(default_factory=dict)  # format -> split -> rows
+
+
+def build_format_rows(pairs: pd.DataFrame, options: ExportOptions) -> dict[str, pd.DataFrame]:
+    """Kept pairs (question, answer, reasoning?, split, provenance) as one frame per format.
+
+    Formats with a chain-of-thought variant (`<format>_cot`) are added when any pair
+    carries reasoning; the plain variants never contain it.
+    """
+    has_reasoning = "reasoning" in pairs and pairs["reasoning"].fillna("").str.strip().ne("").any()
+    variants = [(False, "")] + ([(True, "_cot")] if has_reasoning else [])
+    keep = ["split"] + (PROVENANCE_COLUMNS if options.include_provenance else [])
+    frames: dict[str, pd.DataFrame] = {}
+    for use_reasoning, suffix in variants:
+        records = {"alpaca": [], "sharegpt": [], "messages": []}
+        for pair in pairs.to_dict("records"):
+            reasoning = pair.get("reasoning") if use_reasoning else None
+            q, a, system = pair["question"], pair["answer"], options.system_prompt
+            records["alpaca"].append(to_alpaca(q, a, reasoning=reasoning))
+            records["sharegpt"].append({"conversations": to_sharegpt(q, a, system=system, reasoning=reasoning)})
+            records["messages"].append({"messages": to_messages(q, a, system=system, reasoning=reasoning)})
+        for name, rows in records.items():
+            training = pd.DataFrame(rows, columns=TRAINING_COLUMNS[name])
+            frames[name + suffix] = pd.concat([training, pairs[keep].reset_index(drop=True)], axis=1)
+    return frames
+
+
+def content_version(frames: dict[str, pd.DataFrame], options: ExportOptions) -> str:
+    """A short hash of every row of every format and of the options: the export's version."""
+    digest = hashlib.sha256(json.dumps(options.__dict__, sort_keys=True, default=str).encode())
+    for name in sorted(frames):
+        digest.update(name.encode())
+        digest.update(frames[name].to_json(orient="records", force_ascii=False).encode())
+    return digest.hexdigest()[:12]
+
+
+def size_category(n_rows: int) -> str:
+    """The Hub's size_categories value for `n_rows`."""
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                         (1_000_000, "100K<n<1M")):
+        if n_rows < limit:
+            return label
+    return "n>1M"
+
+
+def dataset_card(version: str, rows: dict[str, dict[str, int]], options: ExportOptions, stats: dict) -> str:
+    """README.md with the YAML front matter the Hub reads (configs, license, size)."""
+    total = sum(rows["alpaca"].values())
+    configs = []
+    for i, name in enumerate(sorted(rows, key=lambda n: (n != "messages", n))):
+        configs.append(f"- config_name: {name}")
+        if i == 0:
+            configs.append("  default: true")
+        configs.append("  data_files:")
+        for split in SPLITS:
+            configs.append(f"  - split: {split}\n    path: {name}/{split}.jsonl")
+    reasons = stats.get("rejections_by_reason", {})
+    reason_lines = "\n".join(f"| {reason} | {count} |" for reason, count in sorted(reasons.items())) or "| none | 0 |"
+    counts = "\n".join(
+        f"| {name} | {split_rows['train']} | {split_rows['validation']} |" for name, split_rows in sorted(rows.items())
+    )
+    return f"""---
+license: {options.license}
+language:
+- en
+size_categories:
+- {size_category(total)}
+task_categories:
+- question-answering
+- text-generation
+tags:
+- synthetic
+- instruction-tuning
+configs:
+{chr(10).join(configs)}
+---
+
+# {options.dataset_name} (version {version})
+
+Grounded question-answer pairs written from {stats.get('documents', 0)} source documents
+by synth_assets. Generators: {', '.join(stats.get('generators', [])) or 'none'}; models:
+{', '.join(stats.get('models', [])) or 'none'}; prompt versions:
+{', '.join(stats.get('prompt_versions', [])) or 'none'}.
+
+The train/validation split is made by document (seed {options.seed}, validation ratio
+{options.validation_ratio}): no document is in both splits.
+
+## Rows
+
+| format | train | validation |
+| --- | --- | --- |
+{counts}
+
+Formats: `alpaca` ({{instruction, input, output}}), `sharegpt`
+({{conversations: [{{from, value}}]}}) and `messages` ({{messages: [{{role, content}}]}},
+TRL's conversational format). `*_cot` variants, when present, put the reasoning in
+`<think>` tags before the answer. Provenance columns ({', '.join(PROVENANCE_COLUMNS) if options.include_provenance else 'removed from this export'})
+trace every row to its chunk, heading or page, and file.
+
+## Filters
+
+{stats.get('generated', 0)} pairs generated, {stats.get('kept', 0)} kept
+(pass rate {stats.get('pass_rate', 0):.1%}); rejected pairs by reason (a pair can have several):
+
+| reason | pairs |
+| --- | --- |
+{reason_lines}
+"""
+
+
+def llama_factory_dataset_info(formats: list[str], name: str) -> dict:
+    """LLaMA-Factory's dataset_info.json entries for the Alpaca and ShareGPT files."""
+    info = {}
+    for fmt in formats:
+        base = fmt.removesuffix("_cot")
+        key = f"{name}_{fmt}"
+        if base == "alpaca":
+            info[key] = {"file_name": f"{fmt}/train.jsonl",
+                         "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
+        elif base == "sharegpt":
+            info[key] = {"file_name": f"{fmt}/train.jsonl", "formatting": "sharegpt",
+                         "columns": {"messages": "conversations"},
+                         "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human",
+                                  "assistant_tag": "gpt", "system_tag": "system"}}
+    return info
+
+
+def write_export(
+    frames: dict[str, pd.DataFrame], export_dir: Path, options: ExportOptions, stats: dict
+) -> ExportResult:
+    """Write every format into `<export_dir>/<version>/` unless that version exists."""
+    import datasets
+
+    datasets.disable_progress_bars()  # one bar per shard would flood the run log
+    version = content_version(frames, options)
+    target = export_dir / version
+    rows = {
+        name: {split: int((frame["split"] == split).sum()) for split in SPLITS} for name, frame in frames.items()
+    }
+    export_dir.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        (export_dir / LATEST_FILE).write_text(version + "\n")
+        return ExportResult(version, target, created=False, rows=rows)
+    # Written into a staging folder and renamed: a crash never leaves half an export.
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=export_dir))
+    try:
+        for name, frame in frames.items():
+            folder = staging / name
+            folder.mkdir()
+            parts = {}
+            for split in SPLITS:
+                part = frame[frame["split"] == split].drop(columns=["split"]).reset_index(drop=True)
+                part.to_json(folder / f"{split}.jsonl", orient="records", lines=True, force_ascii=False)
+                part.to_parquet(folder / f"{split}.parquet", index=False)
+                parts[split] = datasets.Dataset.from_pandas(part, preserve_index=False)
+            datasets.DatasetDict(parts).save_to_disk(str(folder / "hf"))
+        (staging / "README.md").write_text(dataset_card(version, rows, options, stats))
+        info = llama_factory_dataset_info(sorted(frames), options.dataset_name)
+        (staging / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n")
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    (export_dir / LATEST_FILE).write_text(version + "\n")
+    return ExportResult(version, target, created=True, rows=rows)
