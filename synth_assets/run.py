@@ -46,6 +46,9 @@ def failure_reason(result: dg.ExecuteInProcessResult) -> str:
     for event in result.all_events:
         if event.is_step_failure:
             error = event.step_failure_data.error
+            # Dagster wraps an exception raised in an asset; the user's error is its cause.
+            while error is not None and error.cause is not None and "DagsterExecutionStepExecutionError" in error.cls_name:
+                error = error.cause
             message = error.message.strip() if error else "unknown error"
             return message.split("\n")[0].removeprefix("dagster._core.definitions.events.Failure: ")
     return "run failed"

@@ -154,7 +154,9 @@ def replace_partition_rows(
         con.execute(f"DELETE FROM {table} WHERE document_id = ?", [document_id])
         if len(frame):
             con.register("incoming_rows", frame)
-            con.execute(f"INSERT INTO {table} SELECT {', '.join(columns)} FROM incoming_rows")
+            # By name: a table migrated by ensure_tables has its added columns last.
+            names = ", ".join(columns)
+            con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming_rows")
             con.unregister("incoming_rows")
         con.execute("COMMIT")
     except Exception:

@@ -79,3 +79,11 @@ def test_tables_from_an_older_schema_gain_new_columns(tmp_path):
     ensure_tables(con)
     columns = {row[0] for row in con.execute("DESCRIBE generated_qa_pairs").fetchall()}
     assert {"reasoning", "prompt_version", "question"} <= columns
+
+
+def test_writes_after_a_migration_go_to_the_right_columns(tmp_path):
+    con = duckdb.connect(str(tmp_path / "t.duckdb"))
+    con.execute("CREATE TABLE raw_documents (document_id VARCHAR, relative_path VARCHAR, file_name VARCHAR, "
+                "format VARCHAR, size_bytes BIGINT, sha256 VARCHAR)")  # an older schema: no modified_at
+    replace_partition_rows(con, RAW_DOCUMENTS_TABLE, "a", pd.DataFrame([{**raw_row("a.md", 7), "modified_at": 2.5}]))
+    assert con.execute("SELECT size_bytes, modified_at FROM raw_documents").fetchall() == [(7, 2.5)]
