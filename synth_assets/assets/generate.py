@@ -36,7 +36,9 @@ def pairs_preview(pairs: pd.DataFrame, limit: int = 5) -> str:
     deps=[document_chunks],
     group_name=GENERATE_GROUP,
     kinds={"duckdb"},
-    code_version="1",
+    # The configured model, prompt version and sampling are part of the code version:
+    # changing any of them marks this asset and its downstream stale.
+    code_version=f"1+{GenerationResource.from_env().output_version()}",
     # One run at a time on the GPU; the limit is set in dagster.yaml (concurrency.pools).
     pool=GPU_POOL,
 )

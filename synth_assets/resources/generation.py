@@ -113,6 +113,28 @@ class GenerationResource(dg.ConfigurableResource):
     def tokenizer_name(self) -> str | None:
         return self.tokenizer or self.model
 
+    @property
+    def prompt_version(self) -> str:
+        """The template or prompt version the configured backend records on its rows."""
+        if self.backend == "model_free":
+            from synth_assets.generation.model_free import MODEL_FREE_TEMPLATE_VERSION
+
+            return MODEL_FREE_TEMPLATE_VERSION
+        from synth_assets.generation.prompts import PROMPT_VERSION
+
+        return PROMPT_VERSION
+
+    def output_version(self) -> str:
+        """What decides the pairs this resource writes: backend, model, prompt version and
+        sampling. Part of generated_qa_pairs' code version, so changing any of them marks
+        that asset and everything below it stale in the UI."""
+        import hashlib
+        import json
+
+        settings = {"pairs_per_chunk": self.pairs_per_chunk, **self.sampling()}
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+        return f"{self.backend}:{self.model or '-'}:{self.prompt_version}:{digest}"
+
     def sampling(self) -> dict[str, Any]:
         return {
             "temperature": self.temperature,
