@@ -12,8 +12,10 @@ from synth_assets.assets.curate import filtered_qa_pairs
 from synth_assets.assets.export import alpaca_examples, sharegpt_examples
 from synth_assets.assets.generate import generated_qa_pairs
 from synth_assets.partitions import documents_partitions
+from synth_assets.core.diversity import dominant_type, question_type_mix
 from synth_assets.quality import (
     SuiteResult,
+    retention_bounds,
     validate_alpaca,
     validate_filtered_pairs,
     validate_generated_pairs,
@@ -26,12 +28,14 @@ from synth_assets.storage import (
     DOCUMENT_CHUNKS_TABLE,
     FILTERED_QA_PAIRS_TABLE,
     GENERATED_QA_PAIRS_TABLE,
+    REJECTED_QA_PAIRS_TABLE,
     SHAREGPT_EXAMPLES_TABLE,
     read_partition,
 )
 
 GENERATED_PAIRS_CHECK = "generated_pairs_are_complete_and_traceable"
 FILTERED_PAIRS_CHECK = "filtered_pairs_pass_quality_suite"
+QUESTION_TYPE_DIVERSITY_CHECK = "question_types_are_diverse"
 ALPACA_FORMAT_CHECK = "alpaca_rows_are_valid"
 SHAREGPT_FORMAT_CHECK = "sharegpt_rows_are_valid"
 
@@ -72,10 +76,51 @@ def filtered_pairs_check(
     context: dg.AssetCheckExecutionContext, duckdb: PipelineDatabase, curation: CurationResource
 ) -> dg.AssetCheckResult:
     """Kept pairs have no nulls, lengths within the filter's bounds, no repeated question
-    in the document, and groundedness at or above the threshold on every row."""
+    in the document, groundedness at or above the threshold on every row, and the share
+    of generated pairs kept is within bounds (a document that keeps almost nothing, or
+    everything, is suspicious)."""
     with duckdb.get_connection() as con:
         pairs = read_partition(con, FILTERED_QA_PAIRS_TABLE, context.partition_key)
-    return _check_result(validate_filtered_pairs(pairs, curation.filter_config()))
+        rejected = len(read_partition(con, REJECTED_QA_PAIRS_TABLE, context.partition_key))
+    generated = len(pairs) + rejected
+    bounds = retention_bounds(
+        generated, curation.min_retention, curation.max_retention, curation.min_pairs_for_retention
+    )
+    result = validate_filtered_pairs(pairs, curation.filter_config(), kept_bounds=bounds)
+    result.metadata["retention_rate"] = round(len(pairs) / generated, 3) if generated else 0.0
+    return _check_result(result)
+
+
+@dg.asset_check(
+    asset=filtered_qa_pairs,
+    name=QUESTION_TYPE_DIVERSITY_CHECK,
+    blocking=False,
+    partitions_def=documents_partitions,
+)
+def question_type_diversity_check(
+    context: dg.AssetCheckExecutionContext, duckdb: PipelineDatabase, curation: CurationResource
+) -> dg.AssetCheckResult:
+    """Warns when one question type (what, why, how, explain, ...) makes up more than the
+    allowed share of a document's kept pairs: a dataset of one kind of question teaches
+    one kind of answer."""
+    with duckdb.get_connection() as con:
+        pairs = read_partition(con, FILTERED_QA_PAIRS_TABLE, context.partition_key)
+    mix = question_type_mix(pairs["question_type"])
+    # A handful of pairs says nothing about a document's mix.
+    too_few = len(pairs) < curation.min_pairs_for_retention
+    dominant = None if too_few else dominant_type(mix, curation.max_type_share)
+    return dg.AssetCheckResult(
+        passed=dominant is None,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"'{dominant[0]}' is {dominant[1]:.0%} of the pairs (limit {curation.max_type_share:.0%})"
+            if dominant
+            else f"only {len(pairs)} pairs: too few to judge" if too_few
+            else "no question type dominates"
+        ),
+        metadata={"question_type_mix": dg.MetadataValue.json({k: round(v, 3) for k, v in mix.items()}),
+                  "pairs": len(pairs)},
+    )
 
 
 @dg.asset_check(
@@ -108,4 +153,10 @@ def sharegpt_format_check(
     return _check_result(validate_sharegpt(rows))
 
 
-quality_checks = [generated_pairs_check, filtered_pairs_check, alpaca_format_check, sharegpt_format_check]
+quality_checks = [
+    generated_pairs_check,
+    filtered_pairs_check,
+    question_type_diversity_check,
+    alpaca_format_check,
+    sharegpt_format_check,
+]

@@ -91,9 +91,19 @@ def validate_generated_pairs(pairs: pd.DataFrame, chunk_ids: set[str]) -> SuiteR
     return run_suite(GENERATED_PAIRS_SUITE, expectations, pairs)
 
 
-def validate_filtered_pairs(pairs: pd.DataFrame, config) -> SuiteResult:
+def retention_bounds(generated: int, min_retention: float, max_retention: float, min_pairs: int) -> tuple[int, int]:
+    """The number of kept pairs a document with `generated` pairs may have."""
+    import math
+
+    if generated < min_pairs:
+        return 0, generated
+    return math.ceil(min_retention * generated), math.floor(max_retention * generated)
+
+
+def validate_filtered_pairs(pairs: pd.DataFrame, config, kept_bounds: tuple[int, int] | None = None) -> SuiteResult:
     """The kept pairs: complete, lengths within the filter's bounds, unique questions,
-    and grounded in their chunk at or above the threshold."""
+    grounded in their chunk at or above the threshold, and (with `kept_bounds`) a
+    retention rate within bounds."""
     E = gx.expectations
     frame = pairs.assign(
         normalised_question=pairs["question"].fillna("").str.lower().str.replace(r"[^\w ]", "", regex=True).str.split().str.join(" ")
@@ -103,6 +113,8 @@ def validate_filtered_pairs(pairs: pd.DataFrame, config) -> SuiteResult:
         E.ExpectColumnValuesToBeUnique(column="normalised_question"),
         E.ExpectColumnValuesToBeBetween(column="grounding", min_value=config.min_grounding, max_value=1.0),
     ]
+    if kept_bounds is not None:
+        expectations.append(E.ExpectTableRowCountToBeBetween(min_value=kept_bounds[0], max_value=kept_bounds[1]))
     return run_suite(FILTERED_PAIRS_SUITE, expectations, frame)
 
 

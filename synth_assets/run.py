@@ -29,7 +29,7 @@ from synth_assets.storage import (
 
 # Dagster's per-event console lines would bury the progress bar and the summary; the
 # full event log is still stored on the instance, for the UI.
-QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def register_documents(instance: dg.DagsterInstance, keys: list[str]) -> list[str]:
@@ -64,13 +64,18 @@ def run_all(
     document_job = defs.resolve_job_def(PROCESS_DOCUMENTS_JOB)
     failures: dict[str, str] = {}
     blocked: dict[str, str] = {}
+    warnings: dict[str, list[str]] = {}
     progress = tqdm(keys, desc="documents", unit="doc", disable=not show_progress, file=sys.stdout)
     for key in progress:
         progress.set_postfix_str(key[:40])
         result = document_job.execute_in_process(
             partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE
         )
-        failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
+        evaluations = [e for e in result.get_asset_check_evaluations() if not e.passed]
+        failed_checks = [e for e in evaluations if e.severity == dg.AssetCheckSeverity.ERROR]
+        for e in evaluations:
+            if e.severity == dg.AssetCheckSeverity.WARN:
+                warnings.setdefault(key, []).append(f"{e.asset_check_key.name}: {e.description}")
         if failed_checks:
             blocked[key] = "; ".join(f"{e.asset_check_key.name}: {e.description}" for e in failed_checks)
         elif not result.success:
@@ -86,6 +91,7 @@ def run_all(
         "documents": keys,
         "failed": failures,
         "blocked_by_checks": blocked,
+        "warnings": warnings,
         "export_ok": export.success,
         "export_error": None if export.success else failure_reason(export),
         "export_dir": export_dir,
@@ -120,6 +126,9 @@ def format_summary(summary: dict, seconds: float) -> str:
     if summary["blocked_by_checks"]:
         lines.append(f"  blocked by checks: {len(summary['blocked_by_checks'])}")
         lines += [f"    - {key}: {reason}" for key, reason in summary["blocked_by_checks"].items()]
+    if summary.get("warnings"):
+        lines.append(f"  warnings:        {len(summary['warnings'])} documents (checks that warn, nothing blocked)")
+        lines += [f"    - {key}: {'; '.join(items)}" for key, items in summary["warnings"].items()]
     lines += [
         f"  chunks:          {summary['chunks']}",
         f"  pairs generated: {summary['pairs_generated']}",

@@ -18,6 +18,16 @@ class CurationResource(dg.ConfigurableResource):
     max_answer_chars: int = _DEFAULTS.max_answer_chars
     min_grounding: float = _DEFAULTS.min_grounding
     min_stopword_ratio: float = _DEFAULTS.min_stopword_ratio
+    # Retention gate (filtered_qa_pairs' blocking check): a document that keeps less
+    # than min_retention (or more than max_retention) of its pairs is suspicious. Only
+    # judged from min_pairs_for_retention generated pairs up. The model-free generator
+    # answers with the chunk's own sentences, so keeping everything is normal for it:
+    # lower max_retention for LLM backends.
+    min_retention: float = 0.1
+    max_retention: float = 1.0
+    min_pairs_for_retention: int = 5
+    # Diversity warning: one question type above this share of a document's pairs.
+    max_type_share: float = 0.6
 
     def filter_config(self) -> FilterConfig:
         return FilterConfig(
