@@ -6,12 +6,16 @@ few failing values.
 """
 
 
+from pathlib import Path
+
 import dagster as dg
+import pandas as pd
 
 from synth_assets.assets.curate import filtered_qa_pairs
-from synth_assets.assets.export import alpaca_examples, sharegpt_examples
+from synth_assets.assets.export import alpaca_examples, sharegpt_examples, training_dataset
 from synth_assets.assets.generate import generated_qa_pairs
 from synth_assets.partitions import documents_partitions
+from synth_assets.core.exporting import LATEST_FILE, SPLITS
 from synth_assets.core.diversity import dominant_type, question_type_mix
 from synth_assets.quality import (
     SuiteResult,
@@ -20,7 +24,9 @@ from synth_assets.quality import (
     validate_filtered_pairs,
     validate_generated_pairs,
     validate_sharegpt,
+    validate_training_dataset,
 )
+from synth_assets.resources.export import ExportSettings
 from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.storage import PipelineDatabase
 from synth_assets.storage import (
@@ -38,6 +44,7 @@ FILTERED_PAIRS_CHECK = "filtered_pairs_pass_quality_suite"
 QUESTION_TYPE_DIVERSITY_CHECK = "question_types_are_diverse"
 ALPACA_FORMAT_CHECK = "alpaca_rows_are_valid"
 SHAREGPT_FORMAT_CHECK = "sharegpt_rows_are_valid"
+TRAINING_DATASET_CHECK = "training_dataset_has_no_cross_document_duplicates_or_split_leaks"
 
 
 def _check_result(result: SuiteResult) -> dg.AssetCheckResult:
@@ -153,10 +160,31 @@ def sharegpt_format_check(
     return _check_result(validate_sharegpt(rows))
 
 
+@dg.asset_check(asset=training_dataset, name=TRAINING_DATASET_CHECK, blocking=True)
+def training_dataset_check(export: ExportSettings) -> dg.AssetCheckResult:
+    """The exported dataset has no question twice across documents, and no document in
+    both train and validation."""
+    version = (Path(export.export_dir) / LATEST_FILE).read_text().strip()
+    folder = Path(export.export_dir) / version / "alpaca"
+    rows = pd.concat(
+        [pd.read_json(folder / f"{split}.jsonl", lines=True).assign(split=split) for split in SPLITS],
+        ignore_index=True,
+    )
+    if "document_id" not in rows:
+        return dg.AssetCheckResult(
+            passed=True, description="provenance columns were left out of this export: nothing to check by document",
+            metadata={"version": version},
+        )
+    result = validate_training_dataset(rows)
+    result.metadata["version"] = version
+    return _check_result(result)
+
+
 quality_checks = [
     generated_pairs_check,
     filtered_pairs_check,
     question_type_diversity_check,
     alpaca_format_check,
     sharegpt_format_check,
+    training_dataset_check,
 ]

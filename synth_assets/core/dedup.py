@@ -1,0 +1,264 @@
+"""Exact and near-duplicate questions, within a document and across documents.
+
+Two questions are exact duplicates when they are equal after lowercasing and removing
+punctuation and extra spaces. They are near-duplicates when their *content words*
+overlap enough: MinHash LSH (datasketch) finds the candidate pairs in about linear
+time, and each candidate is then confirmed with an exact, frequency-weighted Jaccard
+similarity (below), so the result does not depend on MinHash's estimation noise.
+
+Why content-word sets (word 1-shingles) and not word 3-grams: questions are short (5
+to 10 content words), and a paraphrase changes the frame ("What is X?" -> "Can you
+tell me what X is?") and a word or two. One changed word breaks up to three 3-grams of
+a question that only has a handful; on the example corpus 3-gram Jaccard kept half of
+the paraphrases below 0.6 while content-word sets kept nearly all above it (numbers in
+docs/BENCHMARKS.md). The frame itself (question words, "can you tell me", "in what
+way") and English stopwords are dropped and words are crudely stemmed, so only what
+the question is about is compared.
+
+Why weighted: questions of one section often repeat the section's title ("Explain
+carbon paper in the context of Pre-Digital Era (19th - Early 20th Century)." and
+"Explain the origins of word processing in the context of Pre-Digital Era (...)"
+share 8 of 13 content words but ask different things). A word shared by many of the
+questions being compared says little about whether two of them ask the same thing,
+so it counts 1 / (number of other questions that contain it): a word that only the
+two candidates share counts fully, a section-title word shared by six questions
+counts a fifth. For two questions alone this is the plain Jaccard similarity.
+
+The first occurrence (in input order) is the one kept; the others point to it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+from datasketch import MinHash, MinHashLSH
+
+from synth_assets.core.filters import (
+    DUPLICATE_QUESTION,
+    NEAR_DUPLICATE_QUESTION,
+    STOPWORDS,
+    _stem_cached,
+    normalise_question,
+)
+
+DEFAULT_NEAR_DUPLICATE_THRESHOLD = 0.4
+DEFAULT_NUM_PERM = 64
+DEFAULT_SEED = 1
+MIN_COMMON = 100  # see near_duplicate_of: a word in more questions is not indexed
+
+_WORD = re.compile(r"\w+")
+# The frame of a question: the words that say it is a question or a request, not what
+# it asks about. Phrases that stand for a question word ("in what year" = when) are
+# replaced by it, so the kind of question (below) survives the rewording.
+_FRAME_SYNONYMS = (
+    (re.compile(r"\b(?:(?:in|at|by|during|from) )?(?:what|which) (?:year|years|time|point|date"
+                r"|period|century|decade)\b"), " when "),
+    (re.compile(r"\b(?:(?:in|by) )?(?:what|which) (?:way|ways|means|manner)\b"), " how "),
+    (re.compile(r"\b(?:for )?what (?:is the )?reasons?\b|\bwhat (?:causes|caused)\b"), " why "),
+    (re.compile(r"\b(?:what|which) (?:person|people|individual)\b"), " who "),
+    (re.compile(r"\b(?:(?:in|at) )?(?:what|which) (?:place|location)\b"), " where "),
+)
+_FRAME_PHRASES = re.compile(
+    r"\b(?:can|could|would|will) you (?:please )?(?:tell|explain|describe|name|list|give)"
+    r"(?: me| us)?\b"
+    r"|\bdo you know\b|\bi(?: would|'d) like to know\b|\bi want to know\b"
+    r"|\bgive (?:me |us )?(?:an? )?(?:explanation|description|overview|account) of\b"
+    r"|\btell (?:me|us)(?: about)?\b|\b(?:what|which) (?:kind|type|sort)s? of\b"
+)
+_FRAME_WORDS = frozenset(
+    """what which who whom whose when where why how explain describe define outline
+    summarise summarize list name give tell please exactly briefly precisely actually
+    really characterize characterise discuss elaborate""".split()
+)
+# Question words that ask for a particular kind of answer. "When was IBM founded?" and
+# "Who founded IBM?" have the same content words but are different questions, so only
+# questions of the same kind are compared; what/which/explain/describe are one kind.
+_CONTEXT_CLAUSE = re.compile(r"\bin the context of\b")
+_KIND = re.compile(r"\b(who|whom|whose|when|where|why|how)\b")
+_CONTRACTIONS = (
+    (re.compile(r"n[’']t\b"), " not"),
+    (re.compile(r"[’']s\b"), " is"),  # "what's" -> "what is"; a possessive loses its s
+    (re.compile(r"[’']re\b"), " are"),
+    (re.compile(r"[’']ve\b"), " have"),
+    (re.compile(r"[’']ll\b"), " will"),
+    (re.compile(r"[’']d\b"), " would"),
+)
+
+
+def normalise_text(text: Any) -> str:
+    """The exact-duplicate key: lowercase (NFKC), punctuation removed, spaces collapsed."""
+    return normalise_question(text)
+
+
+class QuestionKey(NamedTuple):
+    """What near-duplicate detection compares of a question."""
+
+    kind: str  # "what" (also which/explain/describe...), "who", "when", "where", "why", "how"
+    subject: frozenset[str]  # content words of what is asked
+    context: frozenset[str]  # content words of an "in the context of ..." clause
+
+
+def _content_words(text: str) -> list[str]:
+    words = _WORD.findall(_FRAME_PHRASES.sub(" ", text))
+    return [_stem_cached(w) for w in words if w not in STOPWORDS and w not in _FRAME_WORDS]
+
+
+def question_key(text: Any) -> QuestionKey:
+    """The kind of a question, the content words of its subject and of its context.
+
+    "What's the capital city of France?" -> ("what", {"capital", "city", "france"}, {});
+    "In what year was IBM founded?" -> ("when", {"ibm", "found"}, {}). The frame and
+    English stopwords are dropped and inflections crudely stripped. An "in the context
+    of <section>" clause (how the model-free generator, and often a model, ties a
+    question to its section) is kept apart: questions about different things in the
+    same section are different questions however long the section's title. A question
+    made only of frame and stopwords ("What is it?") keeps all its words as subject.
+    """
+    if not isinstance(text, str):
+        return QuestionKey("what", frozenset(), frozenset())
+    lowered = unicodedata.normalize("NFKC", text).lower()
+    for pattern, replacement in _CONTRACTIONS:
+        lowered = pattern.sub(replacement, lowered)
+    for pattern, replacement in _FRAME_SYNONYMS:
+        lowered = pattern.sub(replacement, lowered)
+    found = _KIND.search(lowered)
+    kind = {"whom": "who", "whose": "who"}.get(found.group(1), found.group(1)) if found else "what"
+
+    subject_text, context_text = lowered, ""
+    clause = _CONTEXT_CLAUSE.search(lowered)
+    if clause is not None:
+        rest = lowered[clause.end():]
+        comma = rest.find(",")
+        if comma >= 0 and not _content_words(lowered[: clause.start()]):  # "In the context of X, explain Y."
+            context_text, subject_text = rest[:comma], lowered[: clause.start()] + rest[comma + 1 :]
+        else:  # "Explain Y in the context of X."
+            context_text, subject_text = rest, lowered[: clause.start()]
+    subject = _content_words(subject_text)
+    if not subject and not context_text:
+        subject = [_stem_cached(w) for w in _WORD.findall(lowered)]
+    return QuestionKey(kind, frozenset(subject), frozenset(_content_words(context_text)))
+
+
+def exact_duplicate_of(
+    texts: Sequence[Any], can_keep: Sequence[bool] | None = None
+) -> list[int | None]:
+    """For each text, the index of the first earlier kept text with the same key, or None.
+
+    `can_keep[i]` False means text i is checked but never kept (it was rejected for
+    another reason), so it cannot make a later copy a duplicate. Empty texts are never
+    duplicates.
+    """
+    first: dict[str, int] = {}
+    result: list[int | None] = []
+    for i, text in enumerate(texts):
+        key = normalise_text(text)
+        result.append(first.get(key) if key else None)
+        if key and key not in first and (can_keep is None or can_keep[i]):
+            first[key] = i
+    return result
+
+
+
+
+def _jaccard(a: frozenset[str], b: frozenset[str], weight=None) -> float:
+    if weight is None:
+        union = len(a | b)
+        return len(a & b) / union if union else 1.0
+    union = sum(weight[s] for s in a | b)
+    return sum(weight[s] for s in a & b) / union if union else 1.0
+
+
+def _similar(a: QuestionKey, b: QuestionKey, threshold: float, weight=None) -> bool:
+    """Same kind, similar subjects and, when both have one, similar contexts."""
+    if a.kind != b.kind:
+        return False
+    if a.context and b.context and _jaccard(a.context, b.context) < threshold:
+        return False
+    return _jaccard(a.subject, b.subject, weight) >= threshold
+
+
+@lru_cache(maxsize=32)
+def _lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
+    """Bands and rows for the LSH, computed once per setting (datasketch integrates)."""
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    return lsh.b, lsh.r
+
+
+def near_duplicate_of(
+    texts: Sequence[Any],
+    threshold: float = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+    num_perm: int = DEFAULT_NUM_PERM,
+    seed: int = DEFAULT_SEED,
+    can_keep: Sequence[bool] | None = None,
+) -> list[int | None]:
+    """For each text, the index of the earliest kept text it nearly duplicates, or None.
+
+    Texts are taken in order; a text whose weighted content-word Jaccard similarity
+    with an earlier kept text is at least `threshold` points to that text, otherwise it
+    is kept (unless `can_keep[i]` is False) and later texts are compared with it.
+    Exact copies count as near-duplicates too (callers that report them apart run
+    `exact_duplicate_of` first). Time grows about linearly with the number of texts:
+    each text is hashed once and looked up in the LSH index of the kept ones.
+    """
+    keys = [question_key(t) for t in texts]
+    # How many distinct questions contain each word (exact copies must not make their
+    # own words look common); see the module docstring for the weights.
+    distinct = set(keys)
+    frequency = Counter(word for key in distinct for word in key.subject | key.context)
+    weight = {word: 1.0 / max(1, count - 1) for word, count in frequency.items()}
+    # Words in more than `common` questions ("role", "important" in a large batch) weigh
+    # almost nothing in the check but would make every question that uses them an LSH
+    # candidate of every other: MinHash leaves them out, which keeps the work linear.
+    common = max(MIN_COMMON, len(distinct) // 1000)
+
+    def indexed(key: QuestionKey) -> list[bytes]:
+        words = key.subject | key.context
+        rare = [w for w in words if frequency[w] <= common] or list(words)
+        return sorted(w.encode() for w in rare)
+
+    bands, rows = _lsh_params(threshold, num_perm)
+    lsh = MinHashLSH(num_perm=num_perm, params=(bands, rows))
+    encoded = (indexed(k) for k in keys)
+    result: list[int | None] = []
+    for i, minhash in enumerate(MinHash.generator(encoded, num_perm=num_perm, seed=seed)):
+        key = keys[i]
+        if not key.subject and not key.context:
+            result.append(None)
+            continue
+        matches = [j for j in lsh.query(minhash) if _similar(key, keys[j], threshold, weight)]
+        result.append(min(matches) if matches else None)
+        if not matches and (can_keep is None or can_keep[i]):
+            lsh.insert(i, minhash)
+    return result
+
+
+def cross_document_duplicates(
+    rows: Sequence[dict],
+    threshold: float = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+    num_perm: int = DEFAULT_NUM_PERM,
+    seed: int = DEFAULT_SEED,
+) -> dict[Any, tuple[str, Any]]:
+    """Pairs whose question repeats one of another document: {pair_id: (reason, kept pair_id)}.
+
+    `rows` are the kept pairs of all documents (dicts with "document_id", "pair_id" and
+    "question"). They are taken in (document_id, pair_id) order and the first of each
+    group of duplicates is kept. Only duplicates of a pair of a *different* document
+    are reported: repeats within a document were already settled by filter_pairs (its
+    within-document rule has the same threshold), so any left are deliberate.
+    Reason is DUPLICATE_QUESTION for an exact copy, else NEAR_DUPLICATE_QUESTION.
+    """
+    ordered = sorted(rows, key=lambda r: (str(r["document_id"]), str(r["pair_id"])))
+    questions = [r.get("question") for r in ordered]
+    exact = exact_duplicate_of(questions)
+    near = near_duplicate_of(questions, threshold, num_perm, seed, can_keep=[e is None for e in exact])
+    result: dict[Any, tuple[str, Any]] = {}
+    for row, e, n in zip(ordered, exact, near):
+        match, reason = (e, DUPLICATE_QUESTION) if e is not None else (n, NEAR_DUPLICATE_QUESTION)
+        if match is not None and ordered[match]["document_id"] != row["document_id"]:
+            result[row["pair_id"]] = (reason, ordered[match]["pair_id"])
+    return result
