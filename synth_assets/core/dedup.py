@@ -1,28 +1,35 @@
 """Exact and near-duplicate questions, within a document and across documents.
 
-Two questions are exact duplicates when they are equal after lowercasing and removing
-punctuation and extra spaces. They are near-duplicates when their *content words*
-overlap enough: MinHash LSH (datasketch) finds the candidate pairs in about linear
-time, and each candidate is then confirmed with an exact, frequency-weighted Jaccard
-similarity (below), so the result does not depend on MinHash's estimation noise.
+Two questions are exact duplicates when they are equal after lowercasing (NFKC) and
+removing punctuation and extra spaces. Near-duplicates ask the same thing in other words
+("What is the capital of France?" / "What's the capital city of France?"):
 
-Why content-word sets (word 1-shingles) and not word 3-grams: questions are short (5
-to 10 content words), and a paraphrase changes the frame ("What is X?" -> "Can you
-tell me what X is?") and a word or two. One changed word breaks up to three 3-grams of
-a question that only has a handful; on the example corpus 3-gram Jaccard kept half of
-the paraphrases below 0.6 while content-word sets kept nearly all above it (numbers in
-docs/BENCHMARKS.md). The frame itself (question words, "can you tell me", "in what
-way") and English stopwords are dropped and words are crudely stemmed, so only what
-the question is about is compared.
+- Each question is reduced to a QuestionKey: its kind (who / when / where / why / how,
+  or "what" for every other question and request), the content words of its subject,
+  and those of an "in the context of <section>" clause. The frame ("can you tell me",
+  "in what year" = when, "Explain" = "Describe") and English stopwords are dropped and
+  words crudely stemmed, so only what the question is about is compared.
+- Two questions are near-duplicates when they are of the same kind ("When was IBM
+  founded?" and "Who founded IBM?" are not), their contexts (when both have one) share
+  at least MIN_CONTEXT_SIMILARITY of their words, and the weighted Jaccard similarity
+  of their subjects reaches the threshold (default 0.4).
+- Weights: a word counts 1 / (number of other questions of the batch that contain it).
+  Words shared by many questions (the document's subject, "word processors" in a
+  document about word processors) say little about whether two questions ask the same
+  thing; a word only the two share counts fully. For two questions alone this is the
+  plain Jaccard similarity ("capital city of France": 2 of 3 words, 0.67).
+- MinHash LSH (datasketch) proposes the candidate pairs, so the work grows about
+  linearly with the number of questions; each candidate is then checked exactly as
+  above, so MinHash's estimation noise only matters for which pairs are looked at.
 
-Why weighted: questions of one section often repeat the section's title ("Explain
-carbon paper in the context of Pre-Digital Era (19th - Early 20th Century)." and
-"Explain the origins of word processing in the context of Pre-Digital Era (...)"
-share 8 of 13 content words but ask different things). A word shared by many of the
-questions being compared says little about whether two of them ask the same thing,
-so it counts 1 / (number of other questions that contain it): a word that only the
-two candidates share counts fully, a section-title word shared by six questions
-counts a fifth. For two questions alone this is the plain Jaccard similarity.
+Why content words (word 1-shingles) and not word 3-grams: questions are short (5 to 10
+content words) and a paraphrase changes the frame and a word or two; one changed word
+breaks up to three of a question's handful of 3-grams. On the example corpus 3-gram
+Jaccard left half of the planted paraphrases below 0.6, content words nearly none.
+Why 0.4: on the planted paraphrases of benchmarks/bench_filters.py it keeps recall at
+about 0.96 and precision above 0.95 (docs/BENCHMARKS.md); what it misses is mostly a
+synonym for the question's one distinctive word ("heavier" / "weightier"), which no
+lexical measure sees.
 
 The first occurrence (in input order) is the one kept; the others point to it.
 """
@@ -50,6 +57,10 @@ DEFAULT_NEAR_DUPLICATE_THRESHOLD = 0.4
 DEFAULT_NUM_PERM = 64
 DEFAULT_SEED = 1
 MIN_COMMON = 100  # see near_duplicate_of: a word in more questions is not indexed
+# Two questions set in different sections are different questions, even when the
+# section titles share words ("Future of Word Processing", "Specialized Word Processing
+# Tools": Jaccard 0.4); the same section, however phrased, shares most of its title.
+MIN_CONTEXT_SIMILARITY = 0.6
 
 _WORD = re.compile(r"\w+")
 # The frame of a question: the words that say it is a question or a request, not what
@@ -75,10 +86,10 @@ _FRAME_WORDS = frozenset(
     summarise summarize list name give tell please exactly briefly precisely actually
     really characterize characterise discuss elaborate""".split()
 )
+_CONTEXT_CLAUSE = re.compile(r"\bin the context of\b")
 # Question words that ask for a particular kind of answer. "When was IBM founded?" and
 # "Who founded IBM?" have the same content words but are different questions, so only
 # questions of the same kind are compared; what/which/explain/describe are one kind.
-_CONTEXT_CLAUSE = re.compile(r"\bin the context of\b")
 _KIND = re.compile(r"\b(who|whom|whose|when|where|why|how)\b")
 _CONTRACTIONS = (
     (re.compile(r"n[’']t\b"), " not"),
@@ -134,7 +145,8 @@ def question_key(text: Any) -> QuestionKey:
     if clause is not None:
         rest = lowered[clause.end():]
         comma = rest.find(",")
-        if comma >= 0 and not _content_words(lowered[: clause.start()]):  # "In the context of X, explain Y."
+        if comma >= 0 and not _content_words(lowered[: clause.start()]):
+            # "In the context of X, explain Y."
             context_text, subject_text = rest[:comma], lowered[: clause.start()] + rest[comma + 1 :]
         else:  # "Explain Y in the context of X."
             context_text, subject_text = rest, lowered[: clause.start()]
@@ -163,9 +175,8 @@ def exact_duplicate_of(
     return result
 
 
-
-
-def _jaccard(a: frozenset[str], b: frozenset[str], weight=None) -> float:
+def _jaccard(a: frozenset[str], b: frozenset[str], weight: dict[str, float] | None = None) -> float:
+    """Jaccard similarity, weighted by `weight` when given (1.0 for two empty sets)."""
     if weight is None:
         union = len(a | b)
         return len(a & b) / union if union else 1.0
@@ -173,11 +184,12 @@ def _jaccard(a: frozenset[str], b: frozenset[str], weight=None) -> float:
     return sum(weight[s] for s in a & b) / union if union else 1.0
 
 
-def _similar(a: QuestionKey, b: QuestionKey, threshold: float, weight=None) -> bool:
+def _similar(a: QuestionKey, b: QuestionKey, threshold: float, weight: dict[str, float]) -> bool:
     """Same kind, similar subjects and, when both have one, similar contexts."""
     if a.kind != b.kind:
         return False
-    if a.context and b.context and _jaccard(a.context, b.context) < threshold:
+    min_context = max(threshold, MIN_CONTEXT_SIMILARITY)
+    if a.context and b.context and _jaccard(a.context, b.context) < min_context:
         return False
     return _jaccard(a.subject, b.subject, weight) >= threshold
 
@@ -195,15 +207,18 @@ def near_duplicate_of(
     num_perm: int = DEFAULT_NUM_PERM,
     seed: int = DEFAULT_SEED,
     can_keep: Sequence[bool] | None = None,
+    groups: Sequence[Any] | None = None,
 ) -> list[int | None]:
     """For each text, the index of the earliest kept text it nearly duplicates, or None.
 
-    Texts are taken in order; a text whose weighted content-word Jaccard similarity
-    with an earlier kept text is at least `threshold` points to that text, otherwise it
-    is kept (unless `can_keep[i]` is False) and later texts are compared with it.
-    Exact copies count as near-duplicates too (callers that report them apart run
-    `exact_duplicate_of` first). Time grows about linearly with the number of texts:
-    each text is hashed once and looked up in the LSH index of the kept ones.
+    Texts are taken in order; a text that is a near-duplicate (module docstring) of an
+    earlier kept text points to it, otherwise it is kept (unless `can_keep[i]` is
+    False: rejected for another reason) and later texts are compared with it. Exact
+    copies count as near-duplicates too (callers that report them apart run
+    `exact_duplicate_of` first). `num_perm` and `seed` are MinHash's; the LSH bands
+    are datasketch's optimum for `threshold`. Time grows about linearly with the
+    number of texts: each is hashed once and looked up among the kept ones. With
+    `groups` (e.g. document ids), a text is only compared with texts of other groups.
     """
     keys = [question_key(t) for t in texts]
     # How many distinct questions contain each word (exact copies must not make their
@@ -230,7 +245,10 @@ def near_duplicate_of(
         if not key.subject and not key.context:
             result.append(None)
             continue
-        matches = [j for j in lsh.query(minhash) if _similar(key, keys[j], threshold, weight)]
+        matches = [
+            j for j in lsh.query(minhash)
+            if (groups is None or groups[j] != groups[i]) and _similar(key, keys[j], threshold, weight)
+        ]
         result.append(min(matches) if matches else None)
         if not matches and (can_keep is None or can_keep[i]):
             lsh.insert(i, minhash)
@@ -247,15 +265,18 @@ def cross_document_duplicates(
 
     `rows` are the kept pairs of all documents (dicts with "document_id", "pair_id" and
     "question"). They are taken in (document_id, pair_id) order and the first of each
-    group of duplicates is kept. Only duplicates of a pair of a *different* document
-    are reported: repeats within a document were already settled by filter_pairs (its
-    within-document rule has the same threshold), so any left are deliberate.
-    Reason is DUPLICATE_QUESTION for an exact copy, else NEAR_DUPLICATE_QUESTION.
+    group of duplicates is kept (ids are compared as text, as the pipeline stores them).
+    Only repeats of a pair of a *different* document are reported: repeats within a
+    document were settled by filter_pairs, so any left there are deliberate. Reason is
+    DUPLICATE_QUESTION for an exact copy, else NEAR_DUPLICATE_QUESTION.
     """
     ordered = sorted(rows, key=lambda r: (str(r["document_id"]), str(r["pair_id"])))
     questions = [r.get("question") for r in ordered]
+    documents = [r["document_id"] for r in ordered]
     exact = exact_duplicate_of(questions)
-    near = near_duplicate_of(questions, threshold, num_perm, seed, can_keep=[e is None for e in exact])
+    near = near_duplicate_of(
+        questions, threshold, num_perm, seed, can_keep=[e is None for e in exact], groups=documents
+    )
     result: dict[Any, tuple[str, Any]] = {}
     for row, e, n in zip(ordered, exact, near):
         match, reason = (e, DUPLICATE_QUESTION) if e is not None else (n, NEAR_DUPLICATE_QUESTION)

