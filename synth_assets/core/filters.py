@@ -259,10 +259,6 @@ def _stem_cached(token: str) -> str:
     return _STEMS[token]
 
 
-def _content_tokens(text: str) -> list[str]:
-    return [t for t in _TOKEN.findall(text.lower()) if t not in STOPWORDS]
-
-
 def _content_stems(text: str) -> list[str]:
     """Stems of the content tokens of `text`, in order (the unit of the grounding scores)."""
     stems = _STEMS
@@ -316,6 +312,14 @@ def _scores(answer_tokens: list[str], chunk: _Chunk) -> tuple[float, float]:
     return recall, found / len(pairs)
 
 
+def grounding_scores(
+    answer: str, chunk_text: str, window: int = FilterConfig.skip_bigram_window
+) -> tuple[float, float]:
+    """(grounding_score, skip_bigram_support) of one answer, computed together."""
+    tokens = _TOKEN.findall(_text(answer).lower())
+    return _scores(tokens, _cached_chunk(_text(chunk_text), window))
+
+
 def grounding_score(answer: str, chunk_text: str) -> float:
     """Share of the answer's content tokens that occur in the chunk text.
 
@@ -324,8 +328,7 @@ def grounding_score(answer: str, chunk_text: str) -> float:
     punctuation, or empty) scores 1.0: it makes no claim the chunk could fail to
     support; such answers are rejected by the length and low-information rules instead.
     """
-    tokens = _TOKEN.findall(_text(answer).lower())
-    return _scores(tokens, _cached_chunk(_text(chunk_text), FilterConfig.skip_bigram_window))[0]
+    return grounding_scores(answer, chunk_text)[0]
 
 
 def skip_bigram_support(answer: str, chunk_text: str, window: int = FilterConfig.skip_bigram_window) -> float:
@@ -341,8 +344,7 @@ def skip_bigram_support(answer: str, chunk_text: str, window: int = FilterConfig
     longer than the answer is slower and too lenient (a long chunk contains almost any
     short word sequence as a subsequence). Fewer than two content tokens score 1.0.
     """
-    tokens = _TOKEN.findall(_text(answer).lower())
-    return _scores(tokens, _cached_chunk(_text(chunk_text), window))[1]
+    return grounding_scores(answer, chunk_text, window)[1]
 
 
 def stopword_ratio(text: str) -> float:
