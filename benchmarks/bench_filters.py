@@ -4,29 +4,33 @@
 
 (a) Quality. The example corpus (examples/documents) is parsed, chunked and given
     clean pairs by the model-free generator, as the pipeline does. The clean base is the
-    pairs that pass the form rules that are not under test here (lengths, not a
-    question, low information) with exact-duplicate questions removed. Then, in each of
-    --rounds rounds with its own random seed, defects are planted per document: some
-    base pairs are altered (a refusal or meta-talk answer, a passage-dependent question,
-    an answer from another document, a fabricated answer, an answer that only echoes the
-    question; and, reported apart as harder cases, an answer from another chunk of the
-    same document, a sentence with one name or number swapped, and a statement made of
-    the chunk's own words in new combinations), some get an extra
-    exact copy (case and punctuation changed) or a paraphrased copy (question reworded,
-    same answer) placed after them, and some answers are reworded lightly but stay
-    grounded (a control: they must be kept). filter_pairs runs per document with the
-    default configuration, then with the heuristic judge, then (fewer rounds, it is slow)
-    with embeddings. Recall: share of a planted defect flagged with the reason code meant
-    for it. Precision of a reason code: share of the pairs it flags that have a planted
-    defect it is right for (untouched and reworded pairs count against it).
+    pairs that pass the form rules not under test here (lengths, not a question, low
+    information), without the generator's own duplicates (exact, or the same question
+    in another frame). Then, in each of --rounds rounds with its own random seed,
+    defects are planted per document. Some base pairs are altered: a refusal or
+    meta-talk answer, a passage-dependent question, an answer from another document, a
+    fabricated answer (invented facts about the chunk's subject), an answer that only
+    echoes the question; and, reported apart as harder cases, an answer from another
+    chunk of the same document, the answer with one name or number swapped, and a
+    statement made of the chunk's own words in new combinations. Some pairs get an
+    exact copy (case, punctuation or spacing changed) or a paraphrased copy (same
+    answer; the question in a new frame, an opening phrase moved, and half the time one
+    word swapped for a synonym) placed after them. Some answers are lightly reworded
+    but stay grounded (a control: they must be kept). filter_pairs runs per document
+    with the default configuration, then with the heuristic judge, then (fewer rounds,
+    it is slow) with embeddings. Recall: share of a planted defect flagged with the
+    reason code meant for it. Precision of a reason code: share of the pairs it flags
+    that have a planted defect it is right for (untouched and reworded pairs, and any
+    other defect, count against it).
 (b) Speed. 100,000 synthetic pairs of realistic size: 20,000 chunks of ~3,000
-    characters made of real corpus sentences, 5 pairs each (answers are 1-2 of the
-    chunk's sentences, questions 60-100 characters from templates and the answer's
-    words), with 3% exact and 3% paraphrased duplicates, in documents of 50 pairs.
-    filter_pairs with the default filters is timed per document (as the pipeline calls
-    it) and as one batch of 100,000; near-duplicate detection alone at N = 50,000 and
-    100,000 (best of 3 each; ratio: linear growth gives 2.0); cross_document_duplicates
-    on all pairs. Each timed run starts with an empty word-stem memory.
+    characters made of real corpus sentences (their content words renamed per subject,
+    see _rename), 5 pairs each (answers are 1-2 of the chunk's sentences, questions of
+    60-100 characters from templates and the answer's words), with 3% exact and 3%
+    paraphrased duplicates, in documents of 50 pairs. filter_pairs with the default
+    filters is timed per document (as the pipeline calls it) and as one batch of
+    100,000; near-duplicate detection alone at N = 50,000 and 100,000 (best of 3 each;
+    linear growth gives a ratio of 2.0); cross_document_duplicates on all pairs. Each
+    timed run starts with an empty word-stem memory.
 (c) Embedding similarity throughput (pairs/s) on --embedding-pairs pairs, 5 per chunk.
 
 Prints Markdown tables and writes benchmarks/results/filters.json.
@@ -496,12 +500,12 @@ def plant(base: dict[str, list[dict]], rng: random.Random) -> dict[str, list[dic
                         variant = "new frame + a synonym" if swapped else "new frame only"
                         pending.append((len(out) - 1, dict(pair, question=reworded, variant=variant,
                                                            planted="paraphrased duplicate")))
-        # each copy goes somewhere after its original (and its original stays first)
-        for original, copy in pending:
-            out.insert(rng.randint(original + 1, len(out)), copy)
-            for k, (other, other_copy) in enumerate(pending):
-                if other > original:
-                    pending[k] = (other + 1, other_copy)
+        # each copy goes somewhere after its original (so the original is the one kept)
+        for k in range(len(pending)):
+            original, copy = pending[k]
+            position = rng.randint(original + 1, len(out))
+            out.insert(position, copy)
+            pending = [(o + 1 if o >= position else o, c) for o, c in pending]
         sets[doc] = out
     return sets
 
@@ -738,6 +742,7 @@ def run_embedding_throughput(documents: list[dict], n_pairs: int, seed: int) -> 
 
     if not embedding_model_available():
         return {"available": False}
+    _model.cache_clear()  # measure a fresh load, even if the quality run loaded it
     started = time.perf_counter()
     _model()
     load_s = time.perf_counter() - started
