@@ -161,6 +161,21 @@ def build_pairs(document: str, n_pairs: int) -> list[dict[str, str]]:
     return pairs
 
 
+_JUDGE_PART = re.compile(r"<<<(SOURCE|QUESTION|ANSWER)\n(.*?)\n\1>>>", re.DOTALL)
+
+
+def judge_reply(prompt: str) -> dict[str, Any] | None:
+    """A judge's reply to a judge prompt (synth_assets.core.judge), None for other prompts:
+    9 when the answer appears in the source, 2 when it does not."""
+    parts = dict(_JUDGE_PART.findall(prompt))
+    if "SOURCE" not in parts or "ANSWER" not in parts:
+        return None
+    normalise = lambda text: " ".join(text.lower().split())  # noqa: E731
+    if normalise(parts["ANSWER"]) in normalise(parts["SOURCE"]):
+        return {"score": 9, "reason": "The answer is stated in the source."}
+    return {"score": 2, "reason": "The source does not support the answer."}
+
+
 class SimServer:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
@@ -295,7 +310,11 @@ class SimServer:
                 output_tokens = min(output_tokens, body["max_tokens"])
             await self._run_sequence(output_tokens)
 
-            content = json.dumps({"pairs": build_pairs(document, _pairs_wanted(body, messages))})
+            judged = judge_reply(document)
+            if judged is not None:
+                content = json.dumps(judged)
+            else:
+                content = json.dumps({"pairs": build_pairs(document, _pairs_wanted(body, messages))})
             finish = "stop"
             if fault == "malformed":
                 content = "Sure! Here are some questions about the text, what it says and why it matters."

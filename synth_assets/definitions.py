@@ -33,7 +33,7 @@ def pipeline_resources() -> dict:
         "documents": DocumentsFolder.from_env(),
         "duckdb": PipelineDatabase.from_env(),
         "generation": GenerationResource.from_env(),
-        "curation": CurationResource(),
+        "curation": CurationResource.from_env(),
         "export": ExportSettings.from_env(),
     }
 

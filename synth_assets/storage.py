@@ -97,8 +97,10 @@ TABLE_DDL: dict[str, str] = {
         attempts INTEGER NOT NULL,
         error VARCHAR NOT NULL
     """,
-    FILTERED_QA_PAIRS_TABLE: _PAIR_COLUMNS + ", grounding DOUBLE",
-    REJECTED_QA_PAIRS_TABLE: _PAIR_COLUMNS + ", grounding DOUBLE, reject_reasons VARCHAR[] NOT NULL",
+    # judge_score/judge_reason: NULL unless the judge is on (CurationResource.use_judge).
+    FILTERED_QA_PAIRS_TABLE: _PAIR_COLUMNS + ", grounding DOUBLE, judge_score INTEGER, judge_reason VARCHAR",
+    REJECTED_QA_PAIRS_TABLE: _PAIR_COLUMNS
+    + ", grounding DOUBLE, judge_score INTEGER, judge_reason VARCHAR, reject_reasons VARCHAR[] NOT NULL",
     ALPACA_EXAMPLES_TABLE: "instruction VARCHAR NOT NULL, input VARCHAR NOT NULL, output VARCHAR NOT NULL,"
     + _PROVENANCE_COLUMNS,
     SHAREGPT_EXAMPLES_TABLE: "conversations VARCHAR NOT NULL," + _PROVENANCE_COLUMNS,

@@ -329,3 +329,38 @@ def test_provenance_attributes() -> None:
     backend = OpenAIBackend(base_url="http://127.0.0.1:9/v1", model="m")
     assert (backend.generator, backend.model, backend.prompt_version) == ("openai", "m", PROMPT_VERSION)
     assert os.environ.get(KEY_ENV) is None or SECRET not in repr(backend)
+
+
+def _judge_requests() -> list:
+    from synth_assets.generation.base import JudgeRequest
+
+    chunk = "Ducks are birds that swim well in lakes and rivers. They eat plants, seeds and insects."
+    return [
+        JudgeRequest("p-grounded", "What do ducks eat?", "They eat plants, seeds and insects.", chunk),
+        JudgeRequest("p-made-up", "Where do ducks nest?", "Ducks nest on the roofs of city buildings.", chunk),
+        JudgeRequest("p-also-grounded", "Where do ducks swim?", "Ducks are birds that swim well in lakes and rivers.", chunk),
+    ]
+
+
+def test_the_llm_judge_scores_pairs_with_retries_and_the_cache(sim: Server, tmp_path: Path) -> None:
+    base_url, stats = sim(fail_500=0.3, malformed=0.2, fault_seed=3)
+    cache = GenerationCache(tmp_path / "cache.duckdb")
+    outcome = _backend(base_url, cache=cache, max_attempts=12).judge(_judge_requests())
+
+    assert not outcome.failures
+    assert {pid: score for pid, (score, _) in outcome.scores.items()} == {
+        "p-grounded": 9, "p-made-up": 2, "p-also-grounded": 9}
+    assert "does not support" in outcome.scores["p-made-up"][1]
+    assert outcome.stats["judge_retries"] > 0  # the faults were met and survived
+
+    sent = stats.snapshot()["requests"]
+    again = _backend(base_url, cache=cache).judge(_judge_requests())
+    assert stats.snapshot()["requests"] == sent and again.stats["judge_cache_hits"] == 3
+    assert again.scores == outcome.scores
+
+
+def test_a_judge_that_never_replies_with_a_score_leaves_the_pair_unjudged(sim: Server) -> None:
+    base_url, _ = sim(malformed=1.0)
+    outcome = _backend(base_url, max_attempts=2).judge(_judge_requests()[:1])
+    assert outcome.scores == {}
+    assert "unparseable reply" in outcome.failures["p-grounded"]

@@ -157,3 +157,45 @@ def test_choosing_vllm_without_vllm_fails_at_setup_with_install_hint(monkeypatch
     resource = GenerationResource(backend="vllm", model="Qwen/Qwen2.5-7B-Instruct")
     with pytest.raises(dg.Failure, match=r"\[vllm\]"):
         resource.create_backend()
+
+
+class FakeJudgeLLM:
+    """Replies to judge prompts: 8 for the first pair, garbage once then 3 for the second."""
+
+    def __init__(self):
+        self.calls = []
+        self.garbled = False
+
+    def chat(self, conversations, sampling_params, use_tqdm=True):
+        self.calls.append((conversations, sampling_params))
+        outputs = []
+        for messages in conversations:
+            user = messages[-1]["content"]
+            if "geese" in user and not self.garbled:
+                self.garbled = True
+                text = "I would rate it highly"
+            else:
+                text = json.dumps({"score": 3 if "geese" in user else 8, "reason": "checked"})
+            outputs.append(FakeRequestOutput([FakeCompletion(text)]))
+        return outputs
+
+
+def test_the_vllm_judge_sends_every_pair_in_one_greedy_schema_call(fake_vllm, tmp_path):
+    from synth_assets.core.judge import judge_json_schema
+    from synth_assets.generation.base import JudgeRequest
+
+    requests = [JudgeRequest("a", "What do ducks eat?", "Seeds.", "Ducks eat seeds."),
+                JudgeRequest("b", "What do geese eat?", "Grass.", "Geese eat grass.")]
+    engine = FakeJudgeLLM()
+    cache = GenerationCache(tmp_path / "cache.duckdb")
+    outcome = backend_with(engine, cache=cache).judge(requests)
+
+    assert [len(c) for c, _ in engine.calls] == [2, 1]  # one call for all, one retry
+    params = engine.calls[0][1]
+    assert params.kwargs["temperature"] == 0.0 and "top_p" not in params.kwargs
+    assert params.kwargs["structured_outputs"].json == judge_json_schema()
+    assert outcome.scores == {"a": (8, "checked"), "b": (3, "checked")} and not outcome.failures
+
+    second = FakeJudgeLLM()
+    assert backend_with(second, cache=cache).judge(requests).scores == outcome.scores
+    assert second.calls == []  # both judgements came from the cache

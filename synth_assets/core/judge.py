@@ -84,6 +84,19 @@ def build_judge_messages(question: str, answer: str, chunk_text: str) -> list[di
     ]
 
 
+def judge_json_schema() -> dict[str, Any]:
+    """The JSON schema of a judge's reply, for structured output (vLLM, OpenAI servers)."""
+    return {
+        "type": "object",
+        "properties": {
+            "score": {"type": "integer", "minimum": MIN_SCORE, "maximum": MAX_SCORE},
+            "reason": {"type": "string"},
+        },
+        "required": ["score", "reason"],
+        "additionalProperties": False,
+    }
+
+
 def _clamp(score: float) -> int:
     return max(MIN_SCORE, min(MAX_SCORE, int(round(score))))
 

@@ -9,6 +9,8 @@ from synth_assets.generation.base import (
     GenerationFailure,
     GenerationOutcome,
     GenerationRequest,
+    JudgeOutcome,
+    JudgeRequest,
 )
 from synth_assets.generation.model_free import MODEL_FREE_TEMPLATE_VERSION, generate_pairs
 
@@ -55,4 +57,17 @@ class ModelFreeBackend:
             "failures": len(outcome.failures),
             "seconds": round(time.perf_counter() - started, 3),
         }
+        return outcome
+
+    def judge(self, requests: list[JudgeRequest]) -> JudgeOutcome:
+        """Scores from the heuristic judge (core/judge.py): there is no model to ask, and
+        this keeps the judge's threshold, reason code and metadata running offline."""
+        from synth_assets.core.judge import heuristic_judge
+
+        started = time.perf_counter()
+        outcome = JudgeOutcome()
+        for request in requests:
+            outcome.scores[request.pair_id] = heuristic_judge(request.question, request.answer, request.chunk_text)
+        outcome.stats = {"judged": len(outcome.scores), "judge_failures": 0,
+                         "judge_seconds": round(time.perf_counter() - started, 3)}
         return outcome

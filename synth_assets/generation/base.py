@@ -49,10 +49,31 @@ class GenerationOutcome:
     stats: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class JudgeRequest:
+    """One question-answer pair for a judge to score, with the chunk it came from."""
+
+    pair_id: str
+    question: str
+    answer: str
+    chunk_text: str
+
+
+@dataclass
+class JudgeOutcome:
+    # pair_id -> (score 1-10, the judge's one-line reason)
+    scores: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # pair_id -> why it has no score (after every attempt); such pairs are not judged
+    failures: dict[str, str] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
 class GenerationBackend(Protocol):
     """A generator of grounded question-answer pairs.
 
-    `generate` receives every chunk of a run at once so a GPU backend can batch them.
+    `generate` receives every chunk of a run at once so a GPU backend can batch them;
+    `judge` scores pairs 1-10 with their chunk shown (the model as an LLM judge, or the
+    heuristic judge of the model-free backend).
     """
 
     generator: str  # which backend wrote the rows, recorded on every row
@@ -60,3 +81,5 @@ class GenerationBackend(Protocol):
     prompt_version: str  # template or prompt version, recorded on every row
 
     def generate(self, requests: list[GenerationRequest]) -> GenerationOutcome: ...
+
+    def judge(self, requests: list[JudgeRequest]) -> JudgeOutcome: ...

@@ -37,16 +37,25 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from synth_assets.core.judge import (
+    JUDGE_PROMPT_VERSION,
+    build_judge_messages,
+    judge_json_schema,
+    parse_judge_reply,
+)
 from synth_assets.generation.base import (
     GeneratedPair,
     GenerationFailure,
     GenerationOutcome,
     GenerationRequest,
+    JudgeOutcome,
+    JudgeRequest,
 )
 from synth_assets.generation.cache import CacheEntry, GenerationCache, cache_key
 from synth_assets.generation.prompts import (
@@ -83,13 +92,26 @@ class _Fatal(Exception):
 _RETRY, _NEW, _STOP = 0, 1, 2
 
 
+@dataclass(frozen=True)
+class _Task:
+    """What is asked of the model: writing a chunk's pairs, or judging one pair."""
+
+    schema_name: str
+    schema: dict[str, Any]
+    parse: Callable[[str], Any]  # reply text -> result; raises ReplyParseError
+    prompt_version: str
+    sampling: dict[str, Any]
+
+
 @dataclass
 class _Chunk:
-    """One chunk on its way through the queue, with its attempts so far."""
+    """One request (a chunk to write pairs for, or a pair to judge) on its way through
+    the queue, with its attempts so far."""
 
-    request: GenerationRequest
+    item_id: str
     messages: list[dict[str, str]]
     key: str
+    task: _Task
     attempts: int = 0
     error: str = "not sent"
 
@@ -112,7 +134,7 @@ class _Run:
     cache_write_errors: int = 0
     stop_reason: str | None = None
     last_progress: float = 0.0
-    results: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
     failures: dict[str, GenerationFailure] = field(default_factory=dict)
 
 
@@ -193,7 +215,9 @@ class OpenAIBackend:
 
         run = _Run(total=len(requests), started=started, done=cache_hits, last_progress=started)
         if todo:
-            self._run_async(self._generate_all(todo, messages, keys, api_key, run))
+            task = self._qa_task()
+            chunks = [_Chunk(r.chunk_id, messages[r.chunk_id], keys[r.chunk_id], task) for r in todo]
+            self._run_async(self._generate_all(chunks, api_key, run))
 
         outcome = GenerationOutcome()
         for request in requests:  # input order, whatever the completion order was
@@ -242,6 +266,53 @@ class OpenAIBackend:
         )
         return outcome
 
+    def judge(self, requests: list[JudgeRequest]) -> JudgeOutcome:
+        """A 1-10 score and a reason for each pair, from the same server, with the same
+        concurrency, retries and cache as generation (judge-v1 prompt, temperature 0)."""
+        started = time.perf_counter()
+        api_key = os.environ.get(self.api_key_env) or None
+        task = self._judge_task()
+        chunks = []
+        for r in requests:
+            messages = build_judge_messages(r.question, r.answer, r.chunk_text)
+            key = cache_key(self.model, {**task.sampling, "task": "judge"}, messages)
+            chunks.append(_Chunk(r.pair_id, messages, key, task))
+        cached = self.cache.get_many([c.key for c in chunks]) if self.cache is not None else {}
+        outcome = JudgeOutcome()
+        todo = []
+        for chunk in chunks:
+            hit = cached.get(chunk.key)
+            try:
+                if hit is None:
+                    raise ReplyParseError("not cached")
+                outcome.scores[chunk.item_id] = task.parse(hit.reply)
+            except ReplyParseError:
+                todo.append(chunk)
+        cache_hits = len(chunks) - len(todo)
+        run = _Run(total=len(chunks), started=started, done=cache_hits, last_progress=started)
+        if todo:
+            self._run_async(self._generate_all(todo, api_key, run))
+        outcome.scores.update(run.results)
+        outcome.failures = {item_id: failure.error for item_id, failure in run.failures.items()}
+        seconds = time.perf_counter() - started
+        outcome.stats = {"judged": len(outcome.scores), "judge_failures": len(outcome.failures),
+                         "judge_requests": run.requests, "judge_cache_hits": cache_hits,
+                         "judge_retries": run.retries, "judge_seconds": round(seconds, 3)}
+        self._info(f"judged {len(outcome.scores)}/{len(chunks)} pairs ({cache_hits} from cache, "
+                   f"{len(outcome.failures)} failed) in {seconds:.1f}s")
+        return outcome
+
+    def _qa_task(self) -> _Task:
+        n = self.pairs_per_chunk
+        return _Task("qa_pairs", qa_json_schema(n), lambda reply: parse_reply(reply, n),
+                     PROMPT_VERSION, self.sampling)
+
+    def _judge_task(self) -> _Task:
+        # A judge should be repeatable: greedy decoding, and a short reply.
+        sampling = {**self.sampling, "temperature": 0.0, "max_tokens": 200}
+        sampling.pop("top_p", None)
+        return _Task("judge_score", judge_json_schema(), _parse_judge, JUDGE_PROMPT_VERSION, sampling)
+
     def cache_key_for(self, request: GenerationRequest) -> str:
         """The generation-cache key of one chunk's request."""
         return self._cache_key(build_messages(request, self.pairs_per_chunk))
@@ -265,14 +336,7 @@ class OpenAIBackend:
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="openai-generate") as pool:
             pool.submit(asyncio.run, coroutine).result()
 
-    async def _generate_all(
-        self,
-        todo: list[GenerationRequest],
-        messages: dict[str, list[dict[str, str]]],
-        keys: dict[str, str],
-        api_key: str | None,
-        run: _Run,
-    ) -> None:
+    async def _generate_all(self, todo: list[_Chunk], api_key: str | None, run: _Run) -> None:
         """max_concurrency workers take chunks from a priority queue, one request each.
 
         A chunk to retry goes back on the queue (after its backoff, via call_later)
@@ -284,8 +348,7 @@ class OpenAIBackend:
         workers = min(self.max_concurrency, len(todo))
         order = itertools.count()  # ties in the queue break by order, never by _Chunk
         queue: asyncio.PriorityQueue[tuple[int, int, _Chunk | None]] = asyncio.PriorityQueue()
-        for request in todo:
-            chunk = _Chunk(request, messages[request.chunk_id], keys[request.chunk_id])
+        for chunk in todo:
             queue.put_nowait((_NEW, next(order), chunk))
         remaining = len(todo)
         loop = asyncio.get_running_loop()
@@ -340,7 +403,7 @@ class OpenAIBackend:
         """One request for a chunk. Returns the delay before the next attempt, or None
         when the chunk is settled (pairs or failure recorded). Never raises for one
         chunk's trouble: it cannot fail the others."""
-        chunk_id = chunk.request.chunk_id
+        chunk_id = chunk.item_id
         if run.stop_reason is not None:
             run.failures[chunk_id] = GenerationFailure(chunk_id, chunk.attempts, run.stop_reason)
             run.failed += 1
@@ -349,8 +412,8 @@ class OpenAIBackend:
         delay: float | None = None
         try:
             async with slots:
-                reply, usage = await self._post(client, chunk.messages, chunk.attempts, run)
-            pairs = parse_reply(reply, self.pairs_per_chunk)
+                reply, usage = await self._post(client, chunk, run)
+            result = chunk.task.parse(reply)
         except _Retryable as failure:
             chunk.error = _scrub(str(failure), api_key)
             delay = self._backoff(chunk.attempts, failure.delay)
@@ -365,10 +428,10 @@ class OpenAIBackend:
         except Exception as bug:  # a bug on one chunk is that chunk's failure, not the run's
             chunk.error = _scrub(f"{type(bug).__name__}: {bug}", api_key)
         else:
-            run.results[chunk_id] = pairs
-            run.pairs += len(pairs)
+            run.results[chunk_id] = result
+            run.pairs += len(result) if isinstance(result, list) else 0
             if writer is not None:
-                writer.put(CacheEntry(chunk.key, self.model, PROMPT_VERSION, reply,
+                writer.put(CacheEntry(chunk.key, self.model, chunk.task.prompt_version, reply,
                                       usage.get("prompt_tokens"), usage.get("completion_tokens")))
             return None
         if delay is not None and chunk.attempts < self.max_attempts:
@@ -377,20 +440,18 @@ class OpenAIBackend:
         run.failed += 1
         return None
 
-    async def _post(
-        self, client: httpx.AsyncClient, messages: list[dict[str, str]], attempt: int, run: _Run
-    ) -> tuple[str, dict[str, int]]:
+    async def _post(self, client: httpx.AsyncClient, chunk: _Chunk, run: _Run) -> tuple[str, dict[str, int]]:
         """One chat completion: the reply text and its usage, or _Retryable/_Fatal."""
+        task, attempt = chunk.task, chunk.attempts
         while True:  # loops once more only when the server refuses response_format
-            body: dict[str, Any] = {"model": self.model, "messages": messages, **self.sampling}
+            body: dict[str, Any] = {"model": self.model, "messages": chunk.messages, **task.sampling}
             if "seed" in body and attempt > 1:
                 body["seed"] = body["seed"] + attempt - 1
             with_schema = self.use_json_schema
             if with_schema:
                 body["response_format"] = {
                     "type": "json_schema",
-                    "json_schema": {"name": "qa_pairs", "strict": True,
-                                    "schema": qa_json_schema(self.pairs_per_chunk)},
+                    "json_schema": {"name": task.schema_name, "strict": True, "schema": task.schema},
                 }
             run.requests += 1
             run.in_flight += 1
@@ -523,6 +584,13 @@ def _retry_after(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, moment.timestamp() - time.time())
+
+
+def _parse_judge(reply: str) -> tuple[int, str]:
+    try:
+        return parse_judge_reply(reply)
+    except ValueError as error:
+        raise ReplyParseError(str(error)) from None
 
 
 def _scrub(message: str, secret: str | None) -> str:

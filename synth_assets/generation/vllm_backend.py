@@ -15,11 +15,19 @@ import json
 import time
 from typing import Any
 
+from synth_assets.core.judge import (
+    JUDGE_PROMPT_VERSION,
+    build_judge_messages,
+    judge_json_schema,
+    parse_judge_reply,
+)
 from synth_assets.generation.base import (
     GeneratedPair,
     GenerationFailure,
     GenerationOutcome,
     GenerationRequest,
+    JudgeOutcome,
+    JudgeRequest,
 )
 from synth_assets.generation.cache import CacheEntry, GenerationCache, cache_key
 from synth_assets.generation.prompts import (
@@ -183,6 +191,55 @@ class VLLMBackend:
         if self.log:
             self.log.info(f"vLLM: {len(wave)} prompts in one engine call, {len(retry)} to retry")
         return retry
+
+    def judge(self, requests: list[JudgeRequest]) -> JudgeOutcome:
+        """A 1-10 score and a reason for each pair: every prompt in one engine call
+        (greedy, JSON-schema constrained), unparseable replies asked again up to
+        max_attempts, parsed replies cached like generations."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        started = time.perf_counter()
+        sampling = {**self.sampling, "temperature": 0.0, "max_tokens": 200, "n": 1}
+        sampling.pop("top_p", None)
+        conversations = {r.pair_id: build_judge_messages(r.question, r.answer, r.chunk_text) for r in requests}
+        keys = {pid: cache_key(self.model, {**sampling, "task": "judge", "backend": "vllm"}, messages)
+                for pid, messages in conversations.items()}
+        cached = self.cache.get_many(list(keys.values())) if self.cache else {}
+        outcome = JudgeOutcome()
+        pending = []
+        for pair_id, key in keys.items():
+            try:
+                outcome.scores[pair_id] = parse_judge_reply(cached[key].reply)
+            except (KeyError, ValueError):
+                pending.append(pair_id)
+        cache_hits, engine_calls = len(keys) - len(pending), 0
+        params = SamplingParams(**sampling, structured_outputs=StructuredOutputsParams(json=judge_json_schema()))
+        for attempt in range(1, self.max_attempts + 1):
+            if not pending:
+                break
+            outputs = self.engine.chat([conversations[pid] for pid in pending], params, use_tqdm=False)
+            engine_calls += 1
+            retry, entries = [], []
+            for pair_id, output in zip(pending, outputs):
+                text = output.outputs[0].text if output.outputs else ""
+                try:
+                    outcome.scores[pair_id] = parse_judge_reply(text)
+                except ValueError as error:
+                    outcome.failures[pair_id] = str(error)
+                    retry.append(pair_id)
+                    continue
+                outcome.failures.pop(pair_id, None)
+                entries.append(CacheEntry(keys[pair_id], self.model, JUDGE_PROMPT_VERSION, text,
+                                          len(output.prompt_token_ids or []),
+                                          len(output.outputs[0].token_ids or [])))
+            if self.cache and entries:
+                self.cache.put_many(entries)
+            pending = retry
+        outcome.stats = {"judged": len(outcome.scores), "judge_failures": len(outcome.failures),
+                         "judge_engine_calls": engine_calls, "judge_cache_hits": cache_hits,
+                         "judge_seconds": round(time.perf_counter() - started, 3)}
+        return outcome
 
     @staticmethod
     def _pairs(chunk_id: str, parsed: list[dict]) -> list[GeneratedPair]:

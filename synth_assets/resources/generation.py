@@ -195,6 +195,11 @@ class GenerationResource(dg.ConfigurableResource):
         self._backend = backend
         return backend
 
+    def judge(self, requests: list, log=None):
+        """1-10 scores for pairs (JudgeRequest) from the configured backend: the model as
+        an LLM judge with the chunk shown, or the heuristic judge for model_free."""
+        return self.create_backend(log).judge(requests)
+
     def _openai_backend(self, log):
         from synth_assets.generation.openai_backend import OpenAIBackend
 
