@@ -10,6 +10,8 @@ export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export GX_ANALYTICS_ENABLED := False
 export DAGSTER_DISABLE_TELEMETRY := 1
+# `make ui` listens on this machine only; DAGSTER_HOST=0.0.0.0 opens it to the network.
+DAGSTER_HOST ?= 127.0.0.1
 
 .PHONY: run test ui env clean
 
@@ -37,7 +39,7 @@ test: env
 	$(PY) -m pytest -q
 
 ui: env $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
+	$(VENV)/bin/dagster dev -w workspace.yaml -h $(DAGSTER_HOST) -p $${DAGSTER_PORT:-3000}
 
 clean:
 	rm -rf data .dagster_home

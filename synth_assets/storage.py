@@ -11,6 +11,9 @@ DuckDB types an all-NULL column as NULL and later string writes to it then fail.
 
 from __future__ import annotations
 
+import random
+import time
+
 import duckdb
 import pandas as pd
 
@@ -112,6 +115,43 @@ TABLE_DDL: dict[str, str] = {
         duplicate_of VARCHAR NOT NULL
     """,
 }
+
+
+# How long a connection waits for another process that holds the file's write lock.
+DEFAULT_LOCK_TIMEOUT_S = 300.0
+
+
+def is_lock_error(error: Exception) -> bool:
+    message = str(error).lower()
+    return "lock" in message or "conflicting" in message
+
+
+def connect_waiting_for_lock(
+    database: str, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S, config: dict | None = None
+) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect, waiting while another process holds the file.
+
+    DuckDB lets one process at a time open a file for writing; the others get an
+    IOException "Could not set lock". Our connections are short (one read or one
+    partition write), so waiting is right: retries with full jitter (so waiting
+    processes do not wake in step) and delays capped at 1 s (so the file is taken soon
+    after it is free), until `lock_timeout_s`; then the lock error is raised, naming
+    the file. Other errors are raised at once.
+    """
+    deadline = time.monotonic() + lock_timeout_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(database, config=config or {})
+        except duckdb.IOException as error:
+            if not is_lock_error(error):
+                raise
+            if time.monotonic() >= deadline:
+                raise duckdb.IOException(
+                    f"{database} stayed locked by another process for {lock_timeout_s:.0f}s: {error}"
+                ) from None
+            time.sleep(random.uniform(0, delay))
+            delay = min(delay * 2, 1.0)
 
 
 def column_definitions(table: str) -> list[tuple[str, str]]:

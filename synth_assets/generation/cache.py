@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from synth_assets.storage import connect_waiting_for_lock
 
 CACHE_TABLE = "generation_cache"
 _CREATE = f"""
@@ -76,11 +76,6 @@ def cache_key(model: str | None, params: dict[str, Any], messages: Any) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _is_lock_error(error: Exception) -> bool:
-    message = str(error).lower()
-    return "lock" in message or "conflicting" in message
-
-
 class GenerationCache:
     """Replies by cache key in the DuckDB file at `path` (":memory:" keeps one
     connection open for the life of the object, for tests)."""
@@ -106,18 +101,8 @@ class GenerationCache:
             with self._memory_lock:  # one shared connection: one user at a time
                 yield self._memory
             return
-        deadline = time.monotonic() + self.lock_timeout_s
-        delay = 0.05
-        while True:
-            try:
-                con = duckdb.connect(self.path)
-                break
-            except duckdb.IOException as error:
-                # Another process is writing the file: wait for its short connection.
-                if not _is_lock_error(error) or time.monotonic() >= deadline:
-                    raise
-                time.sleep(random.uniform(0, delay))
-                delay = min(delay * 2, 2.0)
+        # Another process may be writing the file: wait for its short connection.
+        con = connect_waiting_for_lock(self.path, lock_timeout_s=self.lock_timeout_s)
         try:
             yield con
         finally:
