@@ -94,6 +94,9 @@ class SimStats:
             self.total_sequence_s = 0.0  # nominal GPU time: sum of ttft + tokens * tpot
             self.total_slot_s = 0.0  # measured time slots were held
             self.documents: Counter[str] = Counter()  # sha256 of the <document> text
+            # ... of the requests answered with a usable reply (ok, messy or truncated):
+            # a count above 1 is a generation done twice.
+            self.answered: Counter[str] = Counter()
             self.with_response_format = 0
             self.authorization_ok = 0
 
@@ -110,6 +113,7 @@ class SimStats:
                 "total_sequence_s": round(self.total_sequence_s, 4),
                 "total_slot_s": round(self.total_slot_s, 4),
                 "documents": dict(self.documents),
+                "answered": dict(self.answered),
                 "with_response_format": self.with_response_format,
                 "authorization_ok": self.authorization_ok,
             }
@@ -328,6 +332,8 @@ class SimServer:
             prompt_tokens = round(words * 1.3)
             with stats._lock:
                 stats.outcomes[fault or "ok"] += 1
+                if fault in (None, "messy", "truncated"):
+                    stats.answered[document_hash(document)] += 1
             return await _send(writer, 200, {
                 "id": f"chatcmpl-sim-{stats.requests}",
                 "object": "chat.completion",

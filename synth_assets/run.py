@@ -9,6 +9,8 @@ duplicates them.
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
 import time
 
@@ -30,6 +32,47 @@ from synth_assets.storage import (
 # Dagster's per-event console lines would bury the progress bar and the summary; the
 # full event log is still stored on the instance, for the UI.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+# Tags on the runs this command executes in its own process, so that a later call can
+# tell a run whose process was killed from one that is still going.
+LAUNCHER_TAG, PID_TAG, HOST_TAG = "synth_assets/launcher", "synth_assets/pid", "synth_assets/host"
+UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+def run_tags() -> dict[str, str]:
+    return {LAUNCHER_TAG: "synth_assets.run", PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def recover_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the runs of an earlier `synth_assets.run` on this machine whose process
+    is gone (killed, crashed, power cut), and free the concurrency-pool slots they held.
+
+    An in-process run that is SIGKILLed never reports its end: it would stay "started"
+    in the UI for ever and keep its `gpu` pool slot, so the next run's generation step
+    would wait for that slot indefinitely. (The daemon's run monitoring does this for
+    runs it launched; these were not launched through it.) Returns the run ids.
+    """
+    recovered = []
+    runs = instance.get_runs(dg.RunsFilter(statuses=UNFINISHED, tags={LAUNCHER_TAG: "synth_assets.run"}))
+    for run in runs:
+        pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
+        if host != socket.gethostname() or not (pid and pid.isdigit()) or _process_alive(int(pid)):
+            continue
+        instance.report_run_failed(run, f"the process that ran it (pid {pid}) is gone: it was killed or crashed")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        recovered.append(run.run_id)
+    return recovered
 
 
 def register_documents(instance: dg.DagsterInstance, keys: list[str]) -> list[str]:
@@ -58,6 +101,7 @@ def run_all(
     defs: dg.Definitions, instance: dg.DagsterInstance, *, show_progress: bool = True
 ) -> dict:
     """Materialise every document, then the training dataset; return a summary."""
+    recovered = recover_abandoned_runs(instance)
     documents = defs.resources["documents"]
     keys = list(documents.discover())
     register_documents(instance, keys)
@@ -69,7 +113,8 @@ def run_all(
     for key in progress:
         progress.set_postfix_str(key[:40])
         result = document_job.execute_in_process(
-            partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE
+            partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE,
+            tags=run_tags(),
         )
         evaluations = [e for e in result.get_asset_check_evaluations() if not e.passed]
         failed_checks = [e for e in evaluations if e.severity == dg.AssetCheckSeverity.ERROR]
@@ -81,13 +126,14 @@ def run_all(
         elif not result.success:
             failures[key] = failure_reason(result)
     export = defs.resolve_job_def(BUILD_TRAINING_DATASET_JOB).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE
+        instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE, tags=run_tags()
     )
     export_dir = None
     if export.success:
         materialization = export.asset_materializations_for_node("training_dataset")[0]
         export_dir = materialization.metadata["export_dir"].value
     return {
+        "recovered_runs": recovered,
         "documents": keys,
         "failed": failures,
         "blocked_by_checks": blocked,
@@ -119,6 +165,11 @@ def format_summary(summary: dict, seconds: float) -> str:
     lines = [
         "",
         f"synth_assets: {len(summary['documents'])} documents in {seconds:.1f} s",
+    ]
+    if summary.get("recovered_runs"):
+        lines.append(f"  recovered:       {len(summary['recovered_runs'])} runs of a killed earlier "
+                     "run marked failed, their pool slots freed")
+    lines += [
         f"  parsed:          {summary['parsed']}",
         f"  failed:          {len(summary['failed'])}",
     ]

@@ -6,10 +6,10 @@ test_openai_backend.py; bad files in test_parsing.py and test_pipeline.py.)"""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from benchmarks.duckdb_writer import start_writer
 from benchmarks.sim_server import start_server_in_thread
 from synth_assets.definitions import PIPELINE_ASSETS, build_definitions
 from synth_assets.generation.base import GenerationRequest
@@ -32,41 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-live-7Hq2-do-not-leak-9f3e1c"
 KEY_ENV = "SYNTH_ASSETS_TEST_SECRET_KEY"
 
-# A process that replaces one document's rows again and again, each time with ROWS
-# rows tagged with the write's number, and prints the number of every committed write.
-_WRITER = textwrap.dedent("""
-    import sys, time
-    sys.path.insert(0, {root!r})
-    import pandas as pd
-    from synth_assets.resources.storage import PipelineDatabase
-    from synth_assets.storage import GENERATED_QA_PAIRS_TABLE, replace_partition_rows
-    database, document, writes, rows, hold = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-    db = PipelineDatabase(database=database)
-    for n in range(writes):
-        frame = pd.DataFrame({{
-            "pair_id": [f"{{document}}#p{{i}}" for i in range(rows)],
-            "document_id": document, "chunk_id": f"{{document}}#c0",
-            "question": "Why?", "answer": "Because " * 20, "question_type": "why",
-            "evidence": None, "generator": "test", "model": None,
-            "prompt_version": f"write-{{n}}", "reasoning": None,
-        }})
-        with db.get_connection() as con:
-            replace_partition_rows(con, GENERATED_QA_PAIRS_TABLE, document, frame)
-            time.sleep(hold)  # hold the file a moment, as a real step does
-        print(n, flush=True)
-""").format(root=str(ROOT))
-
-
-def _writer(database: Path, document: str, writes: int, rows: int, hold: float = 0.0) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(database), document, str(writes), str(rows), str(hold)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-
-
 def test_four_processes_writing_one_database_wait_for_each_other(tmp_path: Path) -> None:
     database = tmp_path / "shared.duckdb"
-    writers = [_writer(database, f"doc-{i}", writes=15, rows=200, hold=0.02) for i in range(4)]
+    writers = [start_writer(database, f"doc-{i}", writes=15, rows=200, hold_s=0.02) for i in range(4)]
     for writer in writers:
         out, err = writer.communicate(timeout=240)
         assert writer.returncode == 0, err  # no "Could not set lock" failure
@@ -84,7 +53,7 @@ def test_a_kill_in_the_middle_of_a_write_leaves_whole_writes_only(tmp_path: Path
     database = tmp_path / "killed.duckdb"
     rows = 20_000  # a write large enough to be killed inside
     for round_ in range(3):
-        writer = _writer(database, "doc", writes=1000, rows=rows)
+        writer = start_writer(database, "doc", writes=1000, rows=rows)
         committed = []
         deadline = time.monotonic() + 60
         while len(committed) < 2 + round_ and time.monotonic() < deadline:
@@ -222,3 +191,42 @@ def test_a_partition_key_cannot_reach_outside_the_documents_folder(pipeline_reso
     for key in ("../../etc/passwd", "/etc/passwd", "..", "wiki.md/../../x"):
         with pytest.raises(dg.Failure, match="no file in"):
             documents.path_for(key)
+
+
+_KILLED_RUN = """
+import sys, time, dagster as dg
+from synth_assets.run import run_tags
+
+@dg.asset(pool="gpu")
+def holds_the_gpu():
+    print("holding", flush=True)
+    time.sleep(600)
+
+with dg.DagsterInstance.get() as instance:
+    dg.materialize([holds_the_gpu], instance=instance, tags=run_tags())
+"""
+
+
+def test_a_killed_run_is_recovered_and_frees_its_gpu_slot(tmp_path: Path, monkeypatch) -> None:
+    from synth_assets.run import recover_abandoned_runs
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_RUN], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "holding"
+    finally:
+        process.kill()
+        process.wait(10)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        [run] = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.STARTED  # the kill left it "running"
+        assert instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
+        assert recover_abandoned_runs(instance) == [run.run_id]
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert not instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
+        assert recover_abandoned_runs(instance) == []  # once only
