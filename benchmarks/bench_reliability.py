@@ -117,6 +117,8 @@ def crash_in_generation(work: Path) -> dict:
         os.killpg(first.pid, signal.SIGKILL)
         printed.append(first.communicate()[0])
         before = server_stats()["answered"]
+        with duckdb.connect(env["SYNTH_ASSETS_GENERATION_CACHE"], read_only=True) as con:
+            committed = con.execute("SELECT count(*) FROM generation_cache").fetchone()[0]
         second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
         printed += [second.stdout, second.stderr]
         after = server_stats()["answered"]
@@ -128,7 +130,8 @@ def crash_in_generation(work: Path) -> dict:
         chunk_rows, chunk_ids = con.execute("SELECT count(*), count(DISTINCT chunk_id) FROM document_chunks").fetchone()
         failures = con.execute("SELECT count(*) FROM generation_failures").fetchone()[0]
     return {
-        "answered_before_kill": sum(before.values()), "chunks_answered_in_all": len(after),
+        "answered_before_kill": sum(before.values()), "committed_before_kill": committed,
+        "chunks_answered_in_all": len(after),
         "repeated_generations": repeated, "second_run_exit_code": second.returncode,
         "database_opens": True, "duplicate_pair_rows": pairs - distinct,
         "duplicate_chunk_rows": chunk_rows - chunk_ids, "generation_failures_recorded": failures,
@@ -189,18 +192,26 @@ def concurrent_runs(work: Path) -> dict:
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for key in keys]
     outputs = [run.communicate(timeout=900) for run in runs]
     wall = time.perf_counter() - started
+    # The same four runs one after another, into another database: the row counts the
+    # concurrent runs must match.
+    sequential_env = {**env, "SYNTH_ASSETS_DUCKDB_PATH": str(work / "sequential.duckdb")}
+    for key in keys:
+        subprocess.run([sys.executable, "-c", _ONE_DOCUMENT_RUN, key], cwd=ROOT, env=sequential_env,
+                       capture_output=True, check=True, timeout=900)
     lock_errors = sum("lock" in (out + err).lower() and "Could not set lock" in (out + err) for out, err in outputs)
     succeeded = sum(out.strip().splitlines()[-1:] == ["SUCCESS"] for out, _ in outputs)
-    with duckdb.connect(env["SYNTH_ASSETS_DUCKDB_PATH"], read_only=True) as con:
-        per_table = {
-            table: dict(con.execute(f"SELECT document_id, count(*) FROM {table} GROUP BY ALL").fetchall())
-            for table in ("raw_documents", "parsed_documents", "document_chunks", "generated_qa_pairs",
-                          "filtered_qa_pairs", "alpaca_examples", "sharegpt_examples")
-        }
-    complete = all(set(counts) == set(keys) for table, counts in per_table.items()
-                   if table in ("raw_documents", "parsed_documents", "document_chunks", "generated_qa_pairs"))
+    def row_counts(database: str) -> dict:
+        with duckdb.connect(database, read_only=True) as con:
+            return {
+                table: dict(sorted(con.execute(f"SELECT document_id, count(*) FROM {table} GROUP BY ALL").fetchall()))
+                for table in ("raw_documents", "parsed_documents", "document_chunks", "generated_qa_pairs",
+                              "filtered_qa_pairs", "rejected_qa_pairs", "alpaca_examples", "sharegpt_examples")
+            }
+
+    concurrent, sequential = row_counts(env["SYNTH_ASSETS_DUCKDB_PATH"]), row_counts(sequential_env["SYNTH_ASSETS_DUCKDB_PATH"])
     return {"runs": len(keys), "succeeded": succeeded, "lock_failures": lock_errors, "wall_s": round(wall, 1),
-            "every_document_in_every_table": complete, "rows": per_table,
+            "rows_same_as_sequential_runs": concurrent == sequential,
+            "rows": sum(n for counts in concurrent.values() for n in counts.values()), "row_counts": concurrent,
             "failures": [out for out, _ in outputs if "SUCCESS" not in out]}
 
 
@@ -236,6 +247,7 @@ def bad_inputs(work: Path) -> dict:
         "generation": GenerationResource(cache_path=None),
         "export": ExportSettings(export_dir=str(work / "hostile_exports")),
     })
+    (work / "hostile_home").mkdir()
     with dg.instance_for_test(temp_dir=str(work / "hostile_home")) as instance:
         summary = run_all(defs, instance, show_progress=False)
     files = sorted(p.name for p in folder.iterdir())
@@ -257,7 +269,7 @@ def secrets_found(work: Path, texts: list[str]) -> dict:
             for table, column in con.execute(
                 "SELECT table_name, column_name FROM information_schema.columns WHERE data_type LIKE 'VARCHAR%'"
             ).fetchall():
-                if con.execute(f'SELECT count(*) FROM "{table}" WHERE "{column}" LIKE ?', [f"%{SECRET}%"]).fetchone()[0]:
+                if con.execute(f'SELECT count(*) FROM "{table}" WHERE CAST("{column}" AS VARCHAR) LIKE ?', [f"%{SECRET}%"]).fetchone()[0]:
                     hits.append(f"{database.name}:{table}.{column}")
     hits += [f"console/outcome text #{i}" for i, text in enumerate(texts) if SECRET in text]
     searched = sum(1 for p in work.rglob("*") if p.is_file())
@@ -265,6 +277,11 @@ def secrets_found(work: Path, texts: list[str]) -> dict:
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="*", help="run only these parts (faults, crash_in_generation, ...)")
+    only = parser.parse_args().only
     os.environ[KEY_ENV] = SECRET  # the simulated servers require it; the runs send it
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-reliability-") as tmp:
@@ -274,13 +291,15 @@ def main() -> None:
                            ("crash_in_duckdb_write", lambda: crash_in_duckdb_write(work)),
                            ("concurrent_runs", lambda: concurrent_runs(work / "concurrent")),
                            ("bad_inputs", lambda: bad_inputs(work))]:
+            if only and name not in only:
+                continue
             started = time.perf_counter()
             print(f"-- {name} ...", flush=True)
             results[name] = step()
             results[name]["bench_s"] = round(time.perf_counter() - started, 1)
             shown = {k: v for k, v in results[name].items() if k not in ("texts", "rows")}
             print(json.dumps(shown, indent=1, ensure_ascii=False), flush=True)
-        texts = results["faults"].pop("texts") + results["crash_in_generation"].pop("texts")
+        texts = [t for part in results.values() for t in part.pop("texts", [])]
         results["secrets"] = secrets_found(work, texts)
         print(json.dumps(results["secrets"], indent=1))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -267,7 +267,7 @@ BAD_INPUTS = {
     "dense_zip": "refused: the archive would expand to 20 MB",
     "not_zip": "could not be read as DOCX: not a zip archive",
     "pdf_as_docx": "could not be read as DOCX: not a zip archive",
-    "zip_not_docx": "could not be read as DOCX",
+    "zip_not_docx": "could not be read as DOCX: the zip archive has no word/document.xml",
     "non_utf8": "is not valid UTF-8 text",
     "no_text": "no text could be extracted (scanned image or empty document)",
     "empty_markdown": "no text could be extracted",

@@ -280,6 +280,10 @@ def _docling_parse_page_count(path: Path) -> int | None:
         pdf.unload()
 
 
+# The part every Office Open XML file of the format has (ECMA-376 package layout).
+_OFFICE_MAIN_PART = {"docx": "word/document.xml", "pptx": "ppt/presentation.xml"}
+
+
 def _check_zip(path: Path, fmt: str) -> None:
     """Refuse non-zip and zip-bomb DOCX/PPTX before docling expands them.
 
@@ -300,6 +304,11 @@ def _check_zip(path: Path, fmt: str) -> None:
             name,
             f"refused: the archive would expand to {expanded / (1024 * 1024):.0f} MB "
             f"(compression ratio {expanded / compressed:.0f}:1) (zip bomb guard)",
+        )
+    main_part = _OFFICE_MAIN_PART.get(fmt)
+    if main_part and main_part not in {m.filename for m in members}:
+        raise DocumentError(
+            name, f"could not be read as {label}: the zip archive has no {main_part}, so it is not a {label} file"
         )
 
 
