@@ -7,6 +7,7 @@ from synth_assets.assets.curate import filtered_qa_pairs
 from synth_assets.assets.export import alpaca_examples, sharegpt_examples, training_dataset
 from synth_assets.assets.generate import generated_qa_pairs
 from synth_assets.assets.ingest import parsed_documents, raw_documents
+from synth_assets.automation import automation_sensor
 from synth_assets.checks import quality_checks
 from synth_assets.jobs import build_training_dataset_job, process_documents_job
 from synth_assets.resources.curation import CurationResource
@@ -14,6 +15,8 @@ from synth_assets.resources.documents import DocumentsFolder
 from synth_assets.resources.export import ExportSettings
 from synth_assets.resources.generation import GenerationResource
 from synth_assets.resources.storage import PipelineDatabase
+from synth_assets.schedules import nightly_catch_up
+from synth_assets.sensors import documents_sensor
 
 PIPELINE_ASSETS = [
     raw_documents,
@@ -44,6 +47,8 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         assets=PIPELINE_ASSETS,
         asset_checks=quality_checks,
         jobs=[process_documents_job, build_training_dataset_job],
+        sensors=[documents_sensor, automation_sensor],
+        schedules=[nightly_catch_up],
         resources={**pipeline_resources(), **(resources or {})},
     )
 

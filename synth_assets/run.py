@@ -19,7 +19,10 @@ from tqdm import tqdm
 
 from synth_assets import definitions
 from synth_assets.jobs import BUILD_TRAINING_DATASET_JOB, PROCESS_DOCUMENTS_JOB
+from synth_assets.core.incremental import folder_state
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
+from synth_assets.schedules import assets_needing_work, is_fresh
+from synth_assets.sensors import stored_state
 from synth_assets.storage import (
     DOCUMENT_CHUNKS_TABLE,
     FILTERED_QA_PAIRS_TABLE,
@@ -97,24 +100,52 @@ def failure_reason(result: dg.ExecuteInProcessResult) -> str:
     return "run failed"
 
 
+TRAINING_DATASET_KEY = dg.AssetKey("training_dataset")
+
+
+def training_dataset_is_stale(defs: dg.Definitions, instance: dg.DagsterInstance) -> bool:
+    return not is_fresh(instance, defs.resolve_asset_graph(), TRAINING_DATASET_KEY)
+
+
+def work_to_do(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[str]) -> dict[str, list | None]:
+    """For each document: None to run it whole (new, or its file's content changed), the
+    list of its assets that are missing or stale (a changed model, prompt version or
+    filter threshold), or [] when it is up to date."""
+    documents = defs.resources["documents"]
+    stored = stored_state(defs.resources["duckdb"])
+    current = folder_state(documents.discover(), stored)
+    asset_graph = defs.resolve_asset_graph()
+    work: dict[str, list | None] = {}
+    for key in keys:
+        if key not in stored or key not in current or stored[key]["sha256"] != current[key]["sha256"]:
+            work[key] = None
+        else:
+            work[key] = assets_needing_work(instance, asset_graph, key)
+    return work
+
+
 def run_all(
-    defs: dg.Definitions, instance: dg.DagsterInstance, *, show_progress: bool = True
+    defs: dg.Definitions, instance: dg.DagsterInstance, *, show_progress: bool = True, force: bool = False
 ) -> dict:
-    """Materialise every document, then the training dataset; return a summary."""
+    """Materialise every document that needs it (all of them with `force`), then the
+    training dataset; return a summary. Documents that are up to date (same file
+    content, same code versions, all assets materialised) are skipped."""
     recovered = recover_abandoned_runs(instance)
     documents = defs.resources["documents"]
     keys = list(documents.discover())
     register_documents(instance, keys)
+    work = {key: None for key in keys} if force else work_to_do(defs, instance, keys)
+    todo = [key for key in keys if work[key] != []]
     document_job = defs.resolve_job_def(PROCESS_DOCUMENTS_JOB)
     failures: dict[str, str] = {}
     blocked: dict[str, str] = {}
     warnings: dict[str, list[str]] = {}
-    progress = tqdm(keys, desc="documents", unit="doc", disable=not show_progress, file=sys.stdout)
+    progress = tqdm(todo, desc="documents", unit="doc", disable=not show_progress, file=sys.stdout)
     for key in progress:
         progress.set_postfix_str(key[:40])
         result = document_job.execute_in_process(
             partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE,
-            tags=run_tags(),
+            tags=run_tags(), asset_selection=work[key],
         )
         evaluations = [e for e in result.get_asset_check_evaluations() if not e.passed]
         failed_checks = [e for e in evaluations if e.severity == dg.AssetCheckSeverity.ERROR]
@@ -125,21 +156,28 @@ def run_all(
             blocked[key] = "; ".join(f"{e.asset_check_key.name}: {e.description}" for e in failed_checks)
         elif not result.success:
             failures[key] = failure_reason(result)
-    export = defs.resolve_job_def(BUILD_TRAINING_DATASET_JOB).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE, tags=run_tags()
-    )
-    export_dir = None
-    if export.success:
-        materialization = export.asset_materializations_for_node("training_dataset")[0]
-        export_dir = materialization.metadata["export_dir"].value
+    export_ok, export_error, export_dir = True, None, None
+    latest = instance.get_latest_materialization_event(TRAINING_DATASET_KEY)
+    removed = set(instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME)) - set(keys)
+    if todo or removed or force or latest is None or training_dataset_is_stale(defs, instance):
+        export = defs.resolve_job_def(BUILD_TRAINING_DATASET_JOB).execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE, tags=run_tags()
+        )
+        export_ok, export_error = export.success, None if export.success else failure_reason(export)
+        if export.success:
+            export_dir = export.asset_materializations_for_node("training_dataset")[0].metadata["export_dir"].value
+    else:  # nothing changed: the last export is the current one
+        export_dir = latest.asset_materialization.metadata["export_dir"].value
     return {
         "recovered_runs": recovered,
         "documents": keys,
+        "processed": todo,
+        "up_to_date": [key for key in keys if key not in todo],
         "failed": failures,
         "blocked_by_checks": blocked,
         "warnings": warnings,
-        "export_ok": export.success,
-        "export_error": None if export.success else failure_reason(export),
+        "export_ok": export_ok,
+        "export_error": export_error,
         "export_dir": export_dir,
         **count_rows(defs, keys),
     }
@@ -166,6 +204,8 @@ def format_summary(summary: dict, seconds: float) -> str:
         "",
         f"synth_assets: {len(summary['documents'])} documents in {seconds:.1f} s",
     ]
+    if summary.get("up_to_date"):
+        lines.append(f"  up to date:      {len(summary['up_to_date'])} (skipped: same content, same versions)")
     if summary.get("recovered_runs"):
         lines.append(f"  recovered:       {len(summary['recovered_runs'])} runs of a killed earlier "
                      "run marked failed, their pool slots freed")
@@ -195,10 +235,11 @@ def format_summary(summary: dict, seconds: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--force", action="store_true", help="run every document, even those up to date")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
-        summary = run_all(definitions.defs, instance, show_progress=not args.no_progress)
+        summary = run_all(definitions.defs, instance, show_progress=not args.no_progress, force=args.force)
     print(format_summary(summary, time.perf_counter() - started))
     return 0 if summary["export_ok"] else 1
 

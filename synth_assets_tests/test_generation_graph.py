@@ -49,8 +49,9 @@ def test_openai_backend_in_the_graph_caches_every_reply(pipeline_resources, inst
     assert first["generation_requests"] > 0 and first["generation_cache_hits"] == 0
     assert first["generation_completion_tokens"] > 0 and "generation_completion_tokens_per_second" in first
 
-    # A repeated run sends nothing: every chunk's reply comes from the cache.
-    run_all(defs, instance, show_progress=False)
+    # A forced repeat (every document, up to date or not) sends nothing: every chunk's
+    # reply comes from the cache.
+    run_all(defs, instance, show_progress=False, force=True)
     assert stats.snapshot()["requests"] == sent_first
     again = generation_metadata(instance, key)
     assert again["generation_requests"] == 0 and again["generation_cache_hits"] == first["chunks_sent"]

@@ -5,6 +5,8 @@ import pandas as pd
 
 import dagster as dg
 
+from synth_assets.automation import follows_upstream
+
 from synth_assets.assets.ingest import load_parsed_document, parsed_documents
 from synth_assets.core.chunking import chunk_document, load_tokenizer
 from synth_assets.partitions import documents_partitions
@@ -22,6 +24,7 @@ def chunk_id_for(document_id: str, chunk_index: int) -> str:
 @dg.asset(
     partitions_def=documents_partitions,
     deps=[parsed_documents],
+    automation_condition=follows_upstream,
     group_name="ingest",
     kinds={"docling", "duckdb"},
     code_version="1",

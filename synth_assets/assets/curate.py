@@ -8,6 +8,8 @@ import pandas as pd
 
 import dagster as dg
 
+from synth_assets.automation import follows_upstream
+
 from synth_assets.assets.generate import generated_qa_pairs, pairs_preview
 from synth_assets.core.filters import (
     DUPLICATE_QUESTION,
@@ -46,9 +48,12 @@ def load_pairs_with_chunks(con, table: str, document_id: str) -> pd.DataFrame:
 @dg.asset(
     partitions_def=documents_partitions,
     deps=[generated_qa_pairs],
+    automation_condition=follows_upstream,
     group_name=CURATE_GROUP,
     kinds={"duckdb"},
-    code_version="2",
+    # The filter settings are part of the code version: changing a threshold marks this
+    # asset and everything below it stale.
+    code_version=f"2+{CurationResource.from_env().output_version()}",
     # With the judge on, this step asks the generation model too: it queues for the GPU.
     pool=GPU_POOL,
 )

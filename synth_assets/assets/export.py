@@ -8,6 +8,8 @@ import pandas as pd
 
 import dagster as dg
 
+from synth_assets.automation import follows_upstream, rebuilt_after_documents_change
+
 from synth_assets.assets.curate import filtered_qa_pairs
 from synth_assets.core.dedup import cross_document_duplicates
 from synth_assets.core.exporting import PROVENANCE_COLUMNS, build_format_rows, write_export
@@ -67,6 +69,7 @@ def _format_partition(context, duckdb: PipelineDatabase, table: str, to_row) -> 
 @dg.asset(
     partitions_def=documents_partitions,
     deps=[filtered_qa_pairs],
+    automation_condition=follows_upstream,
     group_name=EXPORT_GROUP,
     kinds={"duckdb"},
     code_version="1",
@@ -79,6 +82,7 @@ def alpaca_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabase)
 @dg.asset(
     partitions_def=documents_partitions,
     deps=[filtered_qa_pairs],
+    automation_condition=follows_upstream,
     group_name=EXPORT_GROUP,
     kinds={"duckdb"},
     code_version="1",
@@ -92,6 +96,7 @@ def sharegpt_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabas
 
 @dg.asset(
     deps=[alpaca_examples, sharegpt_examples],
+    automation_condition=rebuilt_after_documents_change,
     group_name=EXPORT_GROUP,
     kinds={"huggingface", "duckdb"},
     code_version="2",

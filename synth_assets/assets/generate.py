@@ -5,6 +5,8 @@ import pandas as pd
 
 import dagster as dg
 
+from synth_assets.automation import follows_upstream
+
 from synth_assets.assets.chunks import HEADING_SEPARATOR, document_chunks
 from synth_assets.generation.base import GenerationRequest
 from synth_assets.partitions import documents_partitions
@@ -34,6 +36,7 @@ def pairs_preview(pairs: pd.DataFrame, limit: int = 5) -> str:
 @dg.asset(
     partitions_def=documents_partitions,
     deps=[document_chunks],
+    automation_condition=follows_upstream,
     group_name=GENERATE_GROUP,
     kinds={"duckdb"},
     # The configured model, prompt version and sampling are part of the code version:

@@ -5,6 +5,8 @@ import pandas as pd
 
 import dagster as dg
 
+from synth_assets.automation import follows_upstream
+
 from synth_assets.core.documents import DocumentError, check_document_file, file_fingerprint
 from synth_assets.core.parsing import layout_models_dir_from_env, parse_document
 from synth_assets.partitions import documents_partitions
@@ -68,6 +70,7 @@ def raw_documents(
 @dg.asset(
     partitions_def=documents_partitions,
     deps=[raw_documents],
+    automation_condition=follows_upstream,
     group_name=INGEST_GROUP,
     kinds={"docling", "duckdb"},
     code_version="1",

@@ -91,7 +91,8 @@ def document_key(relative_path: str) -> str:
 
 def _is_skipped_name(name: str) -> bool:
     # Case-sensitive on purpose: "license-agreement.pdf" is a document to ingest.
-    return name.startswith(".") or name.startswith(_SKIPPED_NAME_PREFIXES)
+    # "~$report.docx" is the lock file Word and PowerPoint keep beside an open document.
+    return name.startswith((".", "~$")) or name.startswith(_SKIPPED_NAME_PREFIXES)
 
 
 def _is_within(path: Path, folder: Path) -> bool:
@@ -106,7 +107,8 @@ def discover_documents(folder: Path) -> dict[str, Path]:
     """Map partition key -> absolute file path for every document under `folder`.
 
     Walks the folder recursively in sorted order and skips hidden files and
-    directories, ``LICENSE*``/``README*`` files and unsupported extensions.
+    directories, Office lock files (``~$*``), ``LICENSE*``/``README*`` files and
+    unsupported extensions.
     Symbolic links are never followed out of the folder: a file link is kept
     only if its target resolves inside ``folder`` and that target is not already
     listed (so one file is not ingested twice); the returned path is then the
@@ -149,10 +151,6 @@ def file_fingerprint(path: Path, folder: Path) -> dict:
     (the mtime as a float). The hash is computed in 1 MiB blocks so large files
     are not loaded into memory.
     """
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
     stat = path.stat()
     try:
         relative = path.resolve().relative_to(folder.resolve()).as_posix()
@@ -163,9 +161,18 @@ def file_fingerprint(path: Path, folder: Path) -> dict:
         "file_name": path.name,
         "format": SUPPORTED_FORMATS.get(path.suffix.lower()),
         "size_bytes": stat.st_size,
-        "sha256": digest.hexdigest(),
+        "sha256": file_sha256(path),
         "modified_at": stat.st_mtime,
     }
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of the file, read in 1 MiB blocks so large files are not loaded whole."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _mb(n_bytes: float) -> str:

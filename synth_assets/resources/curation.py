@@ -80,6 +80,17 @@ class CurationResource(dg.ConfigurableResource):
                 raise ValueError(f"{variable}={text!r} is not a valid {kind.__name__}: {error}") from None
         return cls(**settings)
 
+    def output_version(self) -> str:
+        """A hash of the settings that decide which pairs are kept. Part of
+        filtered_qa_pairs' code version, so changing a threshold marks that asset and
+        its downstream stale (the gate settings only change what the checks say)."""
+        import dataclasses
+        import hashlib
+        import json
+
+        settings = dataclasses.asdict(self.filter_config())
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
     def filter_config(self) -> FilterConfig:
         return FilterConfig(
             min_question_chars=self.min_question_chars,

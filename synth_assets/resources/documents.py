@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 
@@ -12,6 +13,7 @@ from synth_assets.core.documents import DEFAULT_MAX_FILE_MB, discover_documents
 DOCUMENTS_DIR_ENV = "SYNTH_ASSETS_DOCUMENTS_DIR"
 DEFAULT_DOCUMENTS_DIR = "examples/documents"
 MAX_FILE_MB_ENV = "SYNTH_ASSETS_MAX_FILE_MB"
+ON_REMOVED_ENV = "SYNTH_ASSETS_ON_REMOVED"
 
 
 class DocumentsFolder(dg.ConfigurableResource):
@@ -19,12 +21,16 @@ class DocumentsFolder(dg.ConfigurableResource):
 
     path: str = DEFAULT_DOCUMENTS_DIR
     max_file_mb: float = DEFAULT_MAX_FILE_MB
+    # When a file is removed from the folder: "drop" deletes its partition and its rows,
+    # so it leaves the next training_dataset; "keep" leaves both as they are.
+    on_removed: Literal["drop", "keep"] = "drop"
 
     @classmethod
     def from_env(cls) -> "DocumentsFolder":
         return cls(
             path=os.environ.get(DOCUMENTS_DIR_ENV, DEFAULT_DOCUMENTS_DIR),
             max_file_mb=float(os.environ.get(MAX_FILE_MB_ENV, DEFAULT_MAX_FILE_MB)),
+            on_removed=os.environ.get(ON_REMOVED_ENV, "drop"),
         )
 
     @property
