@@ -13,7 +13,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 # `make ui` listens on this machine only; DAGSTER_HOST=0.0.0.0 opens it to the network.
 DAGSTER_HOST ?= 127.0.0.1
 
-.PHONY: run test ui env clean
+.PHONY: run test ui env clean browser
 
 # The environment is made once and remade when pyproject.toml changes. torch is
 # installed first, pinned to the CPU build: left to the resolver, docling's
@@ -33,9 +33,18 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 run: env $(DAGSTER_HOME)/dagster.yaml
-	$(PY) -m synth_assets.run
+	$(PY) -m synth_assets.run $(ARGS)
 
-test: env
+# The UI tests drive Debian's chromium: installed here when missing and we are root
+# (as in CI); elsewhere those tests are skipped with the reason.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+		echo "installing Debian's chromium for the UI tests"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver > /dev/null; \
+	fi
+
+test: env browser
 	$(PY) -m pytest -q
 
 ui: env $(DAGSTER_HOME)/dagster.yaml

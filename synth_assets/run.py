@@ -21,7 +21,7 @@ from synth_assets import definitions
 from synth_assets.jobs import BUILD_TRAINING_DATASET_JOB, PROCESS_DOCUMENTS_JOB
 from synth_assets.core.incremental import folder_state
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
-from synth_assets.schedules import assets_needing_work, is_fresh
+from synth_assets.schedules import assets_needing_work, failed_gates, is_fresh, stale_status_resolver
 from synth_assets.sensors import stored_state
 from synth_assets.storage import (
     DOCUMENT_CHUNKS_TABLE,
@@ -115,12 +115,13 @@ def work_to_do(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[st
     stored = stored_state(defs.resources["duckdb"])
     current = folder_state(documents.discover(), stored)
     asset_graph = defs.resolve_asset_graph()
+    resolver = stale_status_resolver(instance, asset_graph)
     work: dict[str, list | None] = {}
     for key in keys:
         if key not in stored or key not in current or stored[key]["sha256"] != current[key]["sha256"]:
             work[key] = None
         else:
-            work[key] = assets_needing_work(instance, asset_graph, key)
+            work[key] = assets_needing_work(instance, asset_graph, key, resolver)
     return work
 
 
@@ -140,6 +141,10 @@ def run_all(
     failures: dict[str, str] = {}
     blocked: dict[str, str] = {}
     warnings: dict[str, list[str]] = {}
+    for key in keys:  # skipped because a gate failed and nothing changed since
+        if key not in todo and (gates := failed_gates(instance, key)):
+            names = ", ".join(name for checks in gates.values() for name in checks)
+            blocked[key] = f"{names} failed on the last run; unchanged since, so still blocked"
     progress = tqdm(todo, desc="documents", unit="doc", disable=not show_progress, file=sys.stdout)
     for key in progress:
         progress.set_postfix_str(key[:40])
@@ -159,7 +164,9 @@ def run_all(
     export_ok, export_error, export_dir = True, None, None
     latest = instance.get_latest_materialization_event(TRAINING_DATASET_KEY)
     removed = set(instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME)) - set(keys)
-    if todo or removed or force or latest is None or training_dataset_is_stale(defs, instance):
+    # Documents that failed or were blocked again do not change what the dataset holds.
+    changed = [key for key in todo if key not in failures and key not in blocked]
+    if changed or removed or force or latest is None or training_dataset_is_stale(defs, instance):
         export = defs.resolve_job_def(BUILD_TRAINING_DATASET_JOB).execute_in_process(
             instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE, tags=run_tags()
         )

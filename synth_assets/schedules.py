@@ -28,25 +28,56 @@ def is_fresh(instance: dg.DagsterInstance, asset_graph, key: dg.AssetKey, partit
     return stale_status_resolver(instance, asset_graph).get_status(key, partition_key) == StaleStatus.FRESH
 
 
-def assets_needing_work(instance: dg.DagsterInstance, asset_graph, partition_key: str) -> list[dg.AssetKey]:
+def assets_needing_work(
+    instance: dg.DagsterInstance, asset_graph, partition_key: str, resolver: CachingStaleStatusResolver | None = None
+) -> list[dg.AssetKey]:
     """The per-document assets of one document that are missing or stale (their code
     version, such as the model, prompt version or a filter threshold, or an upstream's
-    data changed since they were materialised), in graph order."""
-    resolver = stale_status_resolver(instance, asset_graph)
+    data changed since they were materialised), and what is below them, in graph order.
+
+    Blocking checks gate their downstream only within one run, so: below an asset
+    whose blocking check failed last time and that has not changed since, nothing is
+    needed (the document stays blocked until it changes); and when an asset below a
+    gated asset is needed, the gated asset runs again too, so its check decides again.
+    """
+    resolver = resolver or stale_status_resolver(instance, asset_graph)
     keys = [
         key for key in asset_graph.toposorted_asset_keys
         if asset_graph.get(key).is_materializable and asset_graph.get(key).partitions_def is not None
     ]
+    stale = {key for key in keys if resolver.get_status(key, partition_key) != StaleStatus.FRESH}
+    blocked_at = {key for key in failed_gates(instance, partition_key) if key not in stale}
     needed: set[dg.AssetKey] = set()
     for key in keys:  # graph order: what is below a needed asset will change too
-        if resolver.get_status(key, partition_key) != StaleStatus.FRESH or needed & asset_graph.get(key).parent_keys:
+        parents = asset_graph.get(key).parent_keys
+        if parents & blocked_at and not parents & needed:
+            blocked_at.add(key)  # below a gate that failed and has not changed: wait
+            continue
+        if key in stale or parents & needed:
             needed.add(key)
-    # A blocking check gates its downstream only within one run: when an asset below a
-    # gated asset is needed, the gated asset runs again too, so its check decides again
-    # (otherwise a document blocked yesterday would reach the exports today).
+            blocked_at.discard(key)  # it runs again, so its check decides again
     for key in list(needed):
         needed |= {parent for parent in asset_graph.get(key).parent_keys if parent in gated_assets()}
     return [key for key in keys if key in needed]
+
+
+def failed_gates(instance: dg.DagsterInstance, partition_key: str) -> dict[dg.AssetKey, list[str]]:
+    """Assets of this document whose latest blocking check evaluation failed, with the
+    names of those checks."""
+    from dagster._core.event_api import PartitionKeyFilter
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    from synth_assets.checks import quality_checks
+
+    check_keys = [spec.key for checks in quality_checks for spec in checks.check_specs
+                  if spec.blocking and spec.partitions_def is not None]
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        check_keys, partition_filter=PartitionKeyFilter(key=partition_key))
+    failed: dict[dg.AssetKey, list[str]] = {}
+    for key, record in latest.items():
+        if record.status == AssetCheckExecutionRecordStatus.FAILED:
+            failed.setdefault(key.asset_key, []).append(key.name)
+    return failed
 
 
 def gated_assets() -> set[dg.AssetKey]:
@@ -61,8 +92,9 @@ def catch_up_requests(instance: dg.DagsterInstance, asset_graph, tick: str) -> l
     training dataset follows by its automation condition: after these runs, and on the
     same cron.)"""
     requests = []
+    resolver = stale_status_resolver(instance, asset_graph)  # one per tick: it caches
     for key in instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME):
-        stale = assets_needing_work(instance, asset_graph, key)
+        stale = assets_needing_work(instance, asset_graph, key, resolver)
         if stale:
             requests.append(dg.RunRequest(
                 job_name=PROCESS_DOCUMENTS_JOB, partition_key=key, asset_selection=stale,

@@ -204,5 +204,6 @@ def test_a_blocked_document_stays_blocked_on_the_next_run(pipeline_resources, in
     first = run_all(defs, instance, show_progress=False)
     [blocked] = first["blocked_by_checks"]
     second = run_all(defs, instance, show_progress=False)
-    assert list(second["blocked_by_checks"]) == [blocked]  # judged again, not exported
+    # Nothing changed: nothing runs, and the document is still reported blocked.
+    assert second["processed"] == [] and list(second["blocked_by_checks"]) == [blocked]
     assert blocked not in instance.get_materialized_partitions(dg.AssetKey("alpaca_examples"))

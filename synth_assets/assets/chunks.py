@@ -5,9 +5,11 @@ import pandas as pd
 
 import dagster as dg
 
+from synth_assets.assets import OWNERS
+
 from synth_assets.automation import follows_upstream
 
-from synth_assets.assets.ingest import load_parsed_document, parsed_documents
+from synth_assets.assets.ingest import INGEST_GROUP, load_parsed_document, parsed_documents
 from synth_assets.core.chunking import chunk_document, load_tokenizer
 from synth_assets.partitions import documents_partitions
 from synth_assets.resources.generation import GenerationResource
@@ -25,8 +27,9 @@ def chunk_id_for(document_id: str, chunk_index: int) -> str:
     partitions_def=documents_partitions,
     deps=[parsed_documents],
     automation_condition=follows_upstream,
-    group_name="ingest",
+    group_name=INGEST_GROUP,
     kinds={"docling", "duckdb"},
+    owners=OWNERS,
     code_version="1",
 )
 def document_chunks(

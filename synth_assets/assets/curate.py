@@ -8,6 +8,8 @@ import pandas as pd
 
 import dagster as dg
 
+from synth_assets.assets import OWNERS
+
 from synth_assets.automation import follows_upstream
 
 from synth_assets.assets.generate import generated_qa_pairs, pairs_preview
@@ -37,7 +39,7 @@ def load_pairs_with_chunks(con, table: str, document_id: str) -> pd.DataFrame:
     """Pairs of one document joined to the text of the chunk they came from."""
     return con.execute(
         f"""
-        SELECT p.*, c.text AS chunk_text
+        SELECT p.*, c.text AS chunk_text, c.heading_path AS heading_path
         FROM {table} p LEFT JOIN {DOCUMENT_CHUNKS_TABLE} c USING (chunk_id)
         WHERE p.document_id = ? ORDER BY p.pair_id
         """,
@@ -50,7 +52,8 @@ def load_pairs_with_chunks(con, table: str, document_id: str) -> pd.DataFrame:
     deps=[generated_qa_pairs],
     automation_condition=follows_upstream,
     group_name=CURATE_GROUP,
-    kinds={"duckdb"},
+    kinds={"duckdb", "great_expectations"},
+    owners=OWNERS,
     # The filter settings are part of the code version: changing a threshold marks this
     # asset and everything below it stale.
     code_version=f"2+{CurationResource.from_env().output_version()}",
@@ -94,8 +97,9 @@ def filtered_qa_pairs(
     ]
     pairs["reject_reasons"] = reasons
     kept_mask = pairs["reject_reasons"].map(len) == 0
-    kept = pairs[kept_mask].drop(columns=["chunk_text", "reject_reasons"])
-    rejected = pairs[~kept_mask].drop(columns=["chunk_text"])
+    preview = pairs_preview(pairs[kept_mask])
+    kept = pairs[kept_mask].drop(columns=["chunk_text", "heading_path", "reject_reasons"])
+    rejected = pairs[~kept_mask].drop(columns=["chunk_text", "heading_path"])
     with duckdb.get_connection() as con:
         replace_partition_rows(con, FILTERED_QA_PAIRS_TABLE, document_id, kept)
         replace_partition_rows(con, REJECTED_QA_PAIRS_TABLE, document_id, rejected)
@@ -114,7 +118,7 @@ def filtered_qa_pairs(
             "semantic_similarity": "on (all-MiniLM-L6-v2, min "
             f"{config.min_semantic_similarity})" if config.use_embeddings else "off",
             **judge_metadata,
-            "preview": dg.MetadataValue.md(pairs_preview(kept)),
+            "preview": dg.MetadataValue.md(preview),
             "rejected_sample": dg.MetadataValue.md(
                 rejects_sample[["reject_reasons", "question", "answer"]].to_markdown(index=False)
                 if len(rejected)

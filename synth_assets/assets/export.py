@@ -8,6 +8,8 @@ import pandas as pd
 
 import dagster as dg
 
+from synth_assets.assets import OWNERS
+
 from synth_assets.automation import follows_upstream, rebuilt_after_documents_change
 
 from synth_assets.assets.curate import filtered_qa_pairs
@@ -71,7 +73,8 @@ def _format_partition(context, duckdb: PipelineDatabase, table: str, to_row) -> 
     deps=[filtered_qa_pairs],
     automation_condition=follows_upstream,
     group_name=EXPORT_GROUP,
-    kinds={"duckdb"},
+    kinds={"duckdb", "great_expectations"},
+    owners=OWNERS,
     code_version="1",
 )
 def alpaca_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabase) -> dg.MaterializeResult:
@@ -84,7 +87,8 @@ def alpaca_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabase)
     deps=[filtered_qa_pairs],
     automation_condition=follows_upstream,
     group_name=EXPORT_GROUP,
-    kinds={"duckdb"},
+    kinds={"duckdb", "great_expectations"},
+    owners=OWNERS,
     code_version="1",
 )
 def sharegpt_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabase) -> dg.MaterializeResult:
@@ -98,7 +102,8 @@ def sharegpt_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabas
     deps=[alpaca_examples, sharegpt_examples],
     automation_condition=rebuilt_after_documents_change,
     group_name=EXPORT_GROUP,
-    kinds={"huggingface", "duckdb"},
+    kinds={"huggingface", "duckdb", "great_expectations"},
+    owners=OWNERS,
     code_version="2",
 )
 def training_dataset(

@@ -5,6 +5,8 @@ import pandas as pd
 
 import dagster as dg
 
+from synth_assets.assets import OWNERS
+
 from synth_assets.automation import follows_upstream
 
 from synth_assets.assets.chunks import HEADING_SEPARATOR, document_chunks
@@ -25,12 +27,14 @@ GENERATE_GROUP = "generate"
 
 
 def pairs_preview(pairs: pd.DataFrame, limit: int = 5) -> str:
-    """A Markdown table of a few pairs: question, answer and where they came from."""
+    """A Markdown table of a few pairs: question, answer and the source heading (or the
+    chunk id when the frame has no heading_path)."""
     if pairs.empty:
         return "no pairs"
-    shown = pairs.head(limit)[["question_type", "question", "answer", "chunk_id"]].copy()
+    source = "heading_path" if "heading_path" in pairs.columns else "chunk_id"
+    shown = pairs.head(limit)[["question_type", "question", "answer", source]].copy()
     shown["answer"] = shown["answer"].str.slice(0, 160)
-    return shown.to_markdown(index=False)
+    return shown.rename(columns={"heading_path": "source heading"}).to_markdown(index=False)
 
 
 @dg.asset(
@@ -38,7 +42,8 @@ def pairs_preview(pairs: pd.DataFrame, limit: int = 5) -> str:
     deps=[document_chunks],
     automation_condition=follows_upstream,
     group_name=GENERATE_GROUP,
-    kinds={"duckdb"},
+    kinds={"vllm", "duckdb", "great_expectations"},
+    owners=OWNERS,
     # The configured model, prompt version and sampling are part of the code version:
     # changing any of them marks this asset and its downstream stale.
     code_version=f"1+{GenerationResource.from_env().output_version()}",
@@ -85,6 +90,7 @@ def generated_qa_pairs(
         "prompt_version": backend.prompt_version,
     }
     document_of = {request.chunk_id: request.document_id for request in requests}
+    heading_of = {request.chunk_id: " > ".join(request.headings) for request in requests}
     pair_rows, counters = [], {}
     for pair in outcome.pairs:
         counters[pair.chunk_id] = counters.get(pair.chunk_id, 0) + 1
@@ -136,6 +142,6 @@ def generated_qa_pairs(
             "prompt_version": backend.prompt_version,
             "question_types": dg.MetadataValue.json(type_mix),
             **{f"generation_{key}": value for key, value in outcome.stats.items()},
-            "preview": dg.MetadataValue.md(pairs_preview(pairs)),
+            "preview": dg.MetadataValue.md(pairs_preview(pairs.assign(heading_path=pairs["chunk_id"].map(heading_of)))),
         }
     )

@@ -5,6 +5,8 @@ import pandas as pd
 
 import dagster as dg
 
+from synth_assets.assets import OWNERS
+
 from synth_assets.automation import follows_upstream
 
 from synth_assets.core.documents import DocumentError, check_document_file, file_fingerprint
@@ -34,7 +36,8 @@ def _document_failure(error: DocumentError, stage: str) -> dg.Failure:
 @dg.asset(
     partitions_def=documents_partitions,
     group_name=INGEST_GROUP,
-    kinds={"duckdb"},
+    kinds={"python", "duckdb"},
+    owners=OWNERS,
     code_version="1",
 )
 def raw_documents(
@@ -73,6 +76,7 @@ def raw_documents(
     automation_condition=follows_upstream,
     group_name=INGEST_GROUP,
     kinds={"docling", "duckdb"},
+    owners=OWNERS,
     code_version="1",
 )
 def parsed_documents(

@@ -22,13 +22,20 @@ class ModelFreeBackend:
     model = None
     prompt_version = MODEL_FREE_TEMPLATE_VERSION
 
-    def __init__(self, pairs_per_chunk: int) -> None:
+    def __init__(self, pairs_per_chunk: int, log=None, progress_every_s: float = 5.0) -> None:
         self.pairs_per_chunk = pairs_per_chunk
+        self.log = log
+        self.progress_every_s = progress_every_s
 
     def generate(self, requests: list[GenerationRequest]) -> GenerationOutcome:
-        started = time.perf_counter()
+        started = last_progress = time.perf_counter()
         outcome = GenerationOutcome()
-        for request in requests:
+        for done, request in enumerate(requests):
+            now = time.perf_counter()
+            if self.log is not None and now - last_progress >= self.progress_every_s:
+                last_progress = now
+                self.log.info(f"generated {done}/{len(requests)} chunks, "
+                              f"{len(outcome.pairs) / (now - started):.1f} pairs/s")
             try:
                 pairs = generate_pairs(
                     request.text,

@@ -174,7 +174,7 @@ class GenerationResource(dg.ConfigurableResource):
         if self._backend is not None:
             return self._backend
         if self.backend == "model_free":
-            backend = ModelFreeBackend(pairs_per_chunk=self.pairs_per_chunk)
+            backend = ModelFreeBackend(pairs_per_chunk=self.pairs_per_chunk, log=log)
         elif self.backend in ("openai", "vllm_serve"):
             backend = self._openai_backend(log)
         elif self.backend == "vllm":

@@ -1,0 +1,183 @@
+"""Incremental operation on 200 small documents: cold, unchanged, one added, overhead.
+
+    .venv/bin/python benchmarks/bench_incremental.py [--documents 200]
+
+The corpus: the example documents are parsed once, their Markdown cut into sections
+(at headings), and each benchmark document is one section with its own title line
+and a second, different section after it, written as a .md file (so every document
+has different content and its own hash). Model-free generation, a fresh Dagster
+instance and DuckDB in a temporary folder.
+
+1. cold: `synth_assets.run.run_all` (what `make run` runs) on all documents;
+2. nothing changed: run_all again (target: at most 5% of the cold time);
+3. one document added: run_all again (target: only that partition's steps, at most
+   10% of the cold time);
+4. overhead: the same asset and check functions called directly in a plain Python
+   loop (Dagster's direct invocation: same code, same DuckDB writes, no runs, no event
+   log), against the cold run (target in the issue: at most 1.3x, for a single-run
+   materialisation; ours is one run per document, see docs/BENCHMARKS.md).
+
+Prints the figures and writes benchmarks/results/incremental.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+import dagster as dg  # noqa: E402
+
+from synth_assets.checks import quality_checks  # noqa: E402
+from synth_assets.core.parsing import parse_document  # noqa: E402
+from synth_assets.definitions import PIPELINE_ASSETS, build_definitions  # noqa: E402
+from synth_assets.resources.curation import CurationResource  # noqa: E402
+from synth_assets.resources.documents import DocumentsFolder  # noqa: E402
+from synth_assets.resources.export import ExportSettings  # noqa: E402
+from synth_assets.resources.generation import GenerationResource  # noqa: E402
+from synth_assets.resources.storage import PipelineDatabase  # noqa: E402
+from synth_assets.run import run_all  # noqa: E402
+
+EXAMPLES = ROOT / "examples" / "documents"
+RESULTS = ROOT / "benchmarks" / "results" / "incremental.json"
+MIN_SECTION_CHARS = 400
+
+
+def corpus_sections() -> list[str]:
+    sections = []
+    for path in sorted(EXAMPLES.iterdir()):
+        if path.name.startswith("LICENSE"):
+            continue
+        markdown = parse_document(path).markdown
+        for section in re.split(r"\n(?=#{1,3} )", markdown):
+            body = "\n".join(line for line in section.splitlines() if not line.startswith("#")).strip()
+            if len(body) >= MIN_SECTION_CHARS and "<!--" not in body:
+                sections.append(body)
+    return sections
+
+
+def write_document(folder: Path, sections: list[str], i: int) -> Path:
+    first, second = sections[i % len(sections)], sections[(i * 7 + 3) % len(sections)]
+    path = folder / f"doc_{i:03d}.md"
+    path.write_text(f"# Benchmark document {i}\n\n## Part one\n\n{first}\n\n## Part two\n\n{second}\n",
+                    encoding="utf-8")
+    return path
+
+
+def resources(work: Path, folder: Path, name: str) -> dict:
+    return {
+        "documents": DocumentsFolder(path=str(folder)),
+        "duckdb": PipelineDatabase(database=str(work / f"{name}.duckdb")),
+        "generation": GenerationResource(cache_path=None),
+        "curation": CurationResource(),
+        "export": ExportSettings(export_dir=str(work / f"{name}_exports")),
+    }
+
+
+def steps_since(instance: dg.DagsterInstance, run_ids: set[str]) -> tuple[int, int, set[str]]:
+    """(runs, successful steps, partitions) of the runs not in `run_ids`."""
+    runs = [run for run in instance.get_runs() if run.run_id not in run_ids]
+    steps = sum(len(instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)) for run in runs)
+    partitions = {run.tags.get("dagster/partition") for run in runs if run.tags.get("dagster/partition")}
+    return len(runs), steps, partitions
+
+
+def plain_loop(work: Path, folder: Path, keys: list[str]) -> float:
+    """Every asset and check function of every document, called directly in order."""
+    res = resources(work, folder, "plain")
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("documents", keys)
+    per_document = PIPELINE_ASSETS[:-1]
+    checks_by_asset = {}
+    for checks in quality_checks:
+        for spec in checks.check_specs:
+            checks_by_asset.setdefault(spec.asset_key, []).append(checks)
+    log = logging.getLogger("plain-loop")
+
+    class CheckContext:  # what our check functions read from their context
+        def __init__(self, partition_key: str):
+            self.partition_key, self.log, self.instance = partition_key, log, instance
+
+    def run_checks(asset_key, partition_key):
+        for checks in checks_by_asset.get(asset_key, []):
+            needed = {k: res[k] for k in checks.required_resource_keys if k in res}
+            result = checks.op.compute_fn.decorated_fn(CheckContext(partition_key), **needed)
+            if not result.passed and result.severity == dg.AssetCheckSeverity.ERROR:
+                return False
+        return True
+
+    started = time.perf_counter()
+    for key in keys:
+        for asset in per_document:
+            needed = {k: res[k] for k in asset.required_resource_keys if k in res}
+            with dg.build_asset_context(partition_key=key, resources=needed, instance=instance) as context:
+                asset(context=context)
+            if not run_checks(asset.key, key):
+                break
+    training = PIPELINE_ASSETS[-1]
+    needed = {k: res[k] for k in training.required_resource_keys if k in res}
+    with dg.build_asset_context(resources=needed, instance=instance) as context:
+        training(context=context)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--documents", type=int, default=200)
+    args = parser.parse_args()
+    sections = corpus_sections()
+    results: dict = {"documents": args.documents, "distinct_sections": len(sections)}
+    with tempfile.TemporaryDirectory(prefix="bench-incremental-") as tmp:
+        work = Path(tmp)
+        folder = work / "documents"
+        folder.mkdir()
+        for i in range(args.documents):
+            write_document(folder, sections, i)
+        home = work / "dagster_home"
+        home.mkdir()
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+        defs = build_definitions(resources(work, folder, "pipeline"))
+        with dg.instance_for_test(temp_dir=str(home)) as instance:
+            timings = {}
+            for name in ("cold", "nothing_changed", "one_added"):
+                if name == "one_added":
+                    write_document(folder, sections, args.documents)
+                before = {run.run_id for run in instance.get_runs()}
+                started = time.perf_counter()
+                summary = run_all(defs, instance, show_progress=False)
+                timings[name] = time.perf_counter() - started
+                runs, steps, partitions = steps_since(instance, before)
+                results[name] = {
+                    "seconds": round(timings[name], 1), "runs": runs, "steps": steps,
+                    "partitions_run": len(partitions), "processed": len(summary["processed"]),
+                    "failed": len(summary["failed"]), "blocked": len(summary["blocked_by_checks"]),
+                    "pairs_kept": summary["pairs_kept"],
+                }
+                print(name, json.dumps(results[name]), flush=True)
+        keys = sorted(p.name for p in folder.iterdir())[: args.documents]
+        plain = plain_loop(work, folder, keys)
+    cold = timings["cold"]
+    results["plain_loop_seconds"] = round(plain, 1)
+    results["nothing_changed_share_of_cold"] = round(timings["nothing_changed"] / cold, 3)
+    results["one_added_share_of_cold"] = round(timings["one_added"] / cold, 3)
+    results["orchestration_overhead"] = round(cold / plain, 2)
+    print(json.dumps(results, indent=1))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""The Dagster UI as a user sees it, in headless Chromium (Debian's package, driven by
+Playwright), against `make ui` on an instance that has processed example documents.
+
+`make test` installs Debian's chromium first when it runs as root (see the Makefile's
+`browser` target). The tests are skipped, with that reason, only where chromium is
+missing and cannot be installed (not root); as root a missing browser is a failure.
+Screenshots are written to docs/screenshots/ (shown in the README).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "documents"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+# Flags for a sandbox with no network beyond the package registries: no background
+# requests to Google's services, no first-run UI.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DOCUMENTS = ["wiki.md", "word_sample.docx"]
+NEW_DOCUMENT = "asciidoc_02.asciidoc"
+ASSETS = ["raw_documents", "parsed_documents", "document_chunks", "generated_qa_pairs",
+          "filtered_qa_pairs", "alpaca_examples", "sharegpt_examples", "training_dataset"]
+
+pytestmark = pytest.mark.browser
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    if os.geteuid() == 0:
+        pytest.fail(f"{CHROMIUM} is missing although this user could install it: run `make test` "
+                    "(its `browser` step installs Debian's chromium with apt-get)")
+    pytest.skip(f"{CHROMIUM} is not installed and installing it needs root (apt-get install chromium)")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class UI:
+    def __init__(self, base_url: str, port: int, env: dict, work: Path) -> None:
+        self.base_url, self.port, self.env, self.work = base_url, port, env, work
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory) -> Iterator[UI]:
+    """`python -m synth_assets.run` (what `make run` runs) on two example documents,
+    then `make ui` on the same instance and data, on a free port."""
+    _require_chromium()
+    work = tmp_path_factory.mktemp("ui")
+    documents = work / "documents"
+    documents.mkdir()
+    for name in DOCUMENTS:
+        shutil.copy(EXAMPLES / name, documents / name)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(work / "dagster_home"),
+        "DAGSTER_PORT": str(port),
+        "SYNTH_ASSETS_DOCUMENTS_DIR": str(documents),
+        "SYNTH_ASSETS_DUCKDB_PATH": str(work / "synth_assets.duckdb"),
+        "SYNTH_ASSETS_EXPORT_DIR": str(work / "exports"),
+        "SYNTH_ASSETS_GENERATION_CACHE": str(work / "generation_cache.duckdb"),
+        # The sensor looks once at start-up, then not for an hour: the GraphQL launch
+        # below is the only run of the new document.
+        "SYNTH_ASSETS_SENSOR_INTERVAL_S": "3600",
+    }
+    (work / "dagster_home").mkdir()
+    shutil.copy(ROOT / "dagster.yaml", work / "dagster_home" / "dagster.yaml")
+    subprocess.run([sys.executable, "-m", "synth_assets.run", "--no-progress"], cwd=ROOT, env=env,
+                   check=True, capture_output=True, timeout=600)
+    log = (work / "ui.log").open("w")
+    server = subprocess.Popen(["make", "--no-print-directory", "ui"], cwd=ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{base_url}/server_info", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("`make ui` did not start:\n" + (work / "ui.log").read_text()[-3000:])
+            time.sleep(1)
+        yield UI(base_url, port, env, work)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(ui):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    yield context.new_page()
+    context.close()
+
+
+def _visible(page, text: str):
+    """The first visible element with `text` (the UI also renders hidden copies, e.g.
+    to measure names before truncating them)."""
+    return page.locator(f"text={text} >> visible=true").first
+
+
+def _open(page, url: str, wait_for: str) -> None:
+    page.goto(url)
+    _visible(page, wait_for).wait_for(timeout=60_000)
+    skip = page.get_by_role("button", name="Skip")  # the UI's newsletter prompt, first visit
+    if skip.count() and skip.first.is_visible():
+        skip.first.click()
+
+
+def _screenshot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    time.sleep(1)  # let the graph layout settle
+    page.screenshot(path=str(SCREENSHOTS / name))
+
+
+def test_the_asset_graph_renders_with_every_stage(ui, page) -> None:
+    _open(page, f"{ui.base_url}/asset-groups", "ingest")
+    for group in ("ingest", "generate", "curate", "export"):
+        _visible(page, group).wait_for(timeout=30_000)
+    page.mouse.click(1100, 250, button="right")  # the graph's menu
+    page.locator("text=Expand all groups >> visible=true").first.click(timeout=10_000)
+    for asset in ASSETS:
+        _visible(page, asset).wait_for(timeout=30_000)
+    _screenshot(page, "asset-graph.png")
+
+
+def test_a_documents_partition_shows_its_materialisation_metadata(ui, page) -> None:
+    _open(page, f"{ui.base_url}/assets/filtered_qa_pairs?view=partitions&partition=wiki.md", "pass_rate")
+    for label in ("dagster/row_count", "generated", "rejected", "rejections_by_reason", "judge", "preview"):
+        _visible(page, label).wait_for(timeout=10_000)
+    _visible(page, "[Show Markdown]").click()
+    _visible(page, "source heading").wait_for(timeout=10_000)  # the preview table
+    _screenshot(page, "partition-metadata.png")
+    page.keyboard.press("Escape")
+
+    _open(page, f"{ui.base_url}/assets/parsed_documents?view=partitions&partition=word_sample.docx", "parser")
+    _visible(page, "docling").wait_for(timeout=10_000)
+
+
+def test_the_checks_show_their_results(ui, page) -> None:
+    _open(page, f"{ui.base_url}/assets/filtered_qa_pairs?view=checks", "filtered_pairs_pass_quality_suite")
+    _visible(page, "Passed").wait_for(timeout=30_000)
+    # each expectation is in the check's metadata, by name
+    _visible(page, "column_values_to_be_unique[normalised_question]").wait_for(timeout=30_000)
+    _visible(page, "table_row_count_to_be_between[table]").wait_for(timeout=30_000)
+    _screenshot(page, "asset-checks.png")
+
+
+def test_a_materialisation_launched_like_the_ui_completes_with_its_checks(ui, page) -> None:
+    from dagster_graphql import DagsterGraphQLClient
+
+    shutil.copy(EXAMPLES / NEW_DOCUMENT, Path(ui.env["SYNTH_ASSETS_DOCUMENTS_DIR"]) / NEW_DOCUMENT)
+    os.environ["DAGSTER_HOME"], previous_home = ui.env["DAGSTER_HOME"], os.environ.get("DAGSTER_HOME")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            instance.add_dynamic_partitions("documents", [NEW_DOCUMENT])
+            client = DagsterGraphQLClient("127.0.0.1", port_number=ui.port)
+            run_id = client.submit_job_execution(
+                "process_documents", repository_location_name="synth_assets",
+                tags={"dagster/partition": NEW_DOCUMENT},
+            )
+            deadline = time.monotonic() + 300
+            while (status := client.get_run_status(run_id)) not in (
+                dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED
+            ):
+                assert time.monotonic() < deadline, f"run {run_id} still {status}"
+                time.sleep(2)
+            assert status == dg.DagsterRunStatus.SUCCESS
+            checks = {
+                event.dagster_event.event_specific_data.asset_check_key.name
+                for event in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+            }
+            assert {"generated_pairs_are_complete_and_traceable", "filtered_pairs_pass_quality_suite",
+                    "alpaca_rows_are_valid", "sharegpt_rows_are_valid"} <= checks
+            assert NEW_DOCUMENT in instance.get_materialized_partitions(dg.AssetKey("sharegpt_examples"))
+    finally:
+        if previous_home is None:
+            os.environ.pop("DAGSTER_HOME", None)
+        else:
+            os.environ["DAGSTER_HOME"] = previous_home
+    _open(page, f"{ui.base_url}/runs/{run_id}", "RUN_SUCCESS")
+    _screenshot(page, "run.png")
