@@ -121,11 +121,36 @@ def browser(ui):
         chromium.close()
 
 
-@pytest.fixture
-def page(browser):
+@pytest.fixture(scope="module")
+def browser_context(browser, ui):
+    """One browser profile for all the tests, as one user would have: the UI's
+    first-visit newsletter prompt is dismissed once."""
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
-    yield context.new_page()
+    first = context.new_page()
+    first.goto(f"{ui.base_url}/overview")
+    _dismiss_prompt(first, wait_ms=15_000)
+    first.close()
+    yield context
     context.close()
+
+
+@pytest.fixture
+def page(browser_context):
+    page = browser_context.new_page()
+    yield page
+    page.close()
+
+
+def _dismiss_prompt(page, wait_ms: int = 0) -> None:
+    """Close the UI's newsletter prompt if it is shown (it is not part of the product)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    skip = page.get_by_role("button", name="Skip")
+    try:
+        skip.first.wait_for(state="visible", timeout=wait_ms or 1)
+    except PlaywrightTimeout:  # no prompt
+        return
+    skip.first.click()
 
 
 def _visible(page, text: str):
@@ -137,14 +162,13 @@ def _visible(page, text: str):
 def _open(page, url: str, wait_for: str) -> None:
     page.goto(url)
     _visible(page, wait_for).wait_for(timeout=60_000)
-    skip = page.get_by_role("button", name="Skip")  # the UI's newsletter prompt, first visit
-    if skip.count() and skip.first.is_visible():
-        skip.first.click()
+    _dismiss_prompt(page)
 
 
 def _screenshot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     time.sleep(1)  # let the graph layout settle
+    _dismiss_prompt(page)
     page.screenshot(path=str(SCREENSHOTS / name))
 
 
