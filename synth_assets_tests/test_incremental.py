@@ -207,3 +207,14 @@ def test_a_blocked_document_stays_blocked_on_the_next_run(pipeline_resources, in
     # Nothing changed: nothing runs, and the document is still reported blocked.
     assert second["processed"] == [] and list(second["blocked_by_checks"]) == [blocked]
     assert blocked not in instance.get_materialized_partitions(dg.AssetKey("alpaca_examples"))
+
+
+def test_bad_files_get_their_runs_and_do_not_stop_the_sensor(pipeline_resources, documents_dir: Path, instance) -> None:
+    resources = {k: pipeline_resources[k] for k in ("documents", "duckdb")}
+    (documents_dir / "empty.pdf").touch()
+    (documents_dir / "random bytes.pdf").write_bytes(os.urandom(2048))
+    (documents_dir / "not a zip.docx").write_text("plain text", encoding="utf-8")
+    first = _tick(instance, resources, None)
+    # Every file gets its run, where it fails alone with its reason (test_pipeline.py).
+    assert len(first.run_requests) == 6
+    assert not _tick(instance, resources, first.cursor).run_requests

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import httpx
 import pytest
 
@@ -32,7 +33,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DOCUMENTS = ["wiki.md", "word_sample.docx"]
-NEW_DOCUMENT = "asciidoc_02.asciidoc"
+NEW_DOCUMENT = "wiki_duck.html"
 ASSETS = ["raw_documents", "parsed_documents", "document_chunks", "generated_qa_pairs",
           "filtered_qa_pairs", "alpaca_examples", "sharegpt_examples", "training_dataset"]
 
@@ -232,6 +233,9 @@ def test_a_materialisation_launched_like_the_ui_completes_with_its_checks(ui, pa
             assert {"generated_pairs_are_complete_and_traceable", "filtered_pairs_pass_quality_suite",
                     "alpaca_rows_are_valid", "sharegpt_rows_are_valid"} <= checks
             assert NEW_DOCUMENT in instance.get_materialized_partitions(dg.AssetKey("sharegpt_examples"))
+    with duckdb.connect(ui.env["SYNTH_ASSETS_DUCKDB_PATH"], read_only=True) as con:
+        rows = con.execute("SELECT count(*) FROM sharegpt_examples WHERE document_id = ?", [NEW_DOCUMENT]).fetchone()[0]
+    assert rows > 0  # the new document's examples are in the database
     finally:
         if previous_home is None:
             os.environ.pop("DAGSTER_HOME", None)
