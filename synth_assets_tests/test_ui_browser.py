@@ -206,40 +206,34 @@ def test_the_checks_show_their_results(ui, page) -> None:
     _screenshot(page, "asset-checks.png")
 
 
-def test_a_materialisation_launched_like_the_ui_completes_with_its_checks(ui, page) -> None:
+def test_a_materialisation_launched_like_the_ui_completes_with_its_checks(ui, page, monkeypatch) -> None:
     from dagster_graphql import DagsterGraphQLClient
 
     shutil.copy(EXAMPLES / NEW_DOCUMENT, Path(ui.env["SYNTH_ASSETS_DOCUMENTS_DIR"]) / NEW_DOCUMENT)
-    os.environ["DAGSTER_HOME"], previous_home = ui.env["DAGSTER_HOME"], os.environ.get("DAGSTER_HOME")
-    try:
-        with dg.DagsterInstance.get() as instance:
-            instance.add_dynamic_partitions("documents", [NEW_DOCUMENT])
-            client = DagsterGraphQLClient("127.0.0.1", port_number=ui.port)
-            run_id = client.submit_job_execution(
-                "process_documents", repository_location_name="synth_assets",
-                tags={"dagster/partition": NEW_DOCUMENT},
-            )
-            deadline = time.monotonic() + 300
-            while (status := client.get_run_status(run_id)) not in (
-                dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED
-            ):
-                assert time.monotonic() < deadline, f"run {run_id} still {status}"
-                time.sleep(2)
-            assert status == dg.DagsterRunStatus.SUCCESS
-            checks = {
-                event.dagster_event.event_specific_data.asset_check_key.name
-                for event in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
-            }
-            assert {"generated_pairs_are_complete_and_traceable", "filtered_pairs_pass_quality_suite",
-                    "alpaca_rows_are_valid", "sharegpt_rows_are_valid"} <= checks
-            assert NEW_DOCUMENT in instance.get_materialized_partitions(dg.AssetKey("sharegpt_examples"))
+    monkeypatch.setenv("DAGSTER_HOME", ui.env["DAGSTER_HOME"])
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("documents", [NEW_DOCUMENT])
+        client = DagsterGraphQLClient("127.0.0.1", port_number=ui.port)
+        run_id = client.submit_job_execution(
+            "process_documents", repository_location_name="synth_assets",
+            tags={"dagster/partition": NEW_DOCUMENT},
+        )
+        deadline = time.monotonic() + 300
+        while (status := client.get_run_status(run_id)) not in (
+            dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED
+        ):
+            assert time.monotonic() < deadline, f"run {run_id} still {status}"
+            time.sleep(2)
+        assert status == dg.DagsterRunStatus.SUCCESS
+        checks = {
+            event.dagster_event.event_specific_data.asset_check_key.name
+            for event in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        }
+        assert {"generated_pairs_are_complete_and_traceable", "filtered_pairs_pass_quality_suite",
+                "alpaca_rows_are_valid", "sharegpt_rows_are_valid"} <= checks
+        assert NEW_DOCUMENT in instance.get_materialized_partitions(dg.AssetKey("sharegpt_examples"))
     with duckdb.connect(ui.env["SYNTH_ASSETS_DUCKDB_PATH"], read_only=True) as con:
         rows = con.execute("SELECT count(*) FROM sharegpt_examples WHERE document_id = ?", [NEW_DOCUMENT]).fetchone()[0]
     assert rows > 0  # the new document's examples are in the database
-    finally:
-        if previous_home is None:
-            os.environ.pop("DAGSTER_HOME", None)
-        else:
-            os.environ["DAGSTER_HOME"] = previous_home
     _open(page, f"{ui.base_url}/runs/{run_id}", "RUN_SUCCESS")
     _screenshot(page, "run.png")
