@@ -1,5 +1,7 @@
 """The nightly catch-up: whatever is missing or stale is run again, and nothing else."""
 
+import functools
+
 import dagster as dg
 
 # Dagster's stale-status resolver is what the UI uses to show "stale"; it has no public
@@ -8,7 +10,11 @@ from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, Temp
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._time import get_current_datetime
 
+from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
 from synth_assets.automation import CATCH_UP_CRON
+from synth_assets.checks import quality_checks
 from synth_assets.jobs import PROCESS_DOCUMENTS_JOB, process_documents_job
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
 
@@ -56,23 +62,17 @@ def assets_needing_work(
         if key in stale or parents & needed:
             needed.add(key)
             blocked_at.discard(key)  # it runs again, so its check decides again
+    gated = gated_assets()
     for key in list(needed):
-        needed |= {parent for parent in asset_graph.get(key).parent_keys if parent in gated_assets()}
+        needed |= asset_graph.get(key).parent_keys & gated
     return [key for key in keys if key in needed]
 
 
 def failed_gates(instance: dg.DagsterInstance, partition_key: str) -> dict[dg.AssetKey, list[str]]:
     """Assets of this document whose latest blocking check evaluation failed, with the
     names of those checks."""
-    from dagster._core.event_api import PartitionKeyFilter
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-
-    from synth_assets.checks import quality_checks
-
-    check_keys = [spec.key for checks in quality_checks for spec in checks.check_specs
-                  if spec.blocking and spec.partitions_def is not None]
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        check_keys, partition_filter=PartitionKeyFilter(key=partition_key))
+        _partitioned_blocking_checks(), partition_filter=PartitionKeyFilter(key=partition_key))
     failed: dict[dg.AssetKey, list[str]] = {}
     for key, record in latest.items():
         if record.status == AssetCheckExecutionRecordStatus.FAILED:
@@ -80,11 +80,16 @@ def failed_gates(instance: dg.DagsterInstance, partition_key: str) -> dict[dg.As
     return failed
 
 
-def gated_assets() -> set[dg.AssetKey]:
-    """Assets with a blocking check."""
-    from synth_assets.checks import quality_checks
+@functools.cache
+def _partitioned_blocking_checks() -> list[dg.AssetCheckKey]:
+    return [spec.key for checks in quality_checks for spec in checks.check_specs
+            if spec.blocking and spec.partitions_def is not None]
 
-    return {spec.asset_key for checks in quality_checks for spec in checks.check_specs if spec.blocking}
+
+@functools.cache
+def gated_assets() -> frozenset[dg.AssetKey]:
+    """Assets with a blocking check."""
+    return frozenset(spec.asset_key for checks in quality_checks for spec in checks.check_specs if spec.blocking)
 
 
 def catch_up_requests(instance: dg.DagsterInstance, asset_graph, tick: str) -> list[dg.RunRequest]:
