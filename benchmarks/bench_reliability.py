@@ -15,7 +15,9 @@
    four processes, against one DuckDB file and one instance.
 5. bad inputs: a folder of hostile files beside good ones, through the whole pipeline:
    each bad file's message, and the good documents' fate.
-6. secrets: the API key of runs 1-2 (the server echoes it in its error bodies) searched
+6. daemon restart: the documents sensor in a real dagster-daemon, killed and
+   restarted, then a new file: runs requested per document.
+7. secrets: the API key of runs 1-2 (the server echoes it in its error bodies) searched
    for in every file, table, run event and console line they produced.
 
 Prints Markdown tables and writes benchmarks/results/reliability.json.
@@ -262,6 +264,60 @@ def bad_inputs(work: Path) -> dict:
     }
 
 
+def daemon_restart(work: Path) -> dict:
+    """The documents sensor in a real `dagster-daemon`: two documents, kill -9 the
+    daemon, restart it, then add a third. Runs stay queued (max_concurrent_runs 0), so
+    what is counted is what the sensor requested."""
+    import dagster as dg
+
+    folder = work / "documents"
+    folder.mkdir(parents=True)
+    for name in ("wiki.md", "word_sample.docx"):
+        shutil.copy(ROOT / "examples" / "documents" / name, folder / name)
+    env = {**_pipeline_env(work, "http://127.0.0.1:9/v1"),
+           "SYNTH_ASSETS_GENERATION_BACKEND": "model_free", "SYNTH_ASSETS_DOCUMENTS_DIR": str(folder),
+           "SYNTH_ASSETS_SENSOR_INTERVAL_S": "5"}
+    home = Path(env["DAGSTER_HOME"])
+    (home / "dagster.yaml").write_text(  # queue runs, launch none
+        "telemetry:\n  enabled: false\nconcurrency:\n  runs:\n    max_concurrent_runs: 0\n")
+    os.environ["DAGSTER_HOME"] = str(home)
+
+    def sensor_runs() -> list:
+        with dg.DagsterInstance.get() as instance:
+            return [run for run in instance.get_runs() if "synth_assets/trigger" in run.tags]
+
+    command = [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")]
+
+    def wait_for(count: int, seconds: float) -> int:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if len(sensor_runs()) >= count:
+                break
+            time.sleep(1)
+        return len(sensor_runs())
+
+    daemon = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        first = wait_for(2, 120)
+        os.killpg(daemon.pid, signal.SIGKILL)
+        daemon.wait(10)
+        daemon = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(40)  # several sensor intervals after the restart
+        after_restart = len(sensor_runs())
+        shutil.copy(ROOT / "examples" / "documents" / "asciidoc_02.asciidoc", folder / "asciidoc_02.asciidoc")
+        after_new_file = wait_for(after_restart + 1, 120)
+        time.sleep(15)
+        final = sensor_runs()
+    finally:
+        os.killpg(daemon.pid, signal.SIGKILL)
+    keys = Counter(run.tags.get("dagster/partition") for run in final)
+    return {"runs_requested_for_2_documents": first, "runs_after_kill_and_restart": after_restart,
+            "runs_after_a_third_file": after_new_file, "runs_per_document": dict(keys),
+            "processed_twice": sum(1 for n in keys.values() if n > 1)}
+
+
 def secrets_found(work: Path, texts: list[str]) -> dict:
     hits = [str(p.relative_to(work)) for p in work.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
     for database in work.rglob("*.duckdb"):
@@ -290,7 +346,8 @@ def main() -> None:
                            ("crash_in_generation", lambda: crash_in_generation(work / "crash")),
                            ("crash_in_duckdb_write", lambda: crash_in_duckdb_write(work)),
                            ("concurrent_runs", lambda: concurrent_runs(work / "concurrent")),
-                           ("bad_inputs", lambda: bad_inputs(work))]:
+                           ("bad_inputs", lambda: bad_inputs(work)),
+                           ("daemon_restart", lambda: daemon_restart(work / "daemon"))]:
             if only and name not in only:
                 continue
             started = time.perf_counter()
