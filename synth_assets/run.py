@@ -29,6 +29,7 @@ from synth_assets.storage import (
     GENERATED_QA_PAIRS_TABLE,
     PARSED_DOCUMENTS_TABLE,
     REJECTED_QA_PAIRS_TABLE,
+    delete_document,
 )
 
 
@@ -134,6 +135,13 @@ def run_all(
     recovered = recover_abandoned_runs(instance)
     documents = defs.resources["documents"]
     keys = list(documents.discover())
+    removed = sorted(set(instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME)) - set(keys))
+    if removed and documents.on_removed == "drop":  # as the documents sensor does
+        with defs.resources["duckdb"].get_connection() as con:
+            for key in removed:
+                delete_document(con, key)
+        for key in removed:
+            instance.delete_dynamic_partition(DOCUMENTS_PARTITIONS_NAME, key)
     register_documents(instance, keys)
     work = {key: None for key in keys} if force else work_to_do(defs, instance, keys)
     todo = [key for key in keys if work[key] != []]
@@ -163,10 +171,10 @@ def run_all(
             failures[key] = failure_reason(result)
     export_ok, export_error, export_dir = True, None, None
     latest = instance.get_latest_materialization_event(TRAINING_DATASET_KEY)
-    removed = set(instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME)) - set(keys)
     # Documents that failed or were blocked again do not change what the dataset holds.
     changed = [key for key in todo if key not in failures and key not in blocked]
-    if changed or removed or force or latest is None or training_dataset_is_stale(defs, instance):
+    dropped = removed if documents.on_removed == "drop" else []
+    if changed or dropped or force or latest is None or training_dataset_is_stale(defs, instance):
         export = defs.resolve_job_def(BUILD_TRAINING_DATASET_JOB).execute_in_process(
             instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE, tags=run_tags()
         )
@@ -178,6 +186,8 @@ def run_all(
     return {
         "recovered_runs": recovered,
         "documents": keys,
+        "removed": removed,
+        "on_removed": documents.on_removed,
         "processed": todo,
         "up_to_date": [key for key in keys if key not in todo],
         "failed": failures,
@@ -211,6 +221,10 @@ def format_summary(summary: dict, seconds: float) -> str:
         "",
         f"synth_assets: {len(summary['documents'])} documents in {seconds:.1f} s",
     ]
+    if summary.get("removed"):
+        what = ("dropped with their rows" if summary["on_removed"] == "drop"
+                else "kept in the dataset (SYNTH_ASSETS_ON_REMOVED=keep)")
+        lines.append(f"  removed files:   {len(summary['removed'])}, {what}: {', '.join(summary['removed'])}")
     if summary.get("up_to_date"):
         lines.append(f"  up to date:      {len(summary['up_to_date'])} (skipped: same content, same versions)")
     if summary.get("recovered_runs"):

@@ -218,3 +218,16 @@ def test_bad_files_get_their_runs_and_do_not_stop_the_sensor(pipeline_resources,
     # Every file gets its run, where it fails alone with its reason (test_pipeline.py).
     assert len(first.run_requests) == 6
     assert not _tick(instance, resources, first.cursor).run_requests
+
+
+def test_make_run_drops_a_removed_file_from_the_dataset(pipeline_resources, documents_dir: Path, instance) -> None:
+    defs = build_definitions(pipeline_resources)
+    run_all(defs, instance, show_progress=False)
+    (documents_dir / "wiki.md").unlink()
+    summary = run_all(defs, instance, show_progress=False)
+    assert summary["removed"] == ["wiki.md"] and summary["processed"] == []
+    assert "wiki.md" not in instance.get_dynamic_partitions("documents")
+    with duckdb.connect(pipeline_resources["duckdb"].database, read_only=True) as con:
+        assert con.execute(f"SELECT count(*) FROM {ALPACA_EXAMPLES_TABLE} WHERE document_id = 'wiki.md'").fetchone()[0] == 0
+    exported = sorted((Path(summary["export_dir"]) / "alpaca").glob("*.jsonl"))
+    assert exported and not any("wiki.md" in path.read_text(encoding="utf-8") for path in exported)
