@@ -14,6 +14,7 @@ import pandas as pd
 from synth_assets.assets.curate import filtered_qa_pairs
 from synth_assets.assets.export import alpaca_examples, sharegpt_examples, training_dataset
 from synth_assets.assets.generate import generated_qa_pairs
+from synth_assets.batch import check_each_document
 from synth_assets.partitions import documents_partitions
 from synth_assets.core.exporting import LATEST_FILE, SPLITS
 from synth_assets.core.diversity import dominant_type, question_type_mix
@@ -67,10 +68,14 @@ def generated_pairs_check(
 ) -> dg.AssetCheckResult:
     """Every generated pair has a question, an answer, a unique id, the generator and
     prompt version that wrote it, and comes from a chunk of this document."""
-    with duckdb.get_connection() as con:
-        pairs = read_partition(con, GENERATED_QA_PAIRS_TABLE, context.partition_key)
-        chunk_ids = set(read_partition(con, DOCUMENT_CHUNKS_TABLE, context.partition_key)["chunk_id"])
-    return _check_result(validate_generated_pairs(pairs, chunk_ids))
+
+    def evaluate(document_id: str) -> dg.AssetCheckResult:
+        with duckdb.get_connection() as con:
+            pairs = read_partition(con, GENERATED_QA_PAIRS_TABLE, document_id)
+            chunk_ids = set(read_partition(con, DOCUMENT_CHUNKS_TABLE, document_id)["chunk_id"])
+        return _check_result(validate_generated_pairs(pairs, chunk_ids))
+
+    return check_each_document(context, duckdb, evaluate)
 
 
 @dg.asset_check(
@@ -86,16 +91,20 @@ def filtered_pairs_check(
     in the document, groundedness at or above the threshold on every row, and the share
     of generated pairs kept is within bounds (a document that keeps almost nothing, or
     everything, is suspicious)."""
-    with duckdb.get_connection() as con:
-        pairs = read_partition(con, FILTERED_QA_PAIRS_TABLE, context.partition_key)
-        rejected = len(read_partition(con, REJECTED_QA_PAIRS_TABLE, context.partition_key))
-    generated = len(pairs) + rejected
-    bounds = retention_bounds(
-        generated, curation.min_retention, curation.max_retention, curation.min_pairs_for_retention
-    )
-    result = validate_filtered_pairs(pairs, curation.filter_config(), kept_bounds=bounds)
-    result.metadata["retention_rate"] = round(len(pairs) / generated, 3) if generated else 0.0
-    return _check_result(result)
+
+    def evaluate(document_id: str) -> dg.AssetCheckResult:
+        with duckdb.get_connection() as con:
+            pairs = read_partition(con, FILTERED_QA_PAIRS_TABLE, document_id)
+            rejected = len(read_partition(con, REJECTED_QA_PAIRS_TABLE, document_id))
+        generated = len(pairs) + rejected
+        bounds = retention_bounds(
+            generated, curation.min_retention, curation.max_retention, curation.min_pairs_for_retention
+        )
+        result = validate_filtered_pairs(pairs, curation.filter_config(), kept_bounds=bounds)
+        result.metadata["retention_rate"] = round(len(pairs) / generated, 3) if generated else 0.0
+        return _check_result(result)
+
+    return check_each_document(context, duckdb, evaluate)
 
 
 @dg.asset_check(
@@ -110,8 +119,12 @@ def question_type_diversity_check(
     """Warns when one question type (what, why, how, explain, ...) makes up more than the
     allowed share of a document's kept pairs: a dataset of one kind of question teaches
     one kind of answer."""
+    return check_each_document(context, duckdb, lambda key: _diversity(key, duckdb, curation))
+
+
+def _diversity(document_id: str, duckdb: PipelineDatabase, curation: CurationResource) -> dg.AssetCheckResult:
     with duckdb.get_connection() as con:
-        pairs = read_partition(con, FILTERED_QA_PAIRS_TABLE, context.partition_key)
+        pairs = read_partition(con, FILTERED_QA_PAIRS_TABLE, document_id)
     mix = question_type_mix(pairs["question_type"])
     # A handful of pairs says nothing about a document's mix.
     too_few = len(pairs) < curation.min_pairs_for_retention
@@ -140,9 +153,8 @@ def alpaca_format_check(
     context: dg.AssetCheckExecutionContext, duckdb: PipelineDatabase
 ) -> dg.AssetCheckResult:
     """Alpaca rows have an instruction and an output, a string input, and their provenance."""
-    with duckdb.get_connection() as con:
-        rows = read_partition(con, ALPACA_EXAMPLES_TABLE, context.partition_key)
-    return _check_result(validate_alpaca(rows))
+    return check_each_document(context, duckdb, lambda key: _check_result(
+        validate_alpaca(_rows(duckdb, ALPACA_EXAMPLES_TABLE, key))))
 
 
 @dg.asset_check(
@@ -155,9 +167,13 @@ def sharegpt_format_check(
     context: dg.AssetCheckExecutionContext, duckdb: PipelineDatabase
 ) -> dg.AssetCheckResult:
     """ShareGPT conversations parse and go human then gpt (after an optional system turn)."""
+    return check_each_document(context, duckdb, lambda key: _check_result(
+        validate_sharegpt(_rows(duckdb, SHAREGPT_EXAMPLES_TABLE, key))))
+
+
+def _rows(duckdb: PipelineDatabase, table: str, document_id: str) -> pd.DataFrame:
     with duckdb.get_connection() as con:
-        rows = read_partition(con, SHAREGPT_EXAMPLES_TABLE, context.partition_key)
-    return _check_result(validate_sharegpt(rows))
+        return read_partition(con, table, document_id)
 
 
 @dg.asset_check(asset=training_dataset, name=TRAINING_DATASET_CHECK, blocking=True)

@@ -1,9 +1,11 @@
 """`python -m synth_assets.run`: register the documents and materialise everything.
 
-Each document runs as its own partition run on the project's Dagster instance (the
-one `make ui` shows), so a bad file fails only its own run; then the training dataset
-is built from every document that made it. Running it again replaces rows, it never
-duplicates them.
+Documents run on the project's Dagster instance (the one `make ui` shows): one run
+per document, or, when SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS (default 10) or more
+neighbouring documents need the same assets (the first run over a folder, or a new
+prompt version for every document), one single-run backfill for them, in which a bad file is recorded and then fails again in a
+run of its own (synth_assets/batch.py). Then the training dataset is built from every
+document that made it. Running it again replaces rows, it never duplicates them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import dagster as dg
 from tqdm import tqdm
 
 from synth_assets import definitions
+from synth_assets.batch import blocked_documents, contiguous_blocks, range_tags, run_outcome, single_run_min_documents
 from synth_assets.jobs import BUILD_TRAINING_DATASET_JOB, PROCESS_DOCUMENTS_JOB
 from synth_assets.core.incremental import folder_state
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
@@ -127,7 +130,8 @@ def work_to_do(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[st
 
 
 def run_all(
-    defs: dg.Definitions, instance: dg.DagsterInstance, *, show_progress: bool = True, force: bool = False
+    defs: dg.Definitions, instance: dg.DagsterInstance, *, show_progress: bool = True, force: bool = False,
+    single_run_min: int | None = None,
 ) -> dict:
     """Materialise every document that needs it (all of them with `force`), then the
     training dataset; return a summary. Documents that are up to date (same file
@@ -153,7 +157,41 @@ def run_all(
         if key not in todo and (gates := failed_gates(instance, key)):
             names = ", ".join(name for checks in gates.values() for name in checks)
             blocked[key] = f"{names} failed on the last run; unchanged since, so still blocked"
-    progress = tqdm(todo, desc="documents", unit="doc", disable=not show_progress, file=sys.stdout)
+    for key, reasons in blocked_documents(defs.resources["duckdb"]).items():  # blocked inside a batch
+        if key not in todo and key in keys and key not in blocked:
+            blocked[key] = f"{reasons} (on the last run; unchanged since, so still blocked)"
+    # Documents to run whole, next to each other in the partition order and many enough,
+    # go in one single-run backfill (synth_assets/batch.py); the others one run each.
+    order = instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME)
+    minimum = single_run_min_documents() if single_run_min is None else single_run_min
+    by_work: dict[tuple | None, list[str]] = {}
+    for key in todo:  # documents needing the same assets (all of them: None) can share a run
+        by_work.setdefault(None if work[key] is None else tuple(work[key]), []).append(key)
+    batches = [(selection, block) for selection, keys_ in by_work.items()
+               for block in contiguous_blocks(keys_, order) if len(block) >= minimum]
+    for selection, block in batches:
+        result = document_job.execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE,
+            tags={**run_tags(), **range_tags(block[0], block[-1])},
+            asset_selection=None if selection is None else list(selection),
+        )
+        failed_in_batch, blocked_in_batch = run_outcome(defs.resources["duckdb"], result.run_id)
+        blocked.update(blocked_in_batch)
+        if not result.success:  # the whole batch failed (every document, or the run itself)
+            reason = failure_reason(result)
+            failures.update({key: reason for key in block if key not in blocked_in_batch})
+        # A document that failed inside the batch runs again alone, so that its failure is
+        # a failed run of its own in the UI, naming the file (it fails fast: bad input).
+        for key in failed_in_batch:
+            again = document_job.execute_in_process(
+                partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE, tags=run_tags())
+            if again.success:
+                failures.pop(key, None)
+            else:
+                failures[key] = failure_reason(again)
+    in_batches = {key for _, block in batches for key in block}
+    progress = tqdm([k for k in todo if k not in in_batches], desc="documents", unit="doc",
+                    disable=not show_progress, file=sys.stdout)
     for key in progress:
         progress.set_postfix_str(key[:40])
         result = document_job.execute_in_process(

@@ -14,6 +14,7 @@ from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from synth_assets.automation import CATCH_UP_CRON
+from synth_assets.batch import contiguous_blocks, range_tags, single_run_min_documents
 from synth_assets.checks import quality_checks
 from synth_assets.jobs import PROCESS_DOCUMENTS_JOB, process_documents_job
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
@@ -93,18 +94,34 @@ def gated_assets() -> frozenset[dg.AssetKey]:
 
 
 def catch_up_requests(instance: dg.DagsterInstance, asset_graph, tick: str) -> list[dg.RunRequest]:
-    """One run per document that needs work, for only the assets that need it. (The
-    training dataset follows by its automation condition: after these runs, and on the
-    same cron.)"""
-    requests = []
+    """The runs for the documents that need work, for only the assets that need it:
+    one run per document, or one single-run backfill for SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS
+    or more neighbouring documents needing the same assets (after a prompt or model
+    change, every document does). (The training dataset follows by its automation
+    condition: after these runs, and on the same cron.)"""
     resolver = stale_status_resolver(instance, asset_graph)  # one per tick: it caches
-    for key in instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME):
+    order = instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME)
+    by_selection: dict[tuple, list[str]] = {}
+    for key in order:
         stale = assets_needing_work(instance, asset_graph, key, resolver)
         if stale:
-            requests.append(dg.RunRequest(
-                job_name=PROCESS_DOCUMENTS_JOB, partition_key=key, asset_selection=stale,
-                run_key=f"catch-up:{tick}:{key}", tags={"synth_assets/trigger": "catch-up"},
-            ))
+            by_selection.setdefault(tuple(stale), []).append(key)
+    requests = []
+    minimum = single_run_min_documents()
+    for selection, keys in by_selection.items():
+        for block in contiguous_blocks(keys, order):
+            tags = {"synth_assets/trigger": "catch-up"}
+            if len(block) >= minimum:
+                requests.append(dg.RunRequest(
+                    job_name=PROCESS_DOCUMENTS_JOB, asset_selection=list(selection),
+                    run_key=f"catch-up:{tick}:{block[0]}..{block[-1]}", tags={**tags, **range_tags(block[0], block[-1])},
+                ))
+                continue
+            requests += [
+                dg.RunRequest(job_name=PROCESS_DOCUMENTS_JOB, partition_key=key, asset_selection=list(selection),
+                              run_key=f"catch-up:{tick}:{key}", tags=tags)
+                for key in block
+            ]
     return requests
 
 

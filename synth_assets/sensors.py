@@ -6,6 +6,7 @@ import os
 
 import dagster as dg
 
+from synth_assets.batch import range_tags, single_run_min_documents
 from synth_assets.core.incremental import diff_states, folder_state
 from synth_assets.jobs import (
     BUILD_TRAINING_DATASET_JOB,
@@ -49,6 +50,8 @@ def documents_sensor(
     dataset is rebuilt without it. Files that are not documents are ignored. The
     cursor holds each file's hash, size and mtime, so it survives restarts, and run
     keys carry the hash, so a file is never processed twice for the same content.
+    SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS (default 10) or more new files at once go in
+    one single-run backfill instead of one run each.
     """
     previous = json.loads(context.cursor) if context.cursor else stored_state(duckdb)
     current = folder_state(documents.discover(), previous)
@@ -60,7 +63,18 @@ def documents_sensor(
     known = set(context.instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME))
     to_register = [key for key in changes.added if key not in known]
     partition_requests = [documents_partitions.build_add_request(to_register)] if to_register else []
-    run_requests = [
+    # Many new files at once (a folder copied in): one single-run backfill over their
+    # partitions, which this tick appends next to each other (synth_assets/batch.py).
+    batch = to_register if len(to_register) >= single_run_min_documents() else []
+    run_requests = []
+    if batch:
+        signature = hashlib.sha256("".join(f"{k}@{current[k]['sha256']}" for k in batch).encode()).hexdigest()
+        run_requests.append(dg.RunRequest(
+            job_name=PROCESS_DOCUMENTS_JOB,
+            run_key=f"batch:{batch[0]}..{batch[-1]}@{signature[:16]}",
+            tags={**range_tags(batch[0], batch[-1]), "synth_assets/trigger": "added"},
+        ))
+    run_requests += [
         dg.RunRequest(
             job_name=PROCESS_DOCUMENTS_JOB,
             partition_key=key,
@@ -68,6 +82,7 @@ def documents_sensor(
             tags={"synth_assets/trigger": "added" if key in changes.added else "changed"},
         )
         for key in changes.added + changes.changed
+        if key not in batch
     ]
     for key in changes.added:
         context.log.info(f"new document: {key}")

@@ -29,6 +29,11 @@ SHAREGPT_EXAMPLES_TABLE = "sharegpt_examples"
 # Kept pairs that training_dataset leaves out because another document already has
 # the same (or nearly the same) question: kept here, with the pair they repeat.
 CROSS_DOCUMENT_DUPLICATES_TABLE = "cross_document_duplicates"
+# Documents that failed, or that a blocking check stopped, inside a run covering many
+# documents (a single-run backfill): that run goes on with the others, so the reason
+# is kept here (see synth_assets/batch.py).
+DOCUMENT_FAILURES_TABLE = "document_failures"
+BLOCKED_DOCUMENTS_TABLE = "blocked_documents"
 
 _PAIR_COLUMNS = """
     pair_id VARCHAR NOT NULL,
@@ -107,6 +112,18 @@ TABLE_DDL: dict[str, str] = {
     ALPACA_EXAMPLES_TABLE: "instruction VARCHAR NOT NULL, input VARCHAR NOT NULL, output VARCHAR NOT NULL,"
     + _PROVENANCE_COLUMNS,
     SHAREGPT_EXAMPLES_TABLE: "conversations VARCHAR NOT NULL," + _PROVENANCE_COLUMNS,
+    DOCUMENT_FAILURES_TABLE: """
+        document_id VARCHAR NOT NULL,
+        stage VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL,
+        run_id VARCHAR NOT NULL
+    """,
+    BLOCKED_DOCUMENTS_TABLE: """
+        document_id VARCHAR NOT NULL,
+        check_name VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL,
+        run_id VARCHAR NOT NULL
+    """,
     CROSS_DOCUMENT_DUPLICATES_TABLE: """
         pair_id VARCHAR NOT NULL,
         document_id VARCHAR NOT NULL,

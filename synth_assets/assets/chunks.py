@@ -8,6 +8,7 @@ import dagster as dg
 from synth_assets.assets import OWNERS
 
 from synth_assets.automation import follows_upstream
+from synth_assets.batch import for_each_document, single_run
 
 from synth_assets.assets.ingest import INGEST_GROUP, load_parsed_document, parsed_documents
 from synth_assets.core.chunking import chunk_document, load_tokenizer
@@ -31,6 +32,7 @@ def chunk_id_for(document_id: str, chunk_index: int) -> str:
     kinds={"docling", "duckdb"},
     owners=OWNERS,
     code_version="1",
+    backfill_policy=single_run,
 )
 def document_chunks(
     context: dg.AssetExecutionContext, generation: GenerationResource, duckdb: PipelineDatabase
@@ -43,8 +45,16 @@ def document_chunks(
     not available), with an overlap from the previous chunk. Navigation lists and other
     non-prose chunks are flagged as boilerplate and not sent to generation.
     """
-    document, file_name = load_parsed_document(duckdb, context.partition_key)
     tokenizer, tokenizer_name = load_tokenizer(generation.tokenizer_name)
+    return for_each_document(
+        context, duckdb, "document_chunks", [DOCUMENT_CHUNKS_TABLE],
+        lambda key: chunk_one(context, key, tokenizer, tokenizer_name, generation, duckdb),
+    )
+
+
+def chunk_one(context, document_id: str, tokenizer, tokenizer_name: str, generation: GenerationResource,
+              duckdb: PipelineDatabase) -> dg.MaterializeResult:
+    document, file_name = load_parsed_document(duckdb, document_id)
     chunks = chunk_document(
         document,
         tokenizer=tokenizer,
@@ -54,7 +64,7 @@ def document_chunks(
     rows = pd.DataFrame(
         [
             {
-                "chunk_id": chunk_id_for(context.partition_key, chunk.chunk_index),
+                "chunk_id": chunk_id_for(document_id, chunk.chunk_index),
                 "chunk_index": chunk.chunk_index,
                 "text": chunk.text,
                 "body": chunk.body,
@@ -70,7 +80,7 @@ def document_chunks(
         ]
     )
     with duckdb.get_connection() as con:
-        replace_partition_rows(con, DOCUMENT_CHUNKS_TABLE, context.partition_key, rows)
+        replace_partition_rows(con, DOCUMENT_CHUNKS_TABLE, document_id, rows)
     boilerplate = int(rows["boilerplate"].sum()) if len(rows) else 0
     context.log.info(f"{file_name}: {len(rows)} chunks ({boilerplate} boilerplate) with {tokenizer_name}")
     preview = rows.head(5)[["chunk_id", "heading_path", "n_tokens", "boilerplate"]]

@@ -11,6 +11,7 @@ import dagster as dg
 from synth_assets.assets import OWNERS
 
 from synth_assets.automation import follows_upstream
+from synth_assets.batch import for_each_document, single_run
 
 from synth_assets.assets.generate import generated_qa_pairs, pairs_preview
 from synth_assets.core.filters import (
@@ -59,6 +60,7 @@ def load_pairs_with_chunks(con, table: str, document_id: str) -> pd.DataFrame:
     code_version=f"2+{CurationResource.from_env().output_version()}",
     # With the judge on, this step asks the generation model too: it queues for the GPU.
     pool=GPU_POOL,
+    backfill_policy=single_run,
 )
 def filtered_qa_pairs(
     context: dg.AssetExecutionContext,
@@ -76,7 +78,14 @@ def filtered_qa_pairs(
     Rejected pairs are not deleted: they go to rejected_qa_pairs with every reason that
     applied, and the counts per reason are shown here.
     """
-    document_id = context.partition_key
+    return for_each_document(
+        context, duckdb, "filtered_qa_pairs", [FILTERED_QA_PAIRS_TABLE, REJECTED_QA_PAIRS_TABLE],
+        lambda key: curate_one(context, key, curation, generation, duckdb),
+    )
+
+
+def curate_one(context, document_id: str, curation: CurationResource, generation: GenerationResource,
+               duckdb: PipelineDatabase) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
         pairs = load_pairs_with_chunks(con, GENERATED_QA_PAIRS_TABLE, document_id)
     config = curation.filter_config()

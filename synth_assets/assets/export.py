@@ -11,6 +11,7 @@ import dagster as dg
 from synth_assets.assets import OWNERS
 
 from synth_assets.automation import follows_upstream, rebuilt_after_documents_change
+from synth_assets.batch import for_each_document, single_run
 
 from synth_assets.assets.curate import filtered_qa_pairs
 from synth_assets.core.dedup import cross_document_duplicates
@@ -51,14 +52,19 @@ def load_kept_pairs_with_provenance(con, document_id: str) -> pd.DataFrame:
 
 
 def _format_partition(context, duckdb: PipelineDatabase, table: str, to_row) -> dg.MaterializeResult:
+    return for_each_document(context, duckdb, table, [table],
+                             lambda key: _format_document(key, duckdb, table, to_row))
+
+
+def _format_document(document_id: str, duckdb: PipelineDatabase, table: str, to_row) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
-        pairs = load_kept_pairs_with_provenance(con, context.partition_key)
+        pairs = load_kept_pairs_with_provenance(con, document_id)
     rows = pd.DataFrame(
         [{**to_row(p.question, p.answer), **{c: getattr(p, c) for c in PROVENANCE_COLUMNS}} for p in pairs.itertuples()],
         columns=None if len(pairs) else PROVENANCE_COLUMNS,
     )
     with duckdb.get_connection() as con:
-        replace_partition_rows(con, table, context.partition_key, rows)
+        replace_partition_rows(con, table, document_id, rows)
     preview = rows.head(3).drop(columns=[c for c in PROVENANCE_COLUMNS if c != "source_file"])
     return dg.MaterializeResult(
         metadata={
@@ -76,6 +82,7 @@ def _format_partition(context, duckdb: PipelineDatabase, table: str, to_row) -> 
     kinds={"duckdb", "great_expectations"},
     owners=OWNERS,
     code_version="1",
+    backfill_policy=single_run,
 )
 def alpaca_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabase) -> dg.MaterializeResult:
     """Kept pairs as Alpaca rows ({instruction, input, output}) with their provenance beside them."""
@@ -90,6 +97,7 @@ def alpaca_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabase)
     kinds={"duckdb", "great_expectations"},
     owners=OWNERS,
     code_version="1",
+    backfill_policy=single_run,
 )
 def sharegpt_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabase) -> dg.MaterializeResult:
     """Kept pairs as ShareGPT conversations ({from: human, value}, {from: gpt, value})."""

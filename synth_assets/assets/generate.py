@@ -8,6 +8,7 @@ import dagster as dg
 from synth_assets.assets import OWNERS
 
 from synth_assets.automation import follows_upstream
+from synth_assets.batch import single_run, stopped_in_run
 
 from synth_assets.assets.chunks import HEADING_SEPARATOR, document_chunks
 from synth_assets.generation.base import GenerationRequest
@@ -49,6 +50,8 @@ def pairs_preview(pairs: pd.DataFrame, limit: int = 5) -> str:
     code_version=f"1+{GenerationResource.from_env().output_version()}",
     # One run at a time on the GPU; the limit is set in dagster.yaml (concurrency.pools).
     pool=GPU_POOL,
+    # A run over many documents is one run: the engine starts once for all of them.
+    backfill_policy=single_run,
 )
 def generated_qa_pairs(
     context: dg.AssetExecutionContext, generation: GenerationResource, duckdb: PipelineDatabase
@@ -60,7 +63,18 @@ def generated_qa_pairs(
     GPU batches them. Chunks the backend could not answer are kept in
     generation_failures with their error, never dropped silently.
     """
-    document_ids = list(context.partition_keys)
+    keys = list(context.partition_keys)
+    # In a run over many documents, those that failed or were blocked earlier are left out.
+    stopped = stopped_in_run(duckdb, context.run_id) if len(keys) > 1 else {}
+    document_ids = [key for key in keys if key not in stopped]
+    if not document_ids:
+        raise dg.Failure("every document of this run failed or was stopped before generation: "
+                         + "; ".join(f"{key}: {reason}" for key, reason in stopped.items()))
+    with duckdb.get_connection() as con:
+        for key in stopped:
+            replace_partition_rows(con, GENERATED_QA_PAIRS_TABLE, key, pd.DataFrame())
+            replace_partition_rows(con, GENERATION_FAILURES_TABLE, key, pd.DataFrame())
+            context.add_asset_metadata({"skipped": f"stopped earlier in this run ({stopped[key]})"}, partition_key=key)
     requests = []
     boilerplate_skipped = 0
     with duckdb.get_connection() as con:
@@ -123,6 +137,10 @@ def generated_qa_pairs(
                                    pairs[pairs["document_id"] == document_id])
             replace_partition_rows(con, GENERATION_FAILURES_TABLE, document_id,
                                    failures[failures["document_id"] == document_id])
+    if len(keys) > 1:
+        for document_id in document_ids:
+            context.add_asset_metadata({"pairs": int((pairs["document_id"] == document_id).sum())},
+                                       partition_key=document_id)
     for failure in outcome.failures:
         context.log.warning(f"{failure.chunk_id}: no pairs after {failure.attempts} attempts: {failure.error}")
     context.log.info(

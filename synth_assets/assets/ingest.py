@@ -8,6 +8,7 @@ import dagster as dg
 from synth_assets.assets import OWNERS
 
 from synth_assets.automation import follows_upstream
+from synth_assets.batch import for_each_document, single_run
 
 from synth_assets.core.documents import DocumentError, check_document_file, file_fingerprint
 from synth_assets.core.parsing import layout_models_dir_from_env, parse_document
@@ -39,6 +40,7 @@ def _document_failure(error: DocumentError, stage: str) -> dg.Failure:
     kinds={"python", "duckdb"},
     owners=OWNERS,
     code_version="1",
+    backfill_policy=single_run,
 )
 def raw_documents(
     context: dg.AssetExecutionContext, documents: DocumentsFolder, duckdb: PipelineDatabase
@@ -49,16 +51,19 @@ def raw_documents(
     does not make its downstream assets stale. Empty, oversized or unsupported files
     fail here, naming the file and the reason.
     """
-    path = documents.path_for(context.partition_key)
+    return for_each_document(context, duckdb, "raw_documents", [RAW_DOCUMENTS_TABLE],
+                             lambda key: fingerprint_document(key, documents, duckdb))
+
+
+def fingerprint_document(document_id: str, documents: DocumentsFolder, duckdb: PipelineDatabase) -> dg.MaterializeResult:
+    path = documents.path_for(document_id)
     try:
         check_document_file(path, documents.max_bytes)
     except DocumentError as error:
         raise _document_failure(error, "raw_documents") from None
     fingerprint = file_fingerprint(path, documents.root)
     with duckdb.get_connection() as con:
-        replace_partition_rows(
-            con, RAW_DOCUMENTS_TABLE, context.partition_key, pd.DataFrame([fingerprint])
-        )
+        replace_partition_rows(con, RAW_DOCUMENTS_TABLE, document_id, pd.DataFrame([fingerprint]))
     return dg.MaterializeResult(
         data_version=dg.DataVersion(fingerprint["sha256"]),
         metadata={
@@ -78,6 +83,7 @@ def raw_documents(
     kinds={"docling", "duckdb"},
     owners=OWNERS,
     code_version="1",
+    backfill_policy=single_run,
 )
 def parsed_documents(
     context: dg.AssetExecutionContext, documents: DocumentsFolder, duckdb: PipelineDatabase
@@ -88,7 +94,12 @@ def parsed_documents(
     (SYNTH_ASSETS_DOCLING_ARTIFACTS) and otherwise the model-free native pipeline with
     paragraphs rebuilt from text lines. The parser that ran is recorded per document.
     """
-    path = documents.path_for(context.partition_key)
+    return for_each_document(context, duckdb, "parsed_documents", [PARSED_DOCUMENTS_TABLE],
+                             lambda key: parse_one(context, key, documents, duckdb))
+
+
+def parse_one(context, document_id: str, documents: DocumentsFolder, duckdb: PipelineDatabase) -> dg.MaterializeResult:
+    path = documents.path_for(document_id)
     try:
         parsed = parse_document(path, layout_models_dir=layout_models_dir_from_env())
     except DocumentError as error:
@@ -102,7 +113,7 @@ def parsed_documents(
         "docling_json": parsed.document.model_dump_json(),
     }
     with duckdb.get_connection() as con:
-        replace_partition_rows(con, PARSED_DOCUMENTS_TABLE, context.partition_key, pd.DataFrame([row]))
+        replace_partition_rows(con, PARSED_DOCUMENTS_TABLE, document_id, pd.DataFrame([row]))
     context.log.info(f"{path.name}: parsed with {parsed.parser}, {parsed.num_text_items} text items")
     return dg.MaterializeResult(
         metadata={

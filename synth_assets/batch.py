@@ -1,0 +1,224 @@
+"""Runs that cover many documents: one run for all of them, each document on its own inside it.
+
+Every per-document asset has `BackfillPolicy.single_run()`: a backfill over many
+partitions (from the UI, `make run` or the documents sensor when many files arrive at
+once) is one run whose steps receive every document at once (`context.partition_keys`),
+so the generation engine starts once and batches the chunks of all of them. A run for
+one document is unchanged: one partition, and its errors fail its own run.
+
+The tension with per-document isolation, and what this module decides. In Dagster 1.13
+a step over a range of partitions succeeds or fails as a whole, records a
+materialization for every partition of the range, and evaluates a partitioned asset
+check once for the range (no partition of its own). So, inside a multi-document step:
+
+- a document that raises (a bad file, say) is recorded in `document_failures` (stage,
+  reason naming the file, run id), logged as an error, its rows of that stage are
+  removed, and the step goes on with the others; it fails only when every document
+  failed. Later steps of the same run skip that document.
+- a blocking check evaluates every document of the range; a document that fails it is
+  recorded in `blocked_documents` and skipped by the later steps of the run (its
+  downstream rows are removed, so it leaves the dataset). The check result is a
+  failure with WARN severity when some documents failed (the others must go on) and
+  with ERROR severity (blocking everything below) when all did.
+- Dagster still shows such a document's partitions of that run as materialized (with
+  "failed" or "skipped" in their metadata). `make run` therefore runs each document
+  that failed inside a batch again on its own right after, so its failure is a failed
+  run of its own in the UI, with the file's name; blocked documents are listed in the
+  summary from `blocked_documents`.
+
+Small batches keep one run per document (exact per-partition status, no trade-off):
+runs cover many documents only from SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS documents up
+(default 10).
+"""
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+
+import dagster as dg
+
+from synth_assets.resources.storage import PipelineDatabase
+from synth_assets.storage import BLOCKED_DOCUMENTS_TABLE, DOCUMENT_FAILURES_TABLE, ensure_tables
+
+SINGLE_RUN_MIN_DOCUMENTS_ENV = "SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS"
+DEFAULT_SINGLE_RUN_MIN_DOCUMENTS = 10
+
+# The tags Dagster reads to run one job over a range of partitions in one run.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+single_run = dg.BackfillPolicy.single_run()
+
+
+def single_run_min_documents() -> int:
+    text = os.environ.get(SINGLE_RUN_MIN_DOCUMENTS_ENV, str(DEFAULT_SINGLE_RUN_MIN_DOCUMENTS))
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{SINGLE_RUN_MIN_DOCUMENTS_ENV}={text!r} is not a whole number") from None
+    if value < 2:
+        raise ValueError(f"{SINGLE_RUN_MIN_DOCUMENTS_ENV}={value}: a run of many documents needs at least 2")
+    return value
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    return {RANGE_START_TAG: first, RANGE_END_TAG: last}
+
+
+def contiguous_blocks(keys: Iterable[str], order: list[str]) -> list[list[str]]:
+    """`keys` cut into runs of neighbours in the partition order (a partition range
+    covers every partition between its ends, so only neighbours can share a run)."""
+    position = {key: i for i, key in enumerate(order)}
+    blocks: list[list[str]] = []
+    for key in sorted(keys, key=position.__getitem__):
+        if blocks and position[blocks[-1][-1]] == position[key] - 1:
+            blocks[-1].append(key)
+        else:
+            blocks.append([key])
+    return blocks
+
+
+def stopped_in_run(duckdb: PipelineDatabase, run_id: str) -> dict[str, str]:
+    """Documents that failed or were blocked earlier in this run, with the reason."""
+    with duckdb.get_connection() as con:
+        ensure_tables(con)
+        rows = con.execute(
+            f"SELECT document_id, stage || ': ' || reason FROM {DOCUMENT_FAILURES_TABLE} WHERE run_id = ? "
+            f"UNION ALL SELECT document_id, check_name || ': ' || reason FROM {BLOCKED_DOCUMENTS_TABLE} "
+            "WHERE run_id = ?",
+            [run_id, run_id],
+        ).fetchall()
+    return dict(rows)
+
+
+def run_outcome(duckdb: PipelineDatabase, run_id: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(failed, blocked) documents of a multi-document run, with their reasons."""
+    with duckdb.get_connection() as con:
+        ensure_tables(con)
+        failed = con.execute(
+            f"SELECT document_id, reason FROM {DOCUMENT_FAILURES_TABLE} WHERE run_id = ?", [run_id]).fetchall()
+        blocked = con.execute(
+            f"SELECT document_id, string_agg(check_name || ': ' || reason, '; ') FROM {BLOCKED_DOCUMENTS_TABLE} "
+            "WHERE run_id = ? GROUP BY 1", [run_id]).fetchall()
+    return dict(failed), dict(blocked)
+
+
+def blocked_documents(duckdb: PipelineDatabase) -> dict[str, str]:
+    """Every document whose latest evaluation of a blocking check failed."""
+    with duckdb.get_connection() as con:
+        ensure_tables(con)
+        rows = con.execute(
+            f"SELECT document_id, string_agg(check_name || ': ' || reason, '; ') FROM {BLOCKED_DOCUMENTS_TABLE} "
+            "GROUP BY 1").fetchall()
+    return dict(rows)
+
+
+def error_message(error: Exception) -> str:
+    if isinstance(error, dg.Failure):
+        return error.description or "failed"
+    return f"{type(error).__name__}: {error}"
+
+
+def _delete_rows(con, tables: Iterable[str], document_id: str) -> None:
+    for table in tables:
+        con.execute(f"DELETE FROM {table} WHERE document_id = ?", [document_id])
+
+
+def for_each_document(
+    context: dg.AssetExecutionContext,
+    duckdb: PipelineDatabase,
+    stage: str,
+    tables: list[str],
+    process: Callable[[str], dg.MaterializeResult],
+) -> dg.MaterializeResult:
+    """Materialise `process(document_id)` for every document of the step.
+
+    One document: its result, and its errors fail the run (as ever). Several: see the
+    module docstring; per-document metadata goes on each partition's materialization,
+    and data versions given per document become one version for the range (Dagster
+    records one per step): a hash of all of them, so any change shows downstream.
+    """
+    keys = list(context.partition_keys)
+    if len(keys) == 1:
+        return process(keys[0])
+    stopped = stopped_in_run(duckdb, context.run_id)
+    done, failed, skipped, versions = [], {}, {}, []
+    for key in keys:
+        if key in stopped:
+            skipped[key] = stopped[key]
+            with duckdb.get_connection() as con:
+                _delete_rows(con, tables, key)
+            context.add_asset_metadata({"skipped": f"stopped earlier in this run ({stopped[key]})"},
+                                       partition_key=key)
+            continue
+        try:
+            result = process(key)
+        except Exception as error:  # one document must not fail the others: recorded, see above
+            failed[key] = error_message(error)
+            context.log.error(f"{key}: {failed[key]} (the other documents of this run go on)")
+            with duckdb.get_connection() as con:
+                ensure_tables(con)
+                _delete_rows(con, tables, key)
+                con.execute(f"INSERT INTO {DOCUMENT_FAILURES_TABLE} VALUES (?, ?, ?, ?)",
+                            [key, stage, failed[key], context.run_id])
+            context.add_asset_metadata({"failed": failed[key]}, partition_key=key)
+            continue
+        done.append(key)
+        versions.append(f"{key}={result.data_version.value}" if result.data_version else None)
+        context.add_asset_metadata(dict(result.metadata or {}), partition_key=key)
+    if not done:
+        raise dg.Failure(
+            f"{stage}: every document of this run failed or was stopped: "
+            + "; ".join(f"{key}: {reason}" for key, reason in {**failed, **skipped}.items())
+        )
+    data_version = None
+    if any(versions):
+        data_version = dg.DataVersion(hashlib.sha256("\n".join(v or "" for v in versions).encode()).hexdigest())
+    return dg.MaterializeResult(
+        data_version=data_version,
+        metadata={"documents": len(keys), "materialized": len(done), "failed": len(failed), "skipped": len(skipped),
+                  "failed_documents": dg.MetadataValue.json(failed)},
+    )
+
+
+def check_each_document(
+    context: dg.AssetCheckExecutionContext,
+    duckdb: PipelineDatabase,
+    evaluate: Callable[[str], dg.AssetCheckResult],
+) -> dg.AssetCheckResult:
+    """Evaluate a per-document check on the step's document, or on each document of a
+    multi-document step (see the module docstring for what a failure means there).
+    Failures of blocking checks are recorded in `blocked_documents`, passes clear them."""
+    step = context.op_execution_context
+    blocking = context.check_specs[0].blocking
+    check_name = context.check_specs[0].name
+    if step.has_partition_key:
+        keys, stopped = [step.partition_key], {}
+    else:
+        keys, stopped = list(step.partition_keys), stopped_in_run(duckdb, step.run_id)
+    results = {key: evaluate(key) for key in keys if key not in stopped}
+    if blocking:
+        with duckdb.get_connection() as con:
+            ensure_tables(con)
+            for key, result in results.items():
+                con.execute(f"DELETE FROM {BLOCKED_DOCUMENTS_TABLE} WHERE document_id = ? AND check_name = ?",
+                            [key, check_name])
+                if not result.passed:
+                    con.execute(f"INSERT INTO {BLOCKED_DOCUMENTS_TABLE} VALUES (?, ?, ?, ?)",
+                                [key, check_name, result.description or "failed", step.run_id])
+    if step.has_partition_key:
+        return results[keys[0]]
+    failed = {key: result.description for key, result in results.items() if not result.passed}
+    metadata = {"documents": len(results), "failed": len(failed), "skipped": len(stopped),
+                "failed_documents": dg.MetadataValue.json(failed)}
+    if not failed:
+        return dg.AssetCheckResult(passed=True, description=f"all {len(results)} documents pass", metadata=metadata)
+    severity = next(iter(results.values())).severity
+    if blocking and len(failed) < len(results):
+        severity = dg.AssetCheckSeverity.WARN  # the others go on; the failed ones are skipped below
+    return dg.AssetCheckResult(
+        passed=False, severity=severity, metadata=metadata,
+        description=f"{len(failed)} of {len(results)} documents failed"
+        + (" (stopped on their own, the others go on)" if blocking and severity == dg.AssetCheckSeverity.WARN else "")
+        + ": " + "; ".join(f"{key}: {reason}" for key, reason in failed.items()),
+    )
