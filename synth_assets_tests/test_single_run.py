@@ -148,3 +148,23 @@ def test_after_a_prompt_change_the_stale_documents_share_one_run(
     assert "parsed_documents" not in steps and set(below) <= steps
     resolver = stale_status_resolver(instance, changed.resolve_asset_graph())
     assert all(resolver.get_status(dg.AssetKey(name), key).value == "FRESH" for name in below for key in keys)
+
+
+def test_the_training_dataset_leaves_out_documents_failing_a_format_suite() -> None:
+    import json
+
+    import pandas as pd
+
+    from synth_assets.assets.export import _excluded_documents
+
+    def row(document_id: str, i: int, output: str = "an answer") -> dict:
+        return {"document_id": document_id, "pair_id": f"{document_id}#{i}", "chunk_id": f"{document_id}#c",
+                "source_file": f"{document_id}.md", "instruction": "a question?", "input": "", "output": output}
+
+    alpaca = pd.DataFrame([row("a", 1), row("b", 1, output=""), row("c", 1)])
+    sharegpt = alpaca.assign(conversations=[json.dumps([{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}])] * 3)
+    sharegpt = sharegpt[["document_id", "pair_id", "chunk_id", "source_file", "conversations"]]
+    excluded = _excluded_documents(["a", "b", "c"], {"a", "b"}, alpaca, sharegpt)
+    assert set(excluded) == {"b", "c"}
+    assert excluded["b"].startswith("alpaca check failed") and excluded["c"] == "no longer registered"
+    assert _excluded_documents(["a"], {"a"}, alpaca[alpaca["document_id"] == "a"], sharegpt) == {}
