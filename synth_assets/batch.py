@@ -49,6 +49,10 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 single_run = dg.BackfillPolicy.single_run()
 
+# In a check over a range of documents, the failing rows of at most this many failed
+# documents are shown in its one result (all of them are listed by name and reason).
+FAILED_DOCUMENTS_SHOWN = 5
+
 
 def single_run_min_documents() -> int:
     text = os.environ.get(SINGLE_RUN_MIN_DOCUMENTS_ENV, str(DEFAULT_SINGLE_RUN_MIN_DOCUMENTS))
@@ -211,6 +215,10 @@ def check_each_document(
     failed = {key: result.description for key, result in results.items() if not result.passed}
     metadata = {"documents": len(results), "failed": len(failed), "skipped": len(stopped),
                 "failed_documents": dg.MetadataValue.json(failed)}
+    # A range has one result in the UI: the first failing documents' failing rows go in it.
+    for key in list(failed)[:FAILED_DOCUMENTS_SHOWN]:
+        if "failing_rows" in (results[key].metadata or {}):
+            metadata[f"failing_rows: {key}"] = results[key].metadata["failing_rows"]
     if not failed:
         return dg.AssetCheckResult(passed=True, description=f"all {len(results)} documents pass", metadata=metadata)
     severity = next(iter(results.values())).severity

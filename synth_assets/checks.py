@@ -9,6 +9,7 @@ few failing values.
 from pathlib import Path
 
 import dagster as dg
+import great_expectations as gx
 import pandas as pd
 
 from synth_assets.assets.curate import filtered_qa_pairs
@@ -48,12 +49,52 @@ SHAREGPT_FORMAT_CHECK = "sharegpt_rows_are_valid"
 TRAINING_DATASET_CHECK = "training_dataset_has_no_cross_document_duplicates_or_split_leaks"
 
 
+# Checks can't carry kinds: this entry says in each result which tool validated it.
+VALIDATED_WITH = f"Great Expectations {gx.__version__}"
+
+
+def expectations_table(metadata: dict) -> str:
+    """One Markdown row per expectation: its outcome, observed value and unexpected rows,
+    readable in the UI without opening each expectation's JSON."""
+    lines = ["| expectation | result | observed value | unexpected | failing values |", "| --- | --- | --- | --- | --- |"]
+    for label, details in metadata.items():
+        if not isinstance(details, dict) or "success" not in details:
+            continue
+        result = "passed" if details["success"] else "**failed**"
+        observed = _cell(details.get("observed_value", ""))
+        unexpected = ""
+        if details.get("unexpected_count") is not None:
+            unexpected = f"{details['unexpected_count']} ({details.get('unexpected_percent', 0)}%)"
+        failing = _cell(", ".join(details.get("failing_values", [])))
+        lines.append(f"| {label} | {result} | {observed} | {unexpected} | {failing} |")
+    return "\n".join(lines)
+
+
+def failing_rows_table(rows: list[dict]) -> str:
+    """A few failing rows: which expectation, which pair (or chunk), the column and value."""
+    if not rows:
+        return "none"
+    lines = ["| expectation | row | column | value |", "| --- | --- | --- | --- |"]
+    lines += [f"| {r['expectation']} | {_cell(r['row'])} | {r['column']} | {_cell(r['value'])} |" for r in rows]
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")[:120]
+
+
 def _check_result(result: SuiteResult) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=result.success,
         severity=dg.AssetCheckSeverity.ERROR,
         description=("all expectations met" if result.success else "failed: " + ", ".join(result.failed)),
-        metadata=result.metadata,
+        metadata={
+            "validated_with": VALIDATED_WITH,
+            "suite": result.suite,
+            "expectations": dg.MetadataValue.md(expectations_table(result.metadata)),
+            "failing_rows": dg.MetadataValue.md(failing_rows_table(result.failing_rows)),
+            **result.metadata,
+        },
     )
 
 
@@ -67,7 +108,10 @@ def generated_pairs_check(
     context: dg.AssetCheckExecutionContext, duckdb: PipelineDatabase
 ) -> dg.AssetCheckResult:
     """Every generated pair has a question, an answer, a unique id, the generator and
-    prompt version that wrote it, and comes from a chunk of this document."""
+    prompt version that wrote it, and comes from a chunk of this document.
+
+    A Great Expectations suite; each expectation's observed value and a few failing
+    rows are in the result."""
 
     def evaluate(document_id: str) -> dg.AssetCheckResult:
         with duckdb.get_connection() as con:
@@ -90,7 +134,10 @@ def filtered_pairs_check(
     """Kept pairs have no nulls, lengths within the filter's bounds, no repeated question
     in the document, groundedness at or above the threshold on every row, and the share
     of generated pairs kept is within bounds (a document that keeps almost nothing, or
-    everything, is suspicious)."""
+    everything, is suspicious).
+
+    A Great Expectations suite; each expectation's observed value and a few failing
+    rows are in the result."""
 
     def evaluate(document_id: str) -> dg.AssetCheckResult:
         with duckdb.get_connection() as con:
@@ -152,7 +199,8 @@ def _diversity(document_id: str, duckdb: PipelineDatabase, curation: CurationRes
 def alpaca_format_check(
     context: dg.AssetCheckExecutionContext, duckdb: PipelineDatabase
 ) -> dg.AssetCheckResult:
-    """Alpaca rows have an instruction and an output, a string input, and their provenance."""
+    """Alpaca rows have an instruction and an output, a string input, and their provenance
+    (a Great Expectations suite)."""
     return check_each_document(context, duckdb, lambda key: _check_result(
         validate_alpaca(_rows(duckdb, ALPACA_EXAMPLES_TABLE, key))))
 
@@ -166,7 +214,8 @@ def alpaca_format_check(
 def sharegpt_format_check(
     context: dg.AssetCheckExecutionContext, duckdb: PipelineDatabase
 ) -> dg.AssetCheckResult:
-    """ShareGPT conversations parse and go human then gpt (after an optional system turn)."""
+    """ShareGPT conversations parse and go human then gpt (after an optional system turn)
+    (a Great Expectations suite)."""
     return check_each_document(context, duckdb, lambda key: _check_result(
         validate_sharegpt(_rows(duckdb, SHAREGPT_EXAMPLES_TABLE, key))))
 
@@ -179,7 +228,7 @@ def _rows(duckdb: PipelineDatabase, table: str, document_id: str) -> pd.DataFram
 @dg.asset_check(asset=training_dataset, name=TRAINING_DATASET_CHECK, blocking=True)
 def training_dataset_check(export: ExportSettings) -> dg.AssetCheckResult:
     """The exported dataset has no question twice across documents, and no document in
-    both train and validation."""
+    both train and validation (a Great Expectations suite on the exported Alpaca rows)."""
     version = (Path(export.export_dir) / LATEST_FILE).read_text().strip()
     folder = Path(export.export_dir) / version / "alpaca"
     rows = pd.concat(

@@ -16,7 +16,7 @@ from synth_assets.resources.export import ExportSettings
 from synth_assets.resources.generation import GenerationResource
 from synth_assets.resources.storage import PipelineDatabase
 from synth_assets.schedules import nightly_catch_up
-from synth_assets.sensors import documents_sensor
+from synth_assets.sensors import documents_failed_in_a_batch_run_alone, documents_sensor
 
 PIPELINE_ASSETS = [
     raw_documents,
@@ -47,7 +47,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         assets=PIPELINE_ASSETS,
         asset_checks=quality_checks,
         jobs=[process_documents_job, build_training_dataset_job],
-        sensors=[documents_sensor, automation_sensor],
+        sensors=[documents_sensor, documents_failed_in_a_batch_run_alone, automation_sensor],
         schedules=[nightly_catch_up],
         resources={**pipeline_resources(), **(resources or {})},
     )

@@ -12,7 +12,7 @@ process_documents_job = dg.define_asset_job(
     PROCESS_DOCUMENTS_JOB,
     selection=dg.AssetSelection.all() - dg.AssetSelection.assets(training_dataset),
     partitions_def=documents_partitions,
-    description="Ingest, chunk, generate, curate and format one document (one partition).",
+    description="Ingest, chunk, generate, curate and format documents: one partition, or a range of them in one run.",
 )
 
 build_training_dataset_job = dg.define_asset_job(

@@ -8,7 +8,7 @@ observed value and a few failing values.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import pandas as pd
@@ -27,11 +27,20 @@ ALPACA_SUITE = "alpaca_examples_suite"
 SHAREGPT_SUITE = "sharegpt_examples_suite"
 
 
+# At most this many failing rows per expectation are kept for the check's metadata.
+FAILING_ROWS_PER_EXPECTATION = 5
+# Columns that identify a row, shown beside the failing value (the first present is used).
+ROW_ID_COLUMNS = ("pair_id", "chunk_id", "document_id")
+
+
 @dataclass
 class SuiteResult:
     success: bool
     metadata: dict
     failed: list[str]
+    # A few failing rows: {"expectation", "row" (its pair or chunk id), "column", "value"}.
+    failing_rows: list[dict] = field(default_factory=list)
+    suite: str = ""
 
 
 @lru_cache(maxsize=1)
@@ -50,6 +59,7 @@ def run_suite(name: str, expectations: list, frame: pd.DataFrame) -> SuiteResult
     result = batch.validate(suite, result_format="SUMMARY")
     metadata: dict = {"rows": len(frame)}
     failed = []
+    failing_rows: list[dict] = []
     for item in result.results:
         config = item.expectation_config
         column = config.kwargs.get("column", "table")
@@ -65,7 +75,26 @@ def run_suite(name: str, expectations: list, frame: pd.DataFrame) -> SuiteResult
         metadata[label] = details
         if not item.success:
             failed.append(label)
-    return SuiteResult(success=bool(result.success), metadata=metadata, failed=failed)
+            failing_rows += _failing_rows(frame, label, column, item.result.get("partial_unexpected_index_list") or [])
+    return SuiteResult(success=bool(result.success), metadata=metadata, failed=failed,
+                       failing_rows=failing_rows, suite=name)
+
+
+def _failing_rows(frame: pd.DataFrame, label: str, column: str, indices: list) -> list[dict]:
+    """The rows GX reported as unexpected (by the frame's index), with their id and value."""
+    id_column = next((c for c in ROW_ID_COLUMNS if c in frame.columns), None)
+    rows = []
+    for index in indices[:FAILING_ROWS_PER_EXPECTATION]:
+        if index not in frame.index:
+            continue
+        row = frame.loc[index]
+        rows.append({
+            "expectation": label,
+            "row": str(row[id_column]) if id_column else str(index),
+            "column": column,
+            "value": str(row[column])[:120] if column in frame.columns else "",
+        })
+    return rows
 
 
 def _pair_expectations(min_q: int, max_q: int, min_a: int, max_a: int) -> list:

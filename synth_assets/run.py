@@ -272,7 +272,8 @@ def format_summary(summary: dict, seconds: float) -> str:
         f"  parsed:          {summary['parsed']}",
         f"  failed:          {len(summary['failed'])}",
     ]
-    lines += [f"    - {key}: {reason}" for key, reason in summary["failed"].items()]
+    # The reason usually starts with the file name already, which is the key when it is safe.
+    lines += [f"    - {key}: {reason.removeprefix(f'{key}: ')}" for key, reason in summary["failed"].items()]
     if summary["blocked_by_checks"]:
         lines.append(f"  blocked by checks: {len(summary['blocked_by_checks'])}")
         lines += [f"    - {key}: {reason}" for key, reason in summary["blocked_by_checks"].items()]

@@ -6,7 +6,7 @@ import os
 
 import dagster as dg
 
-from synth_assets.batch import range_tags, single_run_min_documents
+from synth_assets.batch import RANGE_START_TAG, range_tags, run_outcome, single_run_min_documents
 from synth_assets.core.incremental import diff_states, folder_state
 from synth_assets.jobs import (
     BUILD_TRAINING_DATASET_JOB,
@@ -113,3 +113,34 @@ def documents_sensor(
                 f"{', '.join(changes.removed)}"
             )
     return dg.SensorResult(run_requests=run_requests, dynamic_partitions_requests=partition_requests, cursor=cursor)
+
+
+BATCH_FAILURES_SENSOR = "documents_failed_in_a_batch_run_alone"
+
+
+@dg.run_status_sensor(
+    name=BATCH_FAILURES_SENSOR,
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    # Every job of this code location: a backfill launched from the UI runs as the
+    # implicit asset job, not as process_documents.
+    request_job=process_documents_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def documents_failed_in_a_batch_run_alone(context: dg.RunStatusSensorContext, duckdb: PipelineDatabase):
+    """After a run over many documents, each document that failed inside it (a bad file)
+    runs again on its own. Dagster shows every partition of a many-document step as
+    materialized, so this is what makes the failure visible as a failed run of that
+    document, naming the file (synth_assets/batch.py); `make run` does the same."""
+    run = context.dagster_run
+    if RANGE_START_TAG not in run.tags:
+        return dg.SkipReason(f"run {run.run_id} covered one document")
+    failed, _ = run_outcome(duckdb, run.run_id)
+    if not failed:
+        return dg.SkipReason(f"no document failed in run {run.run_id}")
+    for key, reason in failed.items():
+        context.log.warning(f"{key} failed in run {run.run_id}: {reason}; running it alone")
+    return [
+        dg.RunRequest(partition_key=key, run_key=f"alone-after:{run.run_id}:{key}",
+                      tags={"synth_assets/trigger": "failed-in-batch"})
+        for key in failed
+    ]

@@ -79,6 +79,13 @@ def test_in_a_batch_a_bad_file_and_a_blocked_document_do_not_stop_the_others(
     # One batch run for the four documents, then the bad file again on its own, which fails.
     assert sorted((run.tags.get("dagster/partition", ""), run.status.value) for run in runs) == [
         ("", "SUCCESS"), (broken, "FAILURE")]
+    # The range's one check result names the blocked document and shows its failing rows.
+    [batch_run] = [run for run in runs if "dagster/partition" not in run.tags]
+    evaluations = [e.dagster_event.event_specific_data for e in instance.all_logs(
+        batch_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
+    [failing] = [e for e in evaluations if not e.passed]
+    assert failing.severity == dg.AssetCheckSeverity.WARN and docx in failing.description
+    assert "answer" in failing.metadata[f"failing_rows: {docx}"].value
     with duckdb.connect(pipeline_resources["duckdb"].database, read_only=True) as con:
         exported = {row[0] for row in con.execute(f"SELECT DISTINCT document_id FROM {ALPACA_EXAMPLES_TABLE}").fetchall()}
         recorded = con.execute(f"SELECT document_id, stage FROM {DOCUMENT_FAILURES_TABLE}").fetchall()
@@ -168,3 +175,29 @@ def test_the_training_dataset_leaves_out_documents_failing_a_format_suite() -> N
     assert set(excluded) == {"b", "c"}
     assert excluded["b"].startswith("alpaca check failed") and excluded["c"] == "no longer registered"
     assert _excluded_documents(["a"], {"a"}, alpaca[alpaca["document_id"] == "a"], sharegpt) == {}
+
+
+def test_a_document_that_failed_in_a_batch_run_is_run_again_alone(pipeline_resources, documents_dir, instance) -> None:
+    from synth_assets.sensors import BATCH_FAILURES_SENSOR, documents_failed_in_a_batch_run_alone
+
+    (documents_dir / "broken report.pdf").write_bytes(b"this is not a pdf at all")
+    defs = build_definitions(pipeline_resources)
+    keys = sorted(pipeline_resources["documents"].discover())
+    instance.add_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME, keys)
+    result = defs.resolve_job_def(PROCESS_DOCUMENTS_JOB).execute_in_process(
+        instance=instance, tags=range_tags(keys[0], keys[-1]))
+    assert result.success  # the others went on
+
+    def sensor_requests(run_id: str):
+        [success] = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)
+        context = dg.build_run_status_sensor_context(
+            sensor_name=BATCH_FAILURES_SENSOR, dagster_event=success.dagster_event, dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(run_id), resources={"duckdb": pipeline_resources["duckdb"]})
+        return documents_failed_in_a_batch_run_alone(context)
+
+    broken = next(key for key in keys if "broken" in key)
+    [request] = sensor_requests(result.run_id)
+    assert request.partition_key == broken and result.run_id in request.run_key
+    # A run for one document is left alone.
+    single = defs.resolve_job_def(PROCESS_DOCUMENTS_JOB).execute_in_process(instance=instance, partition_key="wiki.md")
+    assert isinstance(sensor_requests(single.run_id), dg.SkipReason)

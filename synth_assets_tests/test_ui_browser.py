@@ -4,7 +4,8 @@ Playwright), against `make ui` on an instance that has processed example documen
 `make test` installs Debian's chromium first when it runs as root (see the Makefile's
 `browser` target). The tests are skipped, with that reason, only where chromium is
 missing and cannot be installed (not root); as root a missing browser is a failure.
-Screenshots are written to docs/screenshots/ (shown in the README).
+Screenshots go to a temporary folder, so a test run leaves the clone unchanged; with
+SYNTH_ASSETS_UPDATE_SCREENSHOTS=1 they replace docs/screenshots/ (shown in the README).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,13 +28,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "documents"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS = (ROOT / "docs" / "screenshots" if os.environ.get("SYNTH_ASSETS_UPDATE_SCREENSHOTS") == "1"
+               else Path(tempfile.gettempdir()) / "synth_assets_screenshots")
 CHROMIUM = Path("/usr/bin/chromium")
 # Flags for a sandbox with no network beyond the package registries: no background
 # requests to Google's services, no first-run UI.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DOCUMENTS = ["wiki.md", "word_sample.docx"]
+# A file that is not what its extension says: its partition fails with the reason.
+BROKEN_DOCUMENT = "broken.pdf"
 NEW_DOCUMENT = "wiki_duck.html"
 ASSETS = ["raw_documents", "parsed_documents", "document_chunks", "generated_qa_pairs",
           "filtered_qa_pairs", "alpaca_examples", "sharegpt_examples", "training_dataset"]
@@ -62,14 +67,15 @@ class UI:
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory) -> Iterator[UI]:
-    """`python -m synth_assets.run` (what `make run` runs) on two example documents,
-    then `make ui` on the same instance and data, on a free port."""
+    """`python -m synth_assets.run` (what `make run` runs) on two example documents and a
+    broken one, then `make ui` on the same instance and data, on a free port."""
     _require_chromium()
     work = tmp_path_factory.mktemp("ui")
     documents = work / "documents"
     documents.mkdir()
     for name in DOCUMENTS:
         shutil.copy(EXAMPLES / name, documents / name)
+    (documents / BROKEN_DOCUMENT).write_bytes(b"this is not a PDF, whatever its name says\n")
     port = _free_port()
     env = {
         **os.environ,
@@ -85,8 +91,12 @@ def ui(tmp_path_factory) -> Iterator[UI]:
     }
     (work / "dagster_home").mkdir()
     shutil.copy(ROOT / "dagster.yaml", work / "dagster_home" / "dagster.yaml")
-    subprocess.run([sys.executable, "-m", "synth_assets.run", "--no-progress"], cwd=ROOT, env=env,
-                   check=True, capture_output=True, timeout=600)
+    made = subprocess.run([sys.executable, "-m", "synth_assets.run", "--no-progress"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert made.returncode == 0, made.stdout + made.stderr
+    # the broken file fails alone, with its reason; the others are processed
+    assert f"{BROKEN_DOCUMENT}: could not be read as PDF" in made.stdout, made.stdout
+    assert "failed:          1\n" in made.stdout, made.stdout
     log = (work / "ui.log").open("w")
     server = subprocess.Popen(["make", "--no-print-directory", "ui"], cwd=ROOT, env=env, stdout=log,
                               stderr=subprocess.STDOUT, start_new_session=True)
@@ -203,7 +213,42 @@ def test_the_checks_show_their_results(ui, page) -> None:
     # each expectation is in the check's metadata, by name
     _visible(page, "column_values_to_be_unique[normalised_question]").wait_for(timeout=30_000)
     _visible(page, "table_row_count_to_be_between[table]").wait_for(timeout=30_000)
+    for label in ("validated_with", "failing_rows", "expectations"):
+        _visible(page, label).wait_for(timeout=10_000)
+    _visible(page, "Great Expectations 1.").wait_for(timeout=10_000)
     _screenshot(page, "asset-checks.png")
+    # every expectation with its outcome and observed value, in one table
+    page.locator("tr:has-text('expectations') >> text=[Show Markdown] >> visible=true").first.click()
+    for text in ("observed value", "table_row_count_to_be_between[table]", "passed"):
+        _visible(page, text).wait_for(timeout=10_000)
+    _screenshot(page, "check-expectations.png")
+    page.keyboard.press("Escape")
+
+
+def test_a_failed_documents_partition_shows_the_reason(ui, page) -> None:
+    _open(page, f"{ui.base_url}/assets/parsed_documents?view=partitions&partition={BROKEN_DOCUMENT}",
+          "did not materialize this asset")
+    _visible(page, "View logs").click()
+    # the run's log, opened from the partition: the failure names the file, the reason and the stage
+    _visible(page, "STEP_FAILURE").wait_for(timeout=30_000)
+    for text in (f"{BROKEN_DOCUMENT}: could not be read as PDF", "the file has no PDF header", "stage"):
+        _visible(page, text).wait_for(timeout=10_000)
+    page.locator("text=STEP_FAILURE >> visible=true").first.scroll_into_view_if_needed()
+    _screenshot(page, "failed-document.png")
+    page.keyboard.press("Escape")
+
+
+def test_an_assets_page_shows_its_group_kinds_owner_and_code_version(ui, page) -> None:
+    _open(page, f"{ui.base_url}/assets/generated_qa_pairs", "Question-answer pairs written for each chunk")
+    for text in ("generate", "synthetic-data", "vllm", "DuckDB", "Great Expectations", "question_types"):
+        _visible(page, text).wait_for(timeout=10_000)
+
+    _open(page, f"{ui.base_url}/assets/training_dataset", "Every document's kept pairs merged")
+    for text in ("export", "synthetic-data", "Hugging Face", "DuckDB", "Great Expectations"):
+        _visible(page, text).wait_for(timeout=10_000)
+    _visible(page, "Compute details").click()
+    _visible(page, "Code version").wait_for(timeout=10_000)
+    _screenshot(page, "asset-overview.png")
 
 
 def test_a_materialisation_launched_like_the_ui_completes_with_its_checks(ui, page, monkeypatch) -> None:
@@ -218,7 +263,7 @@ def test_a_materialisation_launched_like_the_ui_completes_with_its_checks(ui, pa
             "process_documents", repository_location_name="synth_assets",
             tags={"dagster/partition": NEW_DOCUMENT},
         )
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 420  # step processes start slowly on 2 busy cores
         while (status := client.get_run_status(run_id)) not in (
             dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED
         ):
@@ -237,3 +282,44 @@ def test_a_materialisation_launched_like_the_ui_completes_with_its_checks(ui, pa
     assert rows > 0  # the new document's examples are in the database
     _open(page, f"{ui.base_url}/runs/{run_id}", "RUN_SUCCESS")
     _screenshot(page, "run.png")
+
+
+LAUNCH_BACKFILL = """
+mutation ($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def test_a_backfill_over_two_documents_launched_like_the_ui_is_one_run(ui, page, monkeypatch) -> None:
+    """The UI's "Materialize selected" over several partitions makes an asset backfill;
+    with BackfillPolicy.single_run() the daemon launches one run for the whole range."""
+    per_document = ASSETS[:-1]
+    reply = httpx.post(f"{ui.base_url}/graphql", timeout=60, json={"query": LAUNCH_BACKFILL, "variables": {"params": {
+        "partitionNames": DOCUMENTS, "assetSelection": [{"path": [name]} for name in per_document]}}}).json()
+    launched = reply["data"]["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", reply
+    monkeypatch.setenv("DAGSTER_HOME", ui.env["DAGSTER_HOME"])
+    with dg.DagsterInstance.get() as instance:
+        deadline = time.monotonic() + 480  # the daemon picks the backfill up, then step processes start
+        while True:
+            runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": launched["backfillId"]}))
+            if runs and all(run.is_finished for run in runs):
+                break
+            assert time.monotonic() < deadline, f"backfill {launched['backfillId']}: {[r.status for r in runs]}"
+            time.sleep(3)
+        [run] = runs  # one run for both documents
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        assert (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]) == (
+            DOCUMENTS[0], DOCUMENTS[-1])
+        materialized = {
+            (event.dagster_event.asset_key.to_user_string(), event.dagster_event.partition)
+            for event in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        }
+        assert materialized == {(name, key) for name in per_document for key in DOCUMENTS}
+    _open(page, f"{ui.base_url}/runs/{run.run_id}", "RUN_SUCCESS")
+    _screenshot(page, "backfill-run.png")

@@ -120,7 +120,7 @@ def training_dataset(
     """Every document's kept pairs merged into one training dataset: Alpaca, ShareGPT and
     chat-messages formats, split into train and validation by document (no document in
     both), written as HF DatasetDicts, JSONL and Parquet with a dataset card and
-    LLaMA-Factory's dataset_info.json under data/exports/<version>/.
+    LLaMA-Factory's dataset_info.json, in a folder of data/exports named by its version.
 
     The version comes from the content, so the same inputs give the same version and a
     new export never overwrites an older one. Documents that are no longer registered,

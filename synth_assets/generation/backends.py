@@ -58,12 +58,17 @@ class ModelFreeBackend:
                 )
                 for pair in pairs
             )
+        seconds = time.perf_counter() - started
         outcome.stats = {
             "requests": len(requests),
             "pairs": len(outcome.pairs),
             "failures": len(outcome.failures),
-            "seconds": round(time.perf_counter() - started, 3),
+            "seconds": round(seconds, 3),
+            # No model writes tokens here (and nothing is cached): pairs per second is the speed.
+            "pairs_per_second": round(len(outcome.pairs) / seconds, 1) if seconds else 0.0,
         }
+        if self.log is not None:
+            self.log.info(f"generated {len(requests)}/{len(requests)} chunks, {outcome.stats['pairs_per_second']} pairs/s")
         return outcome
 
     def judge(self, requests: list[JudgeRequest]) -> JudgeOutcome:
