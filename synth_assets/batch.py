@@ -117,6 +117,19 @@ def blocked_documents(duckdb: PipelineDatabase) -> dict[str, str]:
     return dict(rows)
 
 
+def warnings_in_range(evaluations) -> dict[str, list[str]]:
+    """Per document, what the non-blocking checks of a many-document run warned about
+    (their one result per range lists the documents in `failed_documents`)."""
+    warnings: dict[str, list[str]] = {}
+    for evaluation in evaluations:
+        metadata = evaluation.metadata or {}
+        if evaluation.passed or "failed_documents" not in metadata or metadata["blocking"].value:
+            continue
+        for key, reason in metadata["failed_documents"].value.items():
+            warnings.setdefault(key, []).append(f"{evaluation.asset_check_key.name}: {reason}")
+    return warnings
+
+
 def error_message(error: Exception) -> str:
     if isinstance(error, dg.Failure):
         return error.description or "failed"
@@ -213,7 +226,7 @@ def check_each_document(
     if step.has_partition_key:
         return results[keys[0]]
     failed = {key: result.description for key, result in results.items() if not result.passed}
-    metadata = {"documents": len(results), "failed": len(failed), "skipped": len(stopped),
+    metadata = {"documents": len(results), "failed": len(failed), "skipped": len(stopped), "blocking": blocking,
                 "failed_documents": dg.MetadataValue.json(failed)}
     # A range has one result in the UI: the first failing documents' failing rows go in it.
     for key in list(failed)[:FAILED_DOCUMENTS_SHOWN]:

@@ -20,7 +20,14 @@ import dagster as dg
 from tqdm import tqdm
 
 from synth_assets import definitions
-from synth_assets.batch import blocked_documents, contiguous_blocks, range_tags, run_outcome, single_run_min_documents
+from synth_assets.batch import (
+    blocked_documents,
+    contiguous_blocks,
+    range_tags,
+    run_outcome,
+    single_run_min_documents,
+    warnings_in_range,
+)
 from synth_assets.jobs import BUILD_TRAINING_DATASET_JOB, PROCESS_DOCUMENTS_JOB
 from synth_assets.core.incremental import folder_state
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
@@ -39,6 +46,9 @@ from synth_assets.storage import (
 # Dagster's per-event console lines would bury the progress bar and the summary; the
 # full event log is still stored on the instance, for the UI.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+# A run over many documents shows what each step did per document (parsed, chunked,
+# generated x/y, kept): a bar per document cannot follow one run's steps.
+BATCH_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 # Tags on the runs this command executes in its own process, so that a later call can
@@ -170,13 +180,18 @@ def run_all(
     batches = [(selection, block) for selection, keys_ in by_work.items()
                for block in contiguous_blocks(keys_, order) if len(block) >= minimum]
     for selection, block in batches:
+        if show_progress:  # one run for all of them: its steps' log lines are the progress
+            print(f"{len(block)} documents in one run ({block[0]} .. {block[-1]}); each step logs per document:",
+                  flush=True)
         result = document_job.execute_in_process(
-            instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE,
+            instance=instance, raise_on_error=False, run_config=BATCH_CONSOLE if show_progress else QUIET_CONSOLE,
             tags={**run_tags(), **range_tags(block[0], block[-1])},
             asset_selection=None if selection is None else list(selection),
         )
         failed_in_batch, blocked_in_batch = run_outcome(defs.resources["duckdb"], result.run_id)
         blocked.update(blocked_in_batch)
+        for key, items in warnings_in_range(result.get_asset_check_evaluations()).items():
+            warnings.setdefault(key, []).extend(items)
         if not result.success:  # the whole batch failed (every document, or the run itself)
             reason = failure_reason(result)
             failures.update({key: reason for key in block if key not in blocked_in_batch})
@@ -190,8 +205,9 @@ def run_all(
             else:
                 failures[key] = failure_reason(again)
     in_batches = {key for _, block in batches for key in block}
-    progress = tqdm([k for k in todo if k not in in_batches], desc="documents", unit="doc",
-                    disable=not show_progress, file=sys.stdout)
+    one_by_one = [k for k in todo if k not in in_batches]
+    progress = tqdm(one_by_one, desc="documents", unit="doc", disable=not (show_progress and one_by_one),
+                    file=sys.stdout)
     for key in progress:
         progress.set_postfix_str(key[:40])
         result = document_job.execute_in_process(

@@ -201,3 +201,23 @@ def test_a_document_that_failed_in_a_batch_run_is_run_again_alone(pipeline_resou
     # A run for one document is left alone.
     single = defs.resolve_job_def(PROCESS_DOCUMENTS_JOB).execute_in_process(instance=instance, partition_key="wiki.md")
     assert isinstance(sensor_requests(single.run_id), dg.SkipReason)
+
+
+def test_make_run_reports_the_same_in_one_run_as_in_a_run_per_document(pipeline_resources, tmp_path) -> None:
+    from synth_assets.resources.curation import CurationResource
+
+    # A low limit on one question type's share makes the non-blocking diversity check warn.
+    curation = CurationResource(max_type_share=0.05)
+    summaries = {}
+    for name, minimum in (("batched", 2), ("one_by_one", 100)):
+        resources = {**pipeline_resources, "curation": curation,
+                     "duckdb": PipelineDatabase(database=str(tmp_path / f"{name}.duckdb"))}
+        with dg.instance_for_test() as instance:
+            summaries[name] = run_all(build_definitions(resources), instance, show_progress=False,
+                                      single_run_min=minimum)
+    batched, one_by_one = summaries["batched"], summaries["one_by_one"]
+    assert "wiki.md" in batched["warnings"]
+    assert "question_types_are_diverse" in batched["warnings"]["wiki.md"][0]
+    for field in ("failed", "warnings", "pairs_kept", "chunks", "pairs_generated"):
+        assert batched[field] == one_by_one[field], field
+    assert set(batched["blocked_by_checks"]) == set(one_by_one["blocked_by_checks"])
