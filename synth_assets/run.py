@@ -31,7 +31,7 @@ from synth_assets.batch import (
 from synth_assets.jobs import BUILD_TRAINING_DATASET_JOB, PROCESS_DOCUMENTS_JOB
 from synth_assets.core.incremental import folder_state
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
-from synth_assets.schedules import assets_needing_work, failed_gates, is_fresh, stale_status_resolver
+from synth_assets.schedules import documents_needing_work, failed_gates, is_fresh
 from synth_assets.sensors import stored_state
 from synth_assets.storage import (
     DOCUMENT_CHUNKS_TABLE,
@@ -128,15 +128,10 @@ def work_to_do(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[st
     documents = defs.resources["documents"]
     stored = stored_state(defs.resources["duckdb"])
     current = folder_state(documents.discover(), stored)
-    asset_graph = defs.resolve_asset_graph()
-    resolver = stale_status_resolver(instance, asset_graph)
-    work: dict[str, list | None] = {}
-    for key in keys:
-        if key not in stored or key not in current or stored[key]["sha256"] != current[key]["sha256"]:
-            work[key] = None
-        else:
-            work[key] = assets_needing_work(instance, asset_graph, key, resolver)
-    return work
+    changed = {key for key in keys
+               if key not in stored or key not in current or stored[key]["sha256"] != current[key]["sha256"]}
+    known = documents_needing_work(instance, defs.resolve_asset_graph(), [key for key in keys if key not in changed])
+    return {key: None if key in changed else known[key] for key in keys}
 
 
 def run_all(
@@ -223,6 +218,8 @@ def run_all(
             blocked[key] = "; ".join(f"{e.asset_check_key.name}: {e.description}" for e in failed_checks)
         elif not result.success:
             failures[key] = failure_reason(result)
+    if todo:  # remember which of them are now up to date, so the next look is quick
+        documents_needing_work(instance, defs.resolve_asset_graph(), todo)
     export_ok, export_error, export_dir = True, None, None
     latest = instance.get_latest_materialization_event(TRAINING_DATASET_KEY)
     # Documents that failed or were blocked again do not change what the dataset holds.

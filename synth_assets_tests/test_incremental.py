@@ -190,6 +190,37 @@ def test_a_template_version_change_makes_generation_and_below_stale(
     assert {"generated_qa_pairs", "filtered_qa_pairs", "alpaca_examples"} <= steps
 
 
+def test_up_to_date_documents_are_remembered_until_their_materializations_change(
+    pipeline_resources, instance, monkeypatch
+) -> None:
+    from synth_assets import schedules
+
+    defs = build_definitions(pipeline_resources)
+    first = run_all(defs, instance, show_progress=False)
+    asked: list[str] = []
+    real = schedules.assets_needing_work
+
+    def counting(instance_, graph, key, resolver=None):
+        asked.append(key)
+        return real(instance_, graph, key, resolver)
+
+    monkeypatch.setattr(schedules, "assets_needing_work", counting)
+    again = run_all(defs, instance, show_progress=False)
+    # Nothing changed: Dagster's stale status is not asked again (only for blocked ones).
+    assert again["processed"] == [] and sorted(asked) == sorted(first["blocked_by_checks"])
+
+    # Materializations wiped in the UI change what the documents' assets last recorded:
+    # they are looked at again, and what is missing is made again.
+    instance.wipe_assets([dg.AssetKey("alpaca_examples")])
+    asked.clear()
+    wiped = run_all(defs, instance, show_progress=False)
+    made = set(first["documents"]) - set(first["blocked_by_checks"])
+    assert made and made <= set(asked) and set(wiped["processed"]) == made
+    assert made <= instance.get_materialized_partitions(dg.AssetKey("alpaca_examples"))
+    asked.clear()
+    assert run_all(defs, instance, show_progress=False)["processed"] == [] and "wiki.md" not in asked
+
+
 def test_a_threshold_change_changes_the_curation_version() -> None:
     assert CurationResource().output_version() == CurationResource().output_version()
     assert CurationResource(min_grounding=0.7).output_version() != CurationResource().output_version()
