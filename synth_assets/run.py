@@ -4,8 +4,9 @@ Documents run on the project's Dagster instance (the one `make ui` shows): one r
 per document, or, when SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS (default 10) or more
 neighbouring documents need the same assets (the first run over a folder, or a new
 prompt version for every document), one single-run backfill for them, in which a
-bad file is recorded and then fails again in a run of its own (synth_assets/batch.py). Then the training dataset is built from every
-document that made it. Running it again replaces rows, it never duplicates them.
+bad file is recorded and then fails again in a run of its own (synth_assets/batch.py).
+Then the training dataset is built from every document that made it. Running it again
+replaces rows, it never duplicates them.
 """
 
 from __future__ import annotations

@@ -80,8 +80,7 @@ def per_document_assets(asset_graph) -> list[dg.AssetKey]:
 
 
 def documents_needing_work(
-    instance: dg.DagsterInstance, asset_graph, partition_keys: list[str],
-    resolver: CachingStaleStatusResolver | None = None,
+    instance: dg.DagsterInstance, asset_graph, partition_keys: list[str]
 ) -> dict[str, list[dg.AssetKey]]:
     """assets_needing_work for each of these documents.
 
@@ -95,7 +94,7 @@ def documents_needing_work(
     new materialization, wipe or code change makes it asked. Only documents that are
     wholly fresh are remembered, not blocked ones (their gate's check may run again).
     """
-    resolver = resolver or stale_status_resolver(instance, asset_graph)
+    resolver = stale_status_resolver(instance, asset_graph)
     keys = per_document_assets(asset_graph)
     definitions = hashlib.sha256(json.dumps([
         [key.to_user_string(), asset_graph.get(key).code_version,
@@ -107,6 +106,7 @@ def documents_needing_work(
         for key in keys
         for event_type in (DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION)
     ]
+
     def records(partition_key: str) -> str:
         return ",".join(str(ids.get(partition_key, "")) for ids in latest)
 
