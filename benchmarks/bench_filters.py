@@ -57,28 +57,26 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from synth_assets.core import dedup  # noqa: E402
+from synth_assets.core.dedup import DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION  # noqa: E402
 from synth_assets.core.filters import (  # noqa: E402
     ANSWER_REPEATS_QUESTION,
     ANSWER_TOO_LONG,
     ANSWER_TOO_SHORT,
-    DUPLICATE_QUESTION,
     EMPTY,
     LOW_INFORMATION,
     LOW_JUDGE_SCORE,
     LOW_SEMANTIC_SIMILARITY,
-    NEAR_DUPLICATE_QUESTION,
     NOT_A_QUESTION,
     PASSAGE_DEPENDENT,
     QUESTION_TOO_LONG,
     QUESTION_TOO_SHORT,
     REFUSAL,
-    STOPWORDS,
     UNGROUNDED,
-    _STEMS,
     FilterConfig,
     _is_low_information,
     filter_pairs,
 )
+from synth_assets.core.text import STEMS, STOPWORDS  # noqa: E402
 
 DOCUMENTS = ROOT / "examples" / "documents"
 RESULTS = ROOT / "benchmarks" / "results" / "filters.json"
@@ -685,7 +683,7 @@ def run_speed(documents: list[dict], n_pairs: int, seed: int) -> dict:
 
     def cold() -> float:
         """Empty the word-stem memory (each timed run starts as a fresh process would)."""
-        _STEMS.clear()
+        STEMS.clear()
         return time.perf_counter()
 
     by_doc: dict[str, list[dict]] = defaultdict(list)

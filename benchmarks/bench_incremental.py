@@ -44,7 +44,8 @@ import dagster as dg  # noqa: E402
 
 from synth_assets.checks import quality_checks  # noqa: E402
 from synth_assets.core.parsing import parse_document  # noqa: E402
-from synth_assets.definitions import PIPELINE_ASSETS, build_definitions  # noqa: E402
+from synth_assets.assets import PIPELINE_ASSETS  # noqa: E402
+from synth_assets.definitions import build_definitions
 from synth_assets.resources.curation import CurationResource  # noqa: E402
 from synth_assets.resources.documents import DocumentsFolder  # noqa: E402
 from synth_assets.resources.export import ExportSettings  # noqa: E402

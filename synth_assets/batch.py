@@ -28,11 +28,10 @@ check once for the range (no partition of its own). So, inside a multi-document 
 
 Small batches keep one run per document (exact per-partition status, no trade-off):
 runs cover many documents only from SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS documents up
-(default 10).
+(default 10); synth_assets/planning.py decides which documents share a run.
 """
 
 import hashlib
-import os
 from collections.abc import Callable, Iterable
 
 import dagster as dg
@@ -40,46 +39,11 @@ import dagster as dg
 from synth_assets.resources.storage import PipelineDatabase
 from synth_assets.storage import BLOCKED_DOCUMENTS_TABLE, DOCUMENT_FAILURES_TABLE, ensure_tables
 
-SINGLE_RUN_MIN_DOCUMENTS_ENV = "SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS"
-DEFAULT_SINGLE_RUN_MIN_DOCUMENTS = 10
-
-# The tags Dagster reads to run one job over a range of partitions in one run.
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-
 single_run = dg.BackfillPolicy.single_run()
 
 # In a check over a range of documents, the failing rows of at most this many failed
 # documents are shown in its one result (all of them are listed by name and reason).
 FAILED_DOCUMENTS_SHOWN = 5
-
-
-def single_run_min_documents() -> int:
-    text = os.environ.get(SINGLE_RUN_MIN_DOCUMENTS_ENV, str(DEFAULT_SINGLE_RUN_MIN_DOCUMENTS))
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{SINGLE_RUN_MIN_DOCUMENTS_ENV}={text!r} is not a whole number") from None
-    if value < 2:
-        raise ValueError(f"{SINGLE_RUN_MIN_DOCUMENTS_ENV}={value}: a run of many documents needs at least 2")
-    return value
-
-
-def range_tags(first: str, last: str) -> dict[str, str]:
-    return {RANGE_START_TAG: first, RANGE_END_TAG: last}
-
-
-def contiguous_blocks(keys: Iterable[str], order: list[str]) -> list[list[str]]:
-    """`keys` cut into runs of neighbours in the partition order (a partition range
-    covers every partition between its ends, so only neighbours can share a run)."""
-    position = {key: i for i, key in enumerate(order)}
-    blocks: list[list[str]] = []
-    for key in sorted(keys, key=position.__getitem__):
-        if blocks and position[blocks[-1][-1]] == position[key] - 1:
-            blocks[-1].append(key)
-        else:
-            blocks.append([key])
-    return blocks
 
 
 def stopped_in_run(duckdb: PipelineDatabase, run_id: str) -> dict[str, str]:

@@ -190,34 +190,25 @@ def _diversity(document_id: str, duckdb: PipelineDatabase, curation: CurationRes
     )
 
 
-@dg.asset_check(
-    asset=alpaca_examples,
-    name=ALPACA_FORMAT_CHECK,
-    blocking=True,
-    partitions_def=documents_partitions,
-)
-def alpaca_format_check(
-    context: dg.AssetCheckExecutionContext, duckdb: PipelineDatabase
-) -> dg.AssetCheckResult:
-    """Alpaca rows have an instruction and an output, a string input, and their provenance
-    (a Great Expectations suite)."""
-    return check_each_document(context, duckdb, lambda key: _check_result(
-        validate_alpaca(_rows(duckdb, ALPACA_EXAMPLES_TABLE, key))))
+def _format_check(asset, name: str, table: str, validate, description: str) -> dg.AssetChecksDefinition:
+    """A blocking per-document check of one training format's rows."""
+
+    @dg.asset_check(asset=asset, name=name, blocking=True, partitions_def=documents_partitions,
+                    description=description)
+    def format_check(context: dg.AssetCheckExecutionContext, duckdb: PipelineDatabase) -> dg.AssetCheckResult:
+        return check_each_document(context, duckdb, lambda key: _check_result(validate(_rows(duckdb, table, key))))
+
+    return format_check
 
 
-@dg.asset_check(
-    asset=sharegpt_examples,
-    name=SHAREGPT_FORMAT_CHECK,
-    blocking=True,
-    partitions_def=documents_partitions,
-)
-def sharegpt_format_check(
-    context: dg.AssetCheckExecutionContext, duckdb: PipelineDatabase
-) -> dg.AssetCheckResult:
-    """ShareGPT conversations parse and go human then gpt (after an optional system turn)
-    (a Great Expectations suite)."""
-    return check_each_document(context, duckdb, lambda key: _check_result(
-        validate_sharegpt(_rows(duckdb, SHAREGPT_EXAMPLES_TABLE, key))))
+alpaca_format_check = _format_check(
+    alpaca_examples, ALPACA_FORMAT_CHECK, ALPACA_EXAMPLES_TABLE, validate_alpaca,
+    "Alpaca rows have an instruction and an output, a string input, and their provenance "
+    "(a Great Expectations suite).")
+sharegpt_format_check = _format_check(
+    sharegpt_examples, SHAREGPT_FORMAT_CHECK, SHAREGPT_EXAMPLES_TABLE, validate_sharegpt,
+    "ShareGPT conversations parse and go human then gpt (after an optional system turn) "
+    "(a Great Expectations suite).")
 
 
 def _rows(duckdb: PipelineDatabase, table: str, document_id: str) -> pd.DataFrame:

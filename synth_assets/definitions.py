@@ -1,56 +1,45 @@
 """The synth_assets code location: the one Definitions object workspace.yaml points to."""
 
+import warnings
+
 import dagster as dg
 
-from synth_assets.assets.chunks import document_chunks
-from synth_assets.assets.curate import filtered_qa_pairs
-from synth_assets.assets.export import alpaca_examples, sharegpt_examples, training_dataset
-from synth_assets.assets.generate import generated_qa_pairs
-from synth_assets.assets.ingest import parsed_documents, raw_documents
-from synth_assets.automation import automation_sensor
-from synth_assets.checks import quality_checks
-from synth_assets.jobs import build_training_dataset_job, process_documents_job
-from synth_assets.resources.curation import CurationResource
-from synth_assets.resources.documents import DocumentsFolder
-from synth_assets.resources.export import ExportSettings
-from synth_assets.resources.generation import GenerationResource
-from synth_assets.resources.storage import PipelineDatabase
-from synth_assets.schedules import nightly_catch_up
-from synth_assets.sensors import documents_failed_in_a_batch_run_alone, documents_sensor
+# The pipeline uses Dagster's beta features on purpose (single-run backfill policies,
+# pools); their warnings, printed at every import, would bury make run's progress and
+# the UI's logs, and ask nothing of the user. Set before the assets are imported.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-PIPELINE_ASSETS = [
-    raw_documents,
-    parsed_documents,
-    document_chunks,
-    generated_qa_pairs,
-    filtered_qa_pairs,
-    alpaca_examples,
-    sharegpt_examples,
-    training_dataset,
-]
+from synth_assets.assets import build_pipeline_assets  # noqa: E402
+from synth_assets.automation import automation_sensor  # noqa: E402
+from synth_assets.checks import quality_checks  # noqa: E402
+from synth_assets.jobs import build_training_dataset_job, process_documents_job  # noqa: E402
+from synth_assets.schedules import build_nightly_catch_up  # noqa: E402
+from synth_assets.sensors import build_documents_sensor, documents_failed_in_a_batch_run_alone  # noqa: E402
+from synth_assets.settings import Settings  # noqa: E402
 
 
-def pipeline_resources() -> dict:
-    """Resources on their embedded defaults, overridden by SYNTH_ASSETS_* variables."""
-    return {
-        "documents": DocumentsFolder.from_env(),
-        "duckdb": PipelineDatabase.from_env(),
-        "generation": GenerationResource.from_env(),
-        "curation": CurationResource.from_env(),
-        "export": ExportSettings.from_env(),
-    }
-
-
-def build_definitions(resources: dict | None = None) -> dg.Definitions:
-    """The code location, with `resources` replacing the defaults (tests use this)."""
+def build_definitions(resources: dict | None = None, settings: Settings | None = None) -> dg.Definitions:
+    """The code location for these settings (read from the environment when not given),
+    with `resources` replacing the configured ones (tests use this). The assets' code
+    versions come from the resources the runs will use."""
+    settings = settings or Settings.from_env()
+    resources = {**settings.resources, **(resources or {})}
     return dg.Definitions(
-        assets=PIPELINE_ASSETS,
+        assets=build_pipeline_assets(resources["generation"], resources["curation"], settings.catch_up_cron),
         asset_checks=quality_checks,
         jobs=[process_documents_job, build_training_dataset_job],
-        sensors=[documents_sensor, documents_failed_in_a_batch_run_alone, automation_sensor],
-        schedules=[nightly_catch_up],
-        resources={**pipeline_resources(), **(resources or {})},
+        sensors=[
+            build_documents_sensor(minimum_interval_seconds=settings.sensor_interval_s,
+                                   single_run_min_documents=settings.single_run_min_documents),
+            documents_failed_in_a_batch_run_alone,
+            automation_sensor,
+        ],
+        schedules=[build_nightly_catch_up(cron_schedule=settings.catch_up_cron,
+                                          single_run_min_documents=settings.single_run_min_documents)],
+        resources=resources,
     )
 
 
-defs = build_definitions()
+# Read once for the code location; `make run` (run.py) uses the same two objects.
+settings = Settings.from_env()
+defs = build_definitions(settings=settings)

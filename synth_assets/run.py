@@ -1,12 +1,12 @@
 """`python -m synth_assets.run`: register the documents and materialise everything.
 
-Documents run on the project's Dagster instance (the one `make ui` shows): one run
-per document, or, when SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS (default 10) or more
-neighbouring documents need the same assets (the first run over a folder, or a new
-prompt version for every document), one single-run backfill for them, in which a
-bad file is recorded and then fails again in a run of its own (synth_assets/batch.py).
-Then the training dataset is built from every document that made it. Running it again
-replaces rows, it never duplicates them.
+Documents run on the project's Dagster instance (the one `make ui` shows), in the runs
+synth_assets/planning.py plans: one per document, or, when SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS
+(default 10) or more neighbouring documents need the same assets (the first run over a
+folder, or a new prompt version for every document), one single-run backfill for them,
+in which a bad file is recorded and then fails again in a run of its own
+(synth_assets/batch.py). Then the training dataset is built from every document that
+made it. Running it again replaces rows, it never duplicates them.
 """
 
 from __future__ import annotations
@@ -16,31 +16,22 @@ import os
 import socket
 import sys
 import time
+from dataclasses import dataclass, field
 
 import dagster as dg
 from tqdm import tqdm
 
-from synth_assets import definitions
-from synth_assets.batch import (
-    blocked_documents,
-    contiguous_blocks,
-    range_tags,
-    run_outcome,
-    single_run_min_documents,
-    warnings_in_range,
-)
+from synth_assets import definitions, planning
+from synth_assets.batch import blocked_documents, run_outcome, warnings_in_range
+from synth_assets.dagster_internals import free_concurrency_slots
 from synth_assets.jobs import BUILD_TRAINING_DATASET_JOB, PROCESS_DOCUMENTS_JOB
-from synth_assets.core.incremental import folder_state
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
-from synth_assets.schedules import documents_needing_work, failed_gates, is_fresh
-from synth_assets.sensors import stored_state
 from synth_assets.storage import (
     DOCUMENT_CHUNKS_TABLE,
     FILTERED_QA_PAIRS_TABLE,
     GENERATED_QA_PAIRS_TABLE,
     PARSED_DOCUMENTS_TABLE,
     REJECTED_QA_PAIRS_TABLE,
-    delete_document,
 )
 
 
@@ -88,7 +79,7 @@ def recover_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
         if host != socket.gethostname() or not (pid and pid.isdigit()) or _process_alive(int(pid)):
             continue
         instance.report_run_failed(run, f"the process that ran it (pid {pid}) is gone: it was killed or crashed")
-        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        free_concurrency_slots(instance, run.run_id)
         recovered.append(run.run_id)
     return recovered
 
@@ -118,123 +109,119 @@ def failure_reason(result: dg.ExecuteInProcessResult) -> str:
 TRAINING_DATASET_KEY = dg.AssetKey("training_dataset")
 
 
-def training_dataset_is_stale(defs: dg.Definitions, instance: dg.DagsterInstance) -> bool:
-    return not is_fresh(instance, defs.resolve_asset_graph(), TRAINING_DATASET_KEY)
+@dataclass
+class Outcome:
+    """What the runs found, per document: failures, blocking checks that failed, warnings."""
+
+    failed: dict[str, str] = field(default_factory=dict)
+    blocked: dict[str, str] = field(default_factory=dict)
+    warnings: dict[str, list[str]] = field(default_factory=dict)
 
 
-def work_to_do(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[str]) -> dict[str, list | None]:
-    """For each document: None to run it whole (new, or its file's content changed), the
-    list of its assets that are missing or stale (a changed model, prompt version or
-    filter threshold), or [] when it is up to date."""
-    documents = defs.resources["documents"]
-    stored = stored_state(defs.resources["duckdb"])
-    current = folder_state(documents.discover(), stored)
-    changed = {key for key in keys
-               if key not in stored or key not in current or stored[key]["sha256"] != current[key]["sha256"]}
-    known = documents_needing_work(instance, defs.resolve_asset_graph(), [key for key in keys if key not in changed])
-    return {key: None if key in changed else known[key] for key in keys}
+def _execute(job, instance: dg.DagsterInstance, planned: planning.PlannedRun, run_config: dict):
+    return job.execute_in_process(
+        instance=instance, raise_on_error=False, run_config=run_config, tags={**run_tags(), **planned.tags},
+        partition_key=planned.partition_key, asset_selection=planned.asset_selection,
+    )
+
+
+def _run_one(job, instance: dg.DagsterInstance, planned: planning.PlannedRun, outcome: Outcome) -> None:
+    key = planned.documents[0]
+    result = _execute(job, instance, planned, QUIET_CONSOLE)
+    evaluations = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    failed_checks = [e for e in evaluations if e.severity == dg.AssetCheckSeverity.ERROR]
+    for e in evaluations:
+        if e.severity == dg.AssetCheckSeverity.WARN:
+            outcome.warnings.setdefault(key, []).append(f"{e.asset_check_key.name}: {e.description}")
+    outcome.failed.pop(key, None)  # after failing inside a run over many documents, this run decides
+    if failed_checks:
+        outcome.blocked[key] = "; ".join(f"{e.asset_check_key.name}: {e.description}" for e in failed_checks)
+    elif not result.success:
+        outcome.failed[key] = failure_reason(result)
+
+
+def _run_many(job, instance: dg.DagsterInstance, duckdb, planned: planning.PlannedRun, outcome: Outcome,
+              show_progress: bool) -> None:
+    if show_progress:  # one run for all of them: its steps' log lines are the progress
+        print(f"{len(planned.documents)} documents in one run ({planned.documents[0]} .. {planned.documents[-1]}); "
+              "each step logs per document:", flush=True)
+    result = _execute(job, instance, planned, BATCH_CONSOLE if show_progress else QUIET_CONSOLE)
+    failed, blocked = run_outcome(duckdb, result.run_id)
+    outcome.blocked.update(blocked)
+    for key, items in warnings_in_range(result.get_asset_check_evaluations()).items():
+        outcome.warnings.setdefault(key, []).extend(items)
+    if not result.success:  # the whole batch failed (every document, or the run itself)
+        reason = failure_reason(result)
+        outcome.failed.update({key: reason for key in planned.documents if key not in blocked})
+    for key in planning.documents_to_run_alone(result.dagster_run.tags, failed):
+        _run_one(job, instance, planning.PlannedRun((key,)), outcome)
+
+
+def _still_blocked(instance: dg.DagsterInstance, duckdb, skipped: list[str]) -> dict[str, str]:
+    """Documents not run again whose blocking check failed last time: nothing changed
+    since, so they are still blocked."""
+    blocked = {}
+    for key in skipped:  # blocked in a run of their own
+        if gates := planning.failed_gates(instance, key):
+            names = ", ".join(name for checks in gates.values() for name in checks)
+            blocked[key] = f"{names} failed on the last run; unchanged since, so still blocked"
+    for key, reasons in blocked_documents(duckdb).items():  # blocked inside a batch
+        if key in skipped and key not in blocked:
+            blocked[key] = f"{reasons} (on the last run; unchanged since, so still blocked)"
+    return blocked
+
+
+def _export(defs: dg.Definitions, instance: dg.DagsterInstance, changed: bool) -> dict:
+    """The training dataset, built again when documents changed or it is missing or stale."""
+    latest = instance.get_latest_materialization_event(TRAINING_DATASET_KEY)
+    if changed or latest is None or not planning.is_fresh(instance, defs.resolve_asset_graph(), TRAINING_DATASET_KEY):
+        export = defs.resolve_job_def(BUILD_TRAINING_DATASET_JOB).execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE, tags=run_tags())
+        if not export.success:
+            return {"export_ok": False, "export_error": failure_reason(export), "export_dir": None}
+        metadata = export.asset_materializations_for_node("training_dataset")[0].metadata
+    else:  # nothing changed: the last export is the current one
+        metadata = latest.asset_materialization.metadata
+    return {"export_ok": True, "export_error": None, "export_dir": metadata["export_dir"].value}
 
 
 def run_all(
     defs: dg.Definitions, instance: dg.DagsterInstance, *, show_progress: bool = True, force: bool = False,
-    single_run_min: int | None = None,
+    single_run_min: int = planning.DEFAULT_SINGLE_RUN_MIN_DOCUMENTS,
 ) -> dict:
     """Materialise every document that needs it (all of them with `force`), then the
     training dataset; return a summary. Documents that are up to date (same file
-    content, same code versions, all assets materialised) are skipped."""
+    content, same code versions, all assets materialised) are skipped; `single_run_min`
+    or more neighbours needing the same assets share one run."""
     recovered = recover_abandoned_runs(instance)
-    documents = defs.resources["documents"]
-    keys = list(documents.discover())
-    removed = sorted(set(instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME)) - set(keys))
-    if removed and documents.on_removed == "drop":  # as the documents sensor does
-        with defs.resources["duckdb"].get_connection() as con:
-            for key in removed:
-                delete_document(con, key)
-        for key in removed:
-            instance.delete_dynamic_partition(DOCUMENTS_PARTITIONS_NAME, key)
+    documents, duckdb = defs.resources["documents"], defs.resources["duckdb"]
+    files = documents.discover()
+    keys = list(files)
+    removed = planning.removed_documents(instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME), keys)
+    dropped = planning.drop_removed(duckdb, removed, documents.on_removed)
+    for key in dropped:
+        instance.delete_dynamic_partition(DOCUMENTS_PARTITIONS_NAME, key)
     register_documents(instance, keys)
-    work = {key: None for key in keys} if force else work_to_do(defs, instance, keys)
-    todo = [key for key in keys if work[key] != []]
-    document_job = defs.resolve_job_def(PROCESS_DOCUMENTS_JOB)
-    failures: dict[str, str] = {}
-    blocked: dict[str, str] = {}
-    warnings: dict[str, list[str]] = {}
-    for key in keys:  # skipped because a gate failed and nothing changed since
-        if key not in todo and (gates := failed_gates(instance, key)):
-            names = ", ".join(name for checks in gates.values() for name in checks)
-            blocked[key] = f"{names} failed on the last run; unchanged since, so still blocked"
-    for key, reasons in blocked_documents(defs.resources["duckdb"]).items():  # blocked inside a batch
-        if key not in todo and key in keys and key not in blocked:
-            blocked[key] = f"{reasons} (on the last run; unchanged since, so still blocked)"
-    # Documents to run whole, next to each other in the partition order and many enough,
-    # go in one single-run backfill (synth_assets/batch.py); the others one run each.
-    order = instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME)
-    minimum = single_run_min_documents() if single_run_min is None else single_run_min
-    by_work: dict[tuple | None, list[str]] = {}
-    for key in todo:  # documents needing the same assets (all of them: None) can share a run
-        by_work.setdefault(None if work[key] is None else tuple(work[key]), []).append(key)
-    batches = [(selection, block) for selection, keys_ in by_work.items()
-               for block in contiguous_blocks(keys_, order) if len(block) >= minimum]
-    for selection, block in batches:
-        if show_progress:  # one run for all of them: its steps' log lines are the progress
-            print(f"{len(block)} documents in one run ({block[0]} .. {block[-1]}); each step logs per document:",
-                  flush=True)
-        result = document_job.execute_in_process(
-            instance=instance, raise_on_error=False, run_config=BATCH_CONSOLE if show_progress else QUIET_CONSOLE,
-            tags={**run_tags(), **range_tags(block[0], block[-1])},
-            asset_selection=None if selection is None else list(selection),
-        )
-        failed_in_batch, blocked_in_batch = run_outcome(defs.resources["duckdb"], result.run_id)
-        blocked.update(blocked_in_batch)
-        for key, items in warnings_in_range(result.get_asset_check_evaluations()).items():
-            warnings.setdefault(key, []).extend(items)
-        if not result.success:  # the whole batch failed (every document, or the run itself)
-            reason = failure_reason(result)
-            failures.update({key: reason for key in block if key not in blocked_in_batch})
-        # A document that failed inside the batch runs again alone, so that its failure is
-        # a failed run of its own in the UI, naming the file (it fails fast: bad input).
-        for key in failed_in_batch:
-            again = document_job.execute_in_process(
-                partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE, tags=run_tags())
-            if again.success:
-                failures.pop(key, None)
-            else:
-                failures[key] = failure_reason(again)
-    in_batches = {key for _, block in batches for key in block}
-    one_by_one = [k for k in todo if k not in in_batches]
-    progress = tqdm(one_by_one, desc="documents", unit="doc", disable=not (show_progress and one_by_one),
-                    file=sys.stdout)
-    for key in progress:
-        progress.set_postfix_str(key[:40])
-        result = document_job.execute_in_process(
-            partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE,
-            tags=run_tags(), asset_selection=work[key],
-        )
-        evaluations = [e for e in result.get_asset_check_evaluations() if not e.passed]
-        failed_checks = [e for e in evaluations if e.severity == dg.AssetCheckSeverity.ERROR]
-        for e in evaluations:
-            if e.severity == dg.AssetCheckSeverity.WARN:
-                warnings.setdefault(key, []).append(f"{e.asset_check_key.name}: {e.description}")
-        if failed_checks:
-            blocked[key] = "; ".join(f"{e.asset_check_key.name}: {e.description}" for e in failed_checks)
-        elif not result.success:
-            failures[key] = failure_reason(result)
+    graph = defs.resolve_asset_graph()
+    whole = keys if force else planning.changed_documents(files, planning.stored_state(duckdb))
+    found = planning.documents_needing_work(instance, graph, keys, whole=whole)
+    planning.remember_up_to_date(instance, found)
+    todo = [key for key in keys if found.work[key].needed]
+    outcome = Outcome(blocked=_still_blocked(instance, duckdb, [key for key in keys if key not in todo]))
+    plan = planning.plan_runs(found.work, instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME), single_run_min)
+    job = defs.resolve_job_def(PROCESS_DOCUMENTS_JOB)
+    for planned in plan:
+        if planned.single_run:
+            _run_many(job, instance, duckdb, planned, outcome, show_progress)
+    alone = [planned for planned in plan if not planned.single_run]
+    progress = tqdm(alone, desc="documents", unit="doc", disable=not (show_progress and alone), file=sys.stdout)
+    for planned in progress:
+        progress.set_postfix_str(planned.documents[0][:40])
+        _run_one(job, instance, planned, outcome)
     if todo:  # remember which of them are now up to date, so the next look is quick
-        documents_needing_work(instance, defs.resolve_asset_graph(), todo)
-    export_ok, export_error, export_dir = True, None, None
-    latest = instance.get_latest_materialization_event(TRAINING_DATASET_KEY)
+        planning.remember_up_to_date(instance, planning.documents_needing_work(instance, graph, todo))
     # Documents that failed or were blocked again do not change what the dataset holds.
-    changed = [key for key in todo if key not in failures and key not in blocked]
-    dropped = removed if documents.on_removed == "drop" else []
-    if changed or dropped or force or latest is None or training_dataset_is_stale(defs, instance):
-        export = defs.resolve_job_def(BUILD_TRAINING_DATASET_JOB).execute_in_process(
-            instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE, tags=run_tags()
-        )
-        export_ok, export_error = export.success, None if export.success else failure_reason(export)
-        if export.success:
-            export_dir = export.asset_materializations_for_node("training_dataset")[0].metadata["export_dir"].value
-    else:  # nothing changed: the last export is the current one
-        export_dir = latest.asset_materialization.metadata["export_dir"].value
+    changed = [key for key in todo if key not in outcome.failed and key not in outcome.blocked]
     return {
         "recovered_runs": recovered,
         "documents": keys,
@@ -242,12 +229,10 @@ def run_all(
         "on_removed": documents.on_removed,
         "processed": todo,
         "up_to_date": [key for key in keys if key not in todo],
-        "failed": failures,
-        "blocked_by_checks": blocked,
-        "warnings": warnings,
-        "export_ok": export_ok,
-        "export_error": export_error,
-        "export_dir": export_dir,
+        "failed": outcome.failed,
+        "blocked_by_checks": outcome.blocked,
+        "warnings": outcome.warnings,
+        **_export(defs, instance, changed=bool(changed or dropped or force)),
         **count_rows(defs, keys),
     }
 
@@ -313,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
-        summary = run_all(definitions.defs, instance, show_progress=not args.no_progress, force=args.force)
+        summary = run_all(definitions.defs, instance, show_progress=not args.no_progress, force=args.force,
+                          single_run_min=definitions.settings.single_run_min_documents)
     print(format_summary(summary, time.perf_counter() - started))
     return 0 if summary["export_ok"] else 1
 

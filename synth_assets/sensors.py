@@ -2,117 +2,104 @@
 
 import hashlib
 import json
-import os
 
 import dagster as dg
 
-from synth_assets.batch import RANGE_START_TAG, range_tags, run_outcome, single_run_min_documents
-from synth_assets.core.incremental import diff_states, folder_state
-from synth_assets.jobs import (
-    BUILD_TRAINING_DATASET_JOB,
-    PROCESS_DOCUMENTS_JOB,
-    build_training_dataset_job,
-    process_documents_job,
-)
+from synth_assets.batch import run_outcome
+from synth_assets.core.incremental import FolderState, diff_states, folder_state
+from synth_assets.jobs import BUILD_TRAINING_DATASET_JOB, build_training_dataset_job, process_documents_job
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME, documents_partitions
+from synth_assets.planning import (
+    TRIGGER_TAG,
+    WHOLE,
+    PlannedRun,
+    documents_to_run_alone,
+    drop_removed,
+    plan_runs,
+    stored_state,
+)
 from synth_assets.resources.documents import DocumentsFolder
 from synth_assets.resources.storage import PipelineDatabase
-from synth_assets.storage import RAW_DOCUMENTS_TABLE, delete_document
 
 DOCUMENTS_SENSOR = "documents_sensor"
-SENSOR_INTERVAL_ENV = "SYNTH_ASSETS_SENSOR_INTERVAL_S"
-DEFAULT_SENSOR_INTERVAL_S = 30
 
 
-def stored_state(duckdb: PipelineDatabase) -> dict:
-    """The folder state the database already reflects (content hashes of parsed files):
-    the starting point when the sensor has no cursor yet, so documents that `make run`
-    already processed are not processed again."""
-    with duckdb.get_connection() as con:
-        rows = con.execute(f"SELECT document_id, sha256, size_bytes FROM {RAW_DOCUMENTS_TABLE}").fetchall()
-    return {key: {"sha256": sha256, "size": size, "mtime_ns": None} for key, sha256, size in rows}
+def _run_key(planned: PlannedRun, current: FolderState) -> str:
+    # The content hash is in the key, so a file is never processed twice for the same content.
+    if not planned.single_run:
+        key = planned.documents[0]
+        return f"{key}@{current[key]['sha256'][:16]}"
+    signature = hashlib.sha256("".join(f"{k}@{current[k]['sha256']}" for k in planned.documents).encode())
+    return f"batch:{planned.span}@{signature.hexdigest()[:16]}"
 
 
-@dg.sensor(
-    name=DOCUMENTS_SENSOR,
-    jobs=[process_documents_job, build_training_dataset_job],
-    minimum_interval_seconds=int(os.environ.get(SENSOR_INTERVAL_ENV, DEFAULT_SENSOR_INTERVAL_S)),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def documents_sensor(
-    context: dg.SensorEvaluationContext, documents: DocumentsFolder, duckdb: PipelineDatabase
-) -> dg.SensorResult:
-    """Watches the documents folder (SYNTH_ASSETS_DOCUMENTS_DIR).
+def build_documents_sensor(*, minimum_interval_seconds: int, single_run_min_documents: int) -> dg.SensorDefinition:
+    """The documents sensor, looking every `minimum_interval_seconds`; from
+    `single_run_min_documents` neighbouring documents up, one single-run backfill."""
 
-    A new file gets a partition and a run; a file whose content changed (its SHA-256,
-    not its timestamp) is run again; a removed file's partition and rows are dropped
-    (SYNTH_ASSETS_ON_REMOVED=drop, the default) or kept (=keep), and the training
-    dataset is rebuilt without it. Files that are not documents are ignored. The
-    cursor holds each file's hash, size and mtime, so it survives restarts, and run
-    keys carry the hash, so a file is never processed twice for the same content.
-    SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS (default 10) or more new files at once go in
-    one single-run backfill instead of one run each.
-    """
-    previous = json.loads(context.cursor) if context.cursor else stored_state(duckdb)
-    current = folder_state(documents.discover(), previous)
-    changes = diff_states(previous, current)
-    cursor = json.dumps(current, sort_keys=True)
-    if not changes:
-        return dg.SensorResult(skip_reason=f"no document added, changed or removed in {documents.root}", cursor=cursor)
+    @dg.sensor(
+        name=DOCUMENTS_SENSOR,
+        jobs=[process_documents_job, build_training_dataset_job],
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def documents_sensor(
+        context: dg.SensorEvaluationContext, documents: DocumentsFolder, duckdb: PipelineDatabase
+    ) -> dg.SensorResult:
+        """Watches the documents folder (SYNTH_ASSETS_DOCUMENTS_DIR).
 
-    known = set(context.instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME))
-    to_register = [key for key in changes.added if key not in known]
-    partition_requests = [documents_partitions.build_add_request(to_register)] if to_register else []
-    # Many new files at once (a folder copied in): one single-run backfill over their
-    # partitions, which this tick appends next to each other (synth_assets/batch.py).
-    batch = to_register if len(to_register) >= single_run_min_documents() else []
-    run_requests = []
-    if batch:
-        signature = hashlib.sha256("".join(f"{k}@{current[k]['sha256']}" for k in batch).encode()).hexdigest()
-        run_requests.append(dg.RunRequest(
-            job_name=PROCESS_DOCUMENTS_JOB,
-            run_key=f"batch:{batch[0]}..{batch[-1]}@{signature[:16]}",
-            tags={**range_tags(batch[0], batch[-1]), "synth_assets/trigger": "added"},
-        ))
-    run_requests += [
-        dg.RunRequest(
-            job_name=PROCESS_DOCUMENTS_JOB,
-            partition_key=key,
-            run_key=f"{key}@{current[key]['sha256'][:16]}",
-            tags={"synth_assets/trigger": "added" if key in changes.added else "changed"},
-        )
-        for key in changes.added + changes.changed
-        if key not in batch
-    ]
-    for key in changes.added:
-        context.log.info(f"new document: {key}")
-    for key in changes.changed:
-        context.log.info(f"changed document (new content hash): {key}")
+        A new file gets a partition and a run; a file whose content changed (its SHA-256,
+        not its timestamp) is run again; a removed file's partition and rows are dropped
+        (SYNTH_ASSETS_ON_REMOVED=drop, the default) or kept (=keep), and the training
+        dataset is rebuilt without it. Files that are not documents are ignored. The
+        cursor holds each file's hash, size and mtime, so it survives restarts, and run
+        keys carry the hash, so a file is never processed twice for the same content.
+        SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS (default 10) or more neighbouring files to
+        run go in one single-run backfill instead of one run each.
+        """
+        previous = json.loads(context.cursor) if context.cursor else stored_state(duckdb)
+        current = folder_state(documents.discover(), previous)
+        changes = diff_states(previous, current)
+        cursor = json.dumps(current, sort_keys=True)
+        if not changes:
+            return dg.SensorResult(skip_reason=f"no document added, changed or removed in {documents.root}",
+                                   cursor=cursor)
 
-    if changes.removed:
-        if documents.on_removed == "drop":
-            with duckdb.get_connection() as con:
-                for key in changes.removed:
-                    delete_document(con, key)
-            registered = [key for key in changes.removed if key in known]
-            if registered:
-                partition_requests.append(documents_partitions.build_delete_request(registered))
-            context.log.warning(
-                f"removed from the folder, so dropped with their rows (SYNTH_ASSETS_ON_REMOVED=drop): "
-                f"{', '.join(changes.removed)}"
-            )
+        registered = context.instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME)
+        known = set(registered)
+        to_run = changes.added + changes.changed
+        # The daemon adds the new partitions, after the others, before it launches the runs.
+        to_register = [key for key in to_run if key not in known]
+        partition_requests = [documents_partitions.build_add_request(to_register)] if to_register else []
+        run_requests = [
+            planned.request(run_key=_run_key(planned, current),
+                            trigger="added" if set(planned.documents) <= set(changes.added) else "changed")
+            for planned in plan_runs({key: WHOLE for key in to_run}, registered + to_register,
+                                     single_run_min_documents)
+        ]
+        for key in changes.added:
+            context.log.info(f"new document: {key}")
+        for key in changes.changed:
+            context.log.info(f"changed document (new content hash): {key}")
+
+        if dropped := drop_removed(duckdb, changes.removed, documents.on_removed):
+            if to_delete := [key for key in dropped if key in known]:
+                partition_requests.append(documents_partitions.build_delete_request(to_delete))
+            context.log.warning(f"removed from the folder, so dropped with their rows (SYNTH_ASSETS_ON_REMOVED=drop): "
+                                f"{', '.join(dropped)}")
             # The dataset leaves them out from its next build: ask for it now.
             run_requests.append(dg.RunRequest(
                 job_name=BUILD_TRAINING_DATASET_JOB,
                 run_key="removed:" + hashlib.sha256(cursor.encode()).hexdigest()[:16],
-                tags={"synth_assets/trigger": "removed"},
+                tags={TRIGGER_TAG: "removed"},
             ))
-        else:
-            context.log.warning(
-                f"removed from the folder, kept in the dataset (SYNTH_ASSETS_ON_REMOVED=keep): "
-                f"{', '.join(changes.removed)}"
-            )
-    return dg.SensorResult(run_requests=run_requests, dynamic_partitions_requests=partition_requests, cursor=cursor)
+        elif changes.removed:
+            context.log.warning(f"removed from the folder, kept in the dataset (SYNTH_ASSETS_ON_REMOVED=keep): "
+                                f"{', '.join(changes.removed)}")
+        return dg.SensorResult(run_requests=run_requests, dynamic_partitions_requests=partition_requests,
+                               cursor=cursor)
+
+    return documents_sensor
 
 
 BATCH_FAILURES_SENSOR = "documents_failed_in_a_batch_run_alone"
@@ -132,15 +119,14 @@ def documents_failed_in_a_batch_run_alone(context: dg.RunStatusSensorContext, du
     materialized, so this is what makes the failure visible as a failed run of that
     document, naming the file (synth_assets/batch.py); `make run` does the same."""
     run = context.dagster_run
-    if RANGE_START_TAG not in run.tags:
-        return dg.SkipReason(f"run {run.run_id} covered one document")
     failed, _ = run_outcome(duckdb, run.run_id)
-    if not failed:
-        return dg.SkipReason(f"no document failed in run {run.run_id}")
-    for key, reason in failed.items():
-        context.log.warning(f"{key} failed in run {run.run_id}: {reason}; running it alone")
+    again = documents_to_run_alone(run.tags, failed)
+    if not again:
+        return dg.SkipReason(f"no document failed inside run {run.run_id} (over many documents)")
+    for key in again:
+        context.log.warning(f"{key} failed in run {run.run_id}: {failed[key]}; running it alone")
     return [
         dg.RunRequest(partition_key=key, run_key=f"alone-after:{run.run_id}:{key}",
-                      tags={"synth_assets/trigger": "failed-in-batch"})
-        for key in failed
+                      tags={TRIGGER_TAG: "failed-in-batch"})
+        for key in again
     ]

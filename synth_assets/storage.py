@@ -247,3 +247,41 @@ def delete_document(con: duckdb.DuckDBPyConnection, document_id: str) -> None:
     for table in TABLE_DDL:
         con.execute(f"DELETE FROM {table} WHERE document_id = ?", [document_id])
     con.execute("COMMIT")
+
+
+def read_parsed_document(con: duckdb.DuckDBPyConnection, document_id: str):
+    """The stored DoclingDocument and file name of a parsed document, or None."""
+    from docling_core.types.doc import DoclingDocument
+
+    rows = read_partition(con, PARSED_DOCUMENTS_TABLE, document_id)
+    if rows.empty:
+        return None
+    return DoclingDocument.model_validate_json(rows["docling_json"].iloc[0]), rows["file_name"].iloc[0]
+
+
+def load_pairs_with_chunks(con: duckdb.DuckDBPyConnection, table: str, document_id: str) -> pd.DataFrame:
+    """Pairs of one document joined to the text of the chunk they came from."""
+    return con.execute(
+        f"""
+        SELECT p.*, c.text AS chunk_text, c.heading_path AS heading_path
+        FROM {table} p LEFT JOIN {DOCUMENT_CHUNKS_TABLE} c USING (chunk_id)
+        WHERE p.document_id = ? ORDER BY p.pair_id
+        """,
+        [document_id],
+    ).df()
+
+
+def load_kept_pairs_with_provenance(con: duckdb.DuckDBPyConnection, document_id: str) -> pd.DataFrame:
+    """Kept pairs of one document with the file, heading and pages they came from."""
+    return con.execute(
+        f"""
+        SELECT p.pair_id, p.document_id, p.chunk_id, p.question, p.answer, p.reasoning,
+               r.relative_path AS source_file, c.heading_path, c.page_start, c.page_end,
+               p.generator, p.model, p.prompt_version
+        FROM {FILTERED_QA_PAIRS_TABLE} p
+        LEFT JOIN {DOCUMENT_CHUNKS_TABLE} c USING (chunk_id)
+        LEFT JOIN {RAW_DOCUMENTS_TABLE} r ON r.document_id = p.document_id
+        WHERE p.document_id = ? ORDER BY p.pair_id
+        """,
+        [document_id],
+    ).df()

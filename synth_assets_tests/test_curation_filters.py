@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from synth_assets.core.dedup import (
+    DUPLICATE_QUESTION,
+    NEAR_DUPLICATE_QUESTION,
     cross_document_duplicates,
     exact_duplicate_of,
     near_duplicate_of,
@@ -20,12 +22,10 @@ from synth_assets.core.embeddings import embedding_model_available, semantic_sim
 from synth_assets.core.filters import (
     ANSWER_REPEATS_QUESTION,
     ANSWER_TOO_SHORT,
-    DUPLICATE_QUESTION,
     EMPTY,
     LOW_INFORMATION,
     LOW_JUDGE_SCORE,
     LOW_SEMANTIC_SIMILARITY,
-    NEAR_DUPLICATE_QUESTION,
     NOT_A_QUESTION,
     PASSAGE_DEPENDENT,
     QUESTION_TOO_LONG,
@@ -36,10 +36,6 @@ from synth_assets.core.filters import (
     ANSWER_TOO_LONG,
     FilterConfig,
     filter_pairs,
-    grounding_score,
-    is_passage_dependent,
-    is_refusal,
-    skip_bigram_support,
 )
 from synth_assets.core.judge import (
     JUDGE_PROMPT_VERSION,
@@ -47,6 +43,7 @@ from synth_assets.core.judge import (
     heuristic_judge,
     parse_judge_reply,
 )
+from synth_assets.core.text import grounding_score, is_passage_dependent, is_refusal, skip_bigram_support
 from synth_assets.generation.model_free import generate_pairs
 
 CHUNK = (

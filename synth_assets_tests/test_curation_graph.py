@@ -7,10 +7,11 @@ import dagster as dg
 import duckdb
 import pytest
 
-from synth_assets.definitions import PIPELINE_ASSETS
+from synth_assets.assets import PIPELINE_ASSETS
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
 from synth_assets.generation.base import GeneratedPair, GenerationOutcome
 from synth_assets.resources.curation import CurationResource
+from synth_assets.settings import Settings
 from synth_assets.resources.generation import GenerationResource
 from synth_assets.storage import FILTERED_QA_PAIRS_TABLE, REJECTED_QA_PAIRS_TABLE
 
@@ -82,10 +83,10 @@ def test_curation_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("SYNTH_ASSETS_USE_JUDGE", "yes")
     monkeypatch.setenv("SYNTH_ASSETS_MIN_JUDGE_SCORE", "7")
     monkeypatch.setenv("SYNTH_ASSETS_MIN_GROUNDING", "0.6")
-    config = CurationResource.from_env().filter_config()
+    config = Settings.from_env().resources["curation"].filter_config()
     assert config.use_judge and config.min_judge_score == 7 and config.min_grounding == 0.6
     assert not config.use_embeddings  # unset: the default
 
     monkeypatch.setenv("SYNTH_ASSETS_USE_EMBEDDINGS", "maybe")
     with pytest.raises(ValueError, match="SYNTH_ASSETS_USE_EMBEDDINGS='maybe'"):
-        CurationResource.from_env()
+        Settings.from_env()

@@ -6,10 +6,10 @@ import math
 
 import pytest
 
+from synth_assets.core.dedup import DUPLICATE_QUESTION
 from synth_assets.core.filters import (
     ANSWER_TOO_LONG,
     ANSWER_TOO_SHORT,
-    DUPLICATE_QUESTION,
     EMPTY,
     LOW_INFORMATION,
     NOT_A_QUESTION,
@@ -19,9 +19,8 @@ from synth_assets.core.filters import (
     UNGROUNDED,
     FilterConfig,
     filter_pairs,
-    grounding_score,
-    is_question,
 )
+from synth_assets.core.text import grounding_score, is_question
 
 CHUNK = (
     "Ducks eat food sources such as grasses, aquatic plants, fish, insects, small amphibians,"

@@ -3,7 +3,6 @@ version change, the nightly catch-up, and `make run` skipping what is up to date
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -15,15 +14,20 @@ import duckdb
 import pytest
 
 from synth_assets.core.incremental import diff_states, folder_state
-from synth_assets.definitions import PIPELINE_ASSETS, build_definitions
+from synth_assets.definitions import build_definitions
 from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.documents import DocumentsFolder
+from synth_assets.planning import DEFAULT_SINGLE_RUN_MIN_DOCUMENTS, assets_needing_work
 from synth_assets.run import run_all
-from synth_assets.schedules import assets_needing_work, nightly_catch_up
-from synth_assets.sensors import documents_sensor
+from synth_assets.schedules import build_nightly_catch_up
+from synth_assets.sensors import build_documents_sensor
 from synth_assets.storage import ALPACA_EXAMPLES_TABLE, RAW_DOCUMENTS_TABLE
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "documents"
+documents_sensor = build_documents_sensor(
+    minimum_interval_seconds=30, single_run_min_documents=DEFAULT_SINGLE_RUN_MIN_DOCUMENTS)
+nightly_catch_up = build_nightly_catch_up(
+    cron_schedule="0 2 * * *", single_run_min_documents=DEFAULT_SINGLE_RUN_MIN_DOCUMENTS)
 PER_DOCUMENT = ["raw_documents", "parsed_documents", "document_chunks", "generated_qa_pairs",
                 "filtered_qa_pairs", "alpaca_examples", "sharegpt_examples"]
 
@@ -68,9 +72,9 @@ def test_folder_diff_sees_added_changed_and_removed_files_by_content(tmp_path: P
 # -- the documents sensor ----------------------------------------------------------
 
 
-def _tick(instance, resources, cursor):
+def _tick(instance, resources, cursor, sensor=documents_sensor):
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
-    result = documents_sensor(context)
+    result = sensor(context)
     # What the daemon does with a result: partitions first, then the runs.
     for request in result.dynamic_partitions_requests or []:
         if isinstance(request, dg.AddDynamicPartitionsRequest):
@@ -141,21 +145,20 @@ def test_a_removed_file_is_dropped_with_its_rows_or_kept(pipeline_resources, doc
 
 
 @pytest.fixture
-def changed_template_version(monkeypatch):
-    """generated_qa_pairs as it is defined after the model-free template version changes
-    (its code version is computed when the module is imported)."""
-    import synth_assets.assets.generate as generate_module
+def change_template_version(monkeypatch):
+    """Changes the model-free template version and returns the definitions built after
+    it (the version is part of generated_qa_pairs' code version)."""
     import synth_assets.generation.model_free as model_free
 
-    monkeypatch.setattr(model_free, "MODEL_FREE_TEMPLATE_VERSION", "model-free-v2-test")
-    changed = importlib.reload(generate_module).generated_qa_pairs
-    yield changed
-    monkeypatch.undo()
-    importlib.reload(generate_module)
+    def change(resources: dict) -> dg.Definitions:
+        monkeypatch.setattr(model_free, "MODEL_FREE_TEMPLATE_VERSION", "model-free-v2-test")
+        return build_definitions(resources)
+
+    return change
 
 
 def test_a_template_version_change_makes_generation_and_below_stale(
-    pipeline_resources, instance, changed_template_version
+    pipeline_resources, instance, change_template_version
 ) -> None:
     defs = build_definitions(pipeline_resources)
     summary = run_all(defs, instance, show_progress=False)
@@ -165,9 +168,7 @@ def test_a_template_version_change_makes_generation_and_below_stale(
     again = run_all(defs, instance, show_progress=False)
     assert again["processed"] == [] and set(again["up_to_date"]) == set(summary["documents"])
 
-    assets = [changed_template_version if a.key.path == ["generated_qa_pairs"] else a for a in PIPELINE_ASSETS]
-    changed = dg.Definitions(assets=assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
-                             resources=defs.resources, schedules=[nightly_catch_up])
+    changed = change_template_version(pipeline_resources)
     graph = changed.resolve_asset_graph()
     stale = assets_needing_work(instance, graph, "wiki.md")
     assert [key.to_user_string() for key in stale] == PER_DOCUMENT[3:]  # not ingest or chunks
@@ -193,18 +194,18 @@ def test_a_template_version_change_makes_generation_and_below_stale(
 def test_up_to_date_documents_are_remembered_until_their_materializations_change(
     pipeline_resources, instance, monkeypatch
 ) -> None:
-    from synth_assets import schedules
+    from synth_assets import planning
 
     defs = build_definitions(pipeline_resources)
     first = run_all(defs, instance, show_progress=False)
     asked: list[str] = []
-    real = schedules.assets_needing_work
+    real = planning.assets_needing_work
 
     def counting(instance_, graph, key, resolver=None):
         asked.append(key)
         return real(instance_, graph, key, resolver)
 
-    monkeypatch.setattr(schedules, "assets_needing_work", counting)
+    monkeypatch.setattr(planning, "assets_needing_work", counting)
     again = run_all(defs, instance, show_progress=False)
     # Nothing changed: Dagster's stale status is not asked again (only for blocked ones).
     assert again["processed"] == [] and sorted(asked) == sorted(first["blocked_by_checks"])

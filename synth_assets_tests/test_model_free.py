@@ -16,8 +16,8 @@ from synth_assets.generation.model_free import (
     QUESTION_TYPES,
     QAPair,
     generate_pairs,
-    split_sentences,
 )
+from synth_assets.generation.sentences import split_sentences
 
 EXAMPLES = Path(__file__).parents[1] / "examples" / "documents"
 PASSAGE_DEPENDENT = re.compile(r"\b(the passage|the text|the document|above|according to)\b", re.I)

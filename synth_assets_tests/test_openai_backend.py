@@ -174,6 +174,22 @@ def test_a_repeated_run_is_served_from_the_cache(sim: Server, tmp_path: Path) ->
     assert third.stats["requests"] == 2 and third.stats["cache_hits"] == 0
 
 
+def test_a_cached_reply_the_parser_rejects_is_asked_again(sim: Server, tmp_path: Path) -> None:
+    base_url, stats = sim()
+    cache = GenerationCache(tmp_path / "cache.duckdb")
+    requests = _requests(3)
+    backend = _backend(base_url, cache=cache)
+    backend.generate(requests)
+    key = backend.cache_key_for(requests[1])
+    cache.put(key, model="sim-model", prompt_version=PROMPT_VERSION, reply="I cannot answer that")
+
+    again = _backend(base_url, cache=cache).generate(requests)
+    assert again.stats["cache_hits"] == 2 and again.stats["requests"] == 1
+    assert stats.snapshot()["requests"] == 3 + 1
+    assert _generated(again) == {"doc#0", "doc#1", "doc#2"} and not again.failures
+    assert _backend(base_url, cache=cache).generate(requests).stats["cache_hits"] == 3  # replaced
+
+
 def test_a_resumed_run_sends_only_what_is_missing(sim: Server, tmp_path: Path) -> None:
     base_url, stats = sim()
     cache = GenerationCache(tmp_path / "cache.duckdb")

@@ -18,7 +18,7 @@ from synth_assets.core.parsing import (
     PARSER_NATIVE_PDF,
     ParsedDocument,
     _converter,
-    layout_models_dir_from_env,
+    find_layout_models_dir,
     parse_document,
 )
 
@@ -96,18 +96,20 @@ def test_native_pdf_dehyphenates_and_finds_numbered_sections(
     assert levels["5.1 Hyper Parameter Optimization"] == 2
 
 
-def test_layout_models_dir_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SYNTH_ASSETS_DOCLING_ARTIFACTS", raising=False)
-    monkeypatch.delenv("DOCLING_ARTIFACTS_PATH", raising=False)
-    assert layout_models_dir_from_env() is None
-    monkeypatch.setenv("DOCLING_ARTIFACTS_PATH", str(tmp_path / "missing"))
-    assert layout_models_dir_from_env() is None
-    monkeypatch.setenv("DOCLING_ARTIFACTS_PATH", str(tmp_path))
-    assert layout_models_dir_from_env() == tmp_path
+def test_layout_models_dir_from_the_settings(tmp_path: Path) -> None:
+    from synth_assets.settings import Settings
+
+    def models_dir(environ: dict) -> str | None:
+        return Settings.from_env(environ).resources["documents"].layout_models_dir
+
+    assert models_dir({}) is None
+    assert models_dir({"DOCLING_ARTIFACTS_PATH": str(tmp_path / "missing")}) is None
+    assert models_dir({"DOCLING_ARTIFACTS_PATH": str(tmp_path)}) == str(tmp_path)
     ours = tmp_path / "ours"
     ours.mkdir()
-    monkeypatch.setenv("SYNTH_ASSETS_DOCLING_ARTIFACTS", str(ours))
-    assert layout_models_dir_from_env() == ours
+    both = {"DOCLING_ARTIFACTS_PATH": str(tmp_path), "SYNTH_ASSETS_DOCLING_ARTIFACTS": str(ours)}
+    assert models_dir(both) == str(ours)
+    assert find_layout_models_dir(["", str(tmp_path / "missing"), str(ours)]) == ours
 
 
 def test_missing_models_dir_falls_back_to_native_pdf(tmp_path: Path) -> None:

@@ -132,6 +132,7 @@ def test_project_instance_config_limits_the_gpu_pool_to_one(tmp_path):
         config = project_instance.get_concurrency_config()
         assert config.pool_config.default_pool_limit == 1
         assert project_instance.run_monitoring_enabled
+        assert not project_instance.nux_enabled  # no community modal in a new browser profile
     assert generated_qa_pairs.op.pool == GPU_POOL
 
 

@@ -19,7 +19,8 @@ import pytest
 
 from benchmarks.duckdb_writer import start_writer
 from benchmarks.sim_server import start_server_in_thread
-from synth_assets.definitions import PIPELINE_ASSETS, build_definitions
+from synth_assets.assets import PIPELINE_ASSETS
+from synth_assets.definitions import build_definitions
 from synth_assets.generation.base import GenerationRequest
 from synth_assets.generation.model_free import generate_pairs
 from synth_assets.generation.openai_backend import OpenAIBackend

@@ -5,16 +5,19 @@ import shutil
 import dagster as dg
 import duckdb
 
-from synth_assets.batch import contiguous_blocks, range_tags
-from synth_assets.definitions import PIPELINE_ASSETS, build_definitions
+from synth_assets.assets import PIPELINE_ASSETS
+from synth_assets.dagster_internals import stale_status_resolver
+from synth_assets.definitions import build_definitions
 from synth_assets.jobs import PROCESS_DOCUMENTS_JOB
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
+from synth_assets.planning import contiguous_blocks, range_tags
 from synth_assets.resources.storage import PipelineDatabase
 from synth_assets.run import run_all
-from synth_assets.schedules import stale_status_resolver
+from synth_assets.schedules import build_nightly_catch_up
+from synth_assets.sensors import build_documents_sensor
 from synth_assets.storage import ALPACA_EXAMPLES_TABLE, DOCUMENT_FAILURES_TABLE
 
-from synth_assets_tests.test_incremental import changed_template_version  # noqa: F401 (a fixture)
+from synth_assets_tests.test_incremental import change_template_version  # noqa: F401 (a fixture)
 from synth_assets_tests.test_pipeline import EmptyAnswerForDocx, table_counts
 
 PER_DOCUMENT = [asset.key for asset in PIPELINE_ASSETS if asset.partitions_def is not None]
@@ -99,12 +102,12 @@ def test_in_a_batch_a_bad_file_and_a_blocked_document_do_not_stop_the_others(
     assert docx in again["blocked_by_checks"]
 
 
-def test_many_new_files_make_one_single_run_request(pipeline_resources, documents_dir, instance, monkeypatch) -> None:
+def test_many_new_files_make_one_single_run_request(pipeline_resources, documents_dir, instance) -> None:
     from synth_assets_tests.test_incremental import _tick
 
-    monkeypatch.setenv("SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS", "3")
+    sensor = build_documents_sensor(minimum_interval_seconds=30, single_run_min_documents=3)
     resources = {k: pipeline_resources[k] for k in ("documents", "duckdb")}
-    first = _tick(instance, resources, None)
+    first = _tick(instance, resources, None, sensor)
     keys = ["asciidoc_02.asciidoc", "wiki.md", "word_sample.docx"]
     assert instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME) == keys
     [request] = first.run_requests
@@ -118,26 +121,22 @@ def test_many_new_files_make_one_single_run_request(pipeline_resources, document
 
     # One more file is below the threshold: a run of its own, as before.
     shutil.copy(documents_dir / "wiki.md", documents_dir / "wiki two.md")
-    second = _tick(instance, resources, first.cursor)
+    second = _tick(instance, resources, first.cursor, sensor)
     [single] = second.run_requests
     assert single.partition_key.startswith("wiki_two") and "dagster/asset_partition_range_start" not in single.tags
 
 
 def test_after_a_prompt_change_the_stale_documents_share_one_run(
-    pipeline_resources, instance, changed_template_version, monkeypatch
+    pipeline_resources, instance, change_template_version
 ) -> None:
     import datetime
 
-    from synth_assets.schedules import nightly_catch_up
-
+    nightly_catch_up = build_nightly_catch_up(cron_schedule="0 2 * * *", single_run_min_documents=2)
     defs = build_definitions(pipeline_resources)
     first = run_all(defs, instance, show_progress=False, single_run_min=2)
     assert first["failed"] == {} and len(instance.get_runs(dg.RunsFilter(job_name=PROCESS_DOCUMENTS_JOB))) == 1
 
-    assets = [changed_template_version if a.key.path == ["generated_qa_pairs"] else a for a in PIPELINE_ASSETS]
-    changed = dg.Definitions(assets=assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
-                             resources=defs.resources, schedules=[nightly_catch_up])
-    monkeypatch.setenv("SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS", "2")
+    changed = change_template_version(pipeline_resources)
     context = dg.build_schedule_context(instance=instance, repository_def=changed.get_repository_def(),
                                         scheduled_execution_time=datetime.datetime(2026, 11, 24, 2, 0))
     [request] = nightly_catch_up(context)
@@ -147,7 +146,7 @@ def test_after_a_prompt_change_the_stale_documents_share_one_run(
     below = ["generated_qa_pairs", "filtered_qa_pairs", "alpaca_examples", "sharegpt_examples"]
     assert [k.to_user_string() for k in request.asset_selection] == below
 
-    rerun = run_all(changed, instance, show_progress=False)  # min from the environment: 2
+    rerun = run_all(changed, instance, show_progress=False, single_run_min=2)
     assert set(rerun["processed"]) == set(keys)
     runs = instance.get_runs(dg.RunsFilter(job_name=PROCESS_DOCUMENTS_JOB))
     assert len(runs) == 2  # the first batch, then one run for the three stale documents

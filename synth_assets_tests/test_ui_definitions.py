@@ -9,10 +9,10 @@ import re
 import pandas as pd
 import pytest
 
-from synth_assets.assets import OWNERS
+from synth_assets.assets import PIPELINE_ASSETS
+from synth_assets.assets.factory import OWNERS
 from synth_assets.checks import _check_result, quality_checks
 from synth_assets.core.filters import FilterConfig
-from synth_assets.definitions import PIPELINE_ASSETS
 from synth_assets.quality import validate_filtered_pairs, validate_generated_pairs
 
 # asset -> (group, kinds it must show)
@@ -58,14 +58,41 @@ def test_every_check_has_a_description_and_gx_checks_sit_on_gx_assets() -> None:
     assert sum("Great Expectations" in spec.description for spec in check_specs) == 5
 
 
-def test_the_generation_code_version_follows_the_configured_model(monkeypatch) -> None:
-    from synth_assets.resources.generation import GenerationResource
+def _code_versions(defs) -> dict[str, str]:
+    return {key.to_user_string(): version
+            for asset in defs.assets for key, version in asset.code_versions_by_key.items()}
 
-    default = GenerationResource.from_env().output_version()
-    monkeypatch.setenv("SYNTH_ASSETS_GENERATION_BACKEND", "openai")
-    monkeypatch.setenv("SYNTH_ASSETS_MODEL", "some/model")
-    assert GenerationResource.from_env().output_version() != default
-    assert "some/model" in GenerationResource.from_env().output_version()
+
+def test_the_code_versions_come_from_the_resources_the_runs_use(tmp_path) -> None:
+    from synth_assets.definitions import build_definitions
+    from synth_assets.resources.curation import CurationResource
+    from synth_assets.resources.generation import GenerationResource
+    from synth_assets.settings import Settings
+
+    settings = Settings.from_env({"SYNTH_ASSETS_DUCKDB_PATH": str(tmp_path / "t.duckdb")})
+    default = _code_versions(build_definitions(settings=settings))
+    generation = GenerationResource(backend="openai", model="some/model", max_seq_len=4096)
+    configured = _code_versions(build_definitions(settings=settings, resources={
+        "generation": generation, "curation": CurationResource(min_grounding=0.5)}))
+    assert "some/model" in configured["generated_qa_pairs"]
+    assert generation.prompt_version in configured["generated_qa_pairs"]
+    assert configured["generated_qa_pairs"] != default["generated_qa_pairs"]
+    assert configured["document_chunks"] != default["document_chunks"]  # bigger chunks
+    assert configured["filtered_qa_pairs"] != default["filtered_qa_pairs"]
+    assert configured["parsed_documents"] == default["parsed_documents"]
+    # and from the environment, read once by the settings
+    from_env = Settings.from_env({"SYNTH_ASSETS_GENERATION_BACKEND": "openai", "SYNTH_ASSETS_MODEL": "other/model"})
+    assert "other/model" in _code_versions(build_definitions(settings=from_env))["generated_qa_pairs"]
+
+
+def test_a_setting_that_does_not_fit_names_its_variable() -> None:
+    from synth_assets.settings import Settings
+
+    with pytest.raises(ValueError, match="SYNTH_ASSETS_GENERATION_BACKEND='gpt'"):
+        Settings.from_env({"SYNTH_ASSETS_GENERATION_BACKEND": "gpt"})
+    with pytest.raises(ValueError, match="SYNTH_ASSETS_MAX_CONCURRENCY='many'"):
+        Settings.from_env({"SYNTH_ASSETS_MAX_CONCURRENCY": "many"})
+    assert Settings.from_env({"SYNTH_ASSETS_MODEL": ""}).resources["generation"].model is None
 
 
 def _pairs(overrides: dict | None = None) -> pd.DataFrame:

@@ -139,6 +139,43 @@ def test_cached_replies_are_not_generated_again(fake_vllm, tmp_path):
     assert outcome.stats["cache_hits"] == 2 and len(outcome.pairs) == 3
 
 
+def test_a_cached_reply_the_parser_rejects_is_asked_again(fake_vllm, tmp_path):
+    cache = GenerationCache(tmp_path / "cache.duckdb")
+    requests = requests_for("ducks", "geese")
+    backend = backend_with(FakeLLM(), cache=cache)
+    key = backend.cache_key_for(requests[1])
+    cache.put(key, model="m", prompt_version="qa-v1", reply="I cannot answer that")
+    # Entries of the earlier vLLM format (a JSON list of completions) still hit.
+    good = json.dumps({"pairs": [{"question": "Q?", "answer": "A.", "question_type": "factual"}]})
+    cache.put(backend.cache_key_for(requests[0]), model="m", prompt_version="qa-v1", reply=json.dumps([good]))
+
+    engine = FakeLLM()
+    outcome = backend_with(engine, cache=cache).generate(requests)
+
+    assert [len(c) for c, _ in engine.calls] == [1] and "geese" in engine.calls[0][0][0][-1]["content"]
+    assert outcome.stats["cache_hits"] == 1 and not outcome.failures
+    assert {p.chunk_id for p in outcome.pairs} == {"doc#c0", "doc#c1"}
+    assert cache.get_many([key])[key].reply.startswith('{"pairs"')  # the rejected reply was replaced
+
+
+class SeededLLM(FakeLLM):
+    """Deterministic like a real engine: the same prompt with the same seed gets the same
+    reply, and a chunk about geese gets a bad one at seed 7."""
+
+    def chat(self, conversations, sampling_params, use_tqdm=True):
+        self.always_garble = {"geese"} if sampling_params.kwargs.get("seed") == 7 else set()
+        return super().chat(conversations, sampling_params, use_tqdm)
+
+
+def test_a_retry_after_a_bad_reply_uses_another_seed(fake_vllm):
+    engine = SeededLLM()
+    outcome = backend_with(engine, max_attempts=3).generate(requests_for("ducks", "geese"))
+
+    assert [(len(c), params.kwargs["seed"]) for c, params in engine.calls] == [(2, 7), (1, 8)]
+    assert {p.chunk_id for p in outcome.pairs} == {"doc#c0", "doc#c1"} and not outcome.failures
+    assert outcome.stats["retries"] == 1
+
+
 def test_engine_options_reach_vllm_llm(fake_vllm):
     build_engine.__globals__  # the module is importable without vllm; the import is lazy
     import torch

@@ -1,4 +1,50 @@
 """The pipeline's assets, one module per stage: ingest, chunks, generate, curate, export."""
 
-# Shown on every asset in the UI: who to ask about the dataset.
-OWNERS = ["team:synthetic-data"]
+import dagster as dg
+
+from synth_assets.assets.chunks import document_chunks
+from synth_assets.assets.curate import filtered_qa_pairs
+from synth_assets.assets.export import (
+    alpaca_examples,
+    rebuilt_after_documents_change,
+    sharegpt_examples,
+    training_dataset,
+)
+from synth_assets.assets.generate import generated_qa_pairs
+from synth_assets.assets.ingest import parsed_documents, raw_documents
+from synth_assets.resources.curation import CurationResource
+from synth_assets.resources.generation import GenerationResource
+
+PIPELINE_ASSETS = [
+    raw_documents,
+    parsed_documents,
+    document_chunks,
+    generated_qa_pairs,
+    filtered_qa_pairs,
+    alpaca_examples,
+    sharegpt_examples,
+    training_dataset,
+]
+
+
+def build_pipeline_assets(
+    generation: GenerationResource, curation: CurationResource, catch_up_cron: str
+) -> list[dg.AssetsDefinition]:
+    """The assets as the configured resources make them: the settings that decide an
+    asset's rows join its code version (so changing the model, the prompt version, a
+    chunk size or a filter threshold marks that asset and what is below it stale, in
+    the UI and for the catch-up), and the dataset follows the catch-up cron."""
+    settings_version = {
+        document_chunks.key: generation.chunking_version(),
+        generated_qa_pairs.key: generation.output_version(),
+        filtered_qa_pairs.key: curation.output_version(),
+    }
+
+    def configured(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if spec.key in settings_version:
+            return spec.replace_attributes(code_version=f"{spec.code_version}+{settings_version[spec.key]}")
+        if spec.key == training_dataset.key:
+            return spec.replace_attributes(automation_condition=rebuilt_after_documents_change(catch_up_cron))
+        return spec
+
+    return [asset.map_asset_specs(configured) for asset in PIPELINE_ASSETS]

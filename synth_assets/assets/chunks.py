@@ -5,34 +5,24 @@ import pandas as pd
 
 import dagster as dg
 
-from synth_assets.assets import OWNERS
-
-from synth_assets.automation import follows_upstream
-from synth_assets.batch import for_each_document, single_run
-
-from synth_assets.assets.ingest import INGEST_GROUP, load_parsed_document, parsed_documents
-from synth_assets.core.chunking import chunk_document, load_tokenizer
-from synth_assets.partitions import documents_partitions
+from synth_assets.assets.factory import INGEST_GROUP, document_asset
+from synth_assets.batch import for_each_document
+from synth_assets.core.chunking import HEADING_SEPARATOR, chunk_document, load_tokenizer
 from synth_assets.resources.generation import GenerationResource
 from synth_assets.resources.storage import PipelineDatabase
-from synth_assets.storage import DOCUMENT_CHUNKS_TABLE, replace_partition_rows
-
-HEADING_SEPARATOR = " > "
+from synth_assets.storage import DOCUMENT_CHUNKS_TABLE, read_parsed_document, replace_partition_rows
 
 
 def chunk_id_for(document_id: str, chunk_index: int) -> str:
     return f"{document_id}#c{chunk_index:04d}"
 
 
-@dg.asset(
-    partitions_def=documents_partitions,
-    deps=[parsed_documents],
-    automation_condition=follows_upstream,
+@document_asset(
     group_name=INGEST_GROUP,
     kinds={"docling", "duckdb"},
-    owners=OWNERS,
+    # Joined by the configured chunk sizes and tokenizer in build_pipeline_assets.
     code_version="1",
-    backfill_policy=single_run,
+    deps=["parsed_documents"],
 )
 def document_chunks(
     context: dg.AssetExecutionContext, generation: GenerationResource, duckdb: PipelineDatabase
@@ -54,7 +44,11 @@ def document_chunks(
 
 def chunk_one(context, document_id: str, tokenizer, tokenizer_name: str, generation: GenerationResource,
               duckdb: PipelineDatabase) -> dg.MaterializeResult:
-    document, file_name = load_parsed_document(duckdb, document_id)
+    with duckdb.get_connection() as con:
+        parsed = read_parsed_document(con, document_id)
+    if parsed is None:
+        raise dg.Failure(f"document '{document_id}' has not been parsed yet")
+    document, file_name = parsed
     chunks = chunk_document(
         document,
         tokenizer=tokenizer,

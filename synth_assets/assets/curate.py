@@ -2,26 +2,18 @@
 
 
 from collections import Counter
-from dataclasses import replace
 
 import pandas as pd
 
 import dagster as dg
 
-from synth_assets.assets import OWNERS
-
-from synth_assets.automation import follows_upstream
-from synth_assets.batch import for_each_document, single_run
-
-from synth_assets.assets.generate import generated_qa_pairs, pairs_preview
-from synth_assets.core.filters import (
-    DUPLICATE_QUESTION,
-    NEAR_DUPLICATE_QUESTION,
-    filter_pairs,
-    grounding_score,
-)
+from synth_assets.assets.factory import document_asset
+from synth_assets.batch import for_each_document
+from synth_assets.core.dedup import DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION
+from synth_assets.core.filters import filter_pairs
+from synth_assets.core.text import grounding_score
+from synth_assets.core.previews import pairs_preview
 from synth_assets.generation.base import JudgeRequest
-from synth_assets.partitions import documents_partitions
 from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.generation import GPU_POOL, GenerationResource
 from synth_assets.resources.storage import PipelineDatabase
@@ -30,37 +22,22 @@ from synth_assets.storage import (
     FILTERED_QA_PAIRS_TABLE,
     GENERATED_QA_PAIRS_TABLE,
     REJECTED_QA_PAIRS_TABLE,
+    load_pairs_with_chunks,
     replace_partition_rows,
 )
 
 CURATE_GROUP = "curate"
 
 
-def load_pairs_with_chunks(con, table: str, document_id: str) -> pd.DataFrame:
-    """Pairs of one document joined to the text of the chunk they came from."""
-    return con.execute(
-        f"""
-        SELECT p.*, c.text AS chunk_text, c.heading_path AS heading_path
-        FROM {table} p LEFT JOIN {DOCUMENT_CHUNKS_TABLE} c USING (chunk_id)
-        WHERE p.document_id = ? ORDER BY p.pair_id
-        """,
-        [document_id],
-    ).df()
-
-
-@dg.asset(
-    partitions_def=documents_partitions,
-    deps=[generated_qa_pairs],
-    automation_condition=follows_upstream,
+@document_asset(
     group_name=CURATE_GROUP,
     kinds={"duckdb", "great_expectations"},
-    owners=OWNERS,
-    # The filter settings are part of the code version: changing a threshold marks this
-    # asset and everything below it stale.
-    code_version=f"2+{CurationResource.from_env().output_version()}",
+    # Joined by the configured filter settings in definitions.py: changing a threshold
+    # marks this asset and everything below it stale.
+    code_version="2",
+    deps=["generated_qa_pairs"],
     # With the judge on, this step asks the generation model too: it queues for the GPU.
     pool=GPU_POOL,
-    backfill_policy=single_run,
 )
 def filtered_qa_pairs(
     context: dg.AssetExecutionContext,
@@ -149,7 +126,7 @@ def judge_pairs(
     judge may change) are sent to the judge: a model call for a pair already rejected
     would be wasted. A pair the judge could not score is kept unjudged and counted.
     """
-    cheap = replace(config, use_judge=False)
+    cheap = config.model_copy(update={"use_judge": False})
     first_pass = filter_pairs(records, cheap)
     dedup_only = {DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION}
     to_judge = [

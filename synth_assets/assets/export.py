@@ -8,16 +8,12 @@ import pandas as pd
 
 import dagster as dg
 
-from synth_assets.assets import OWNERS
-
-from synth_assets.automation import follows_upstream, rebuilt_after_documents_change
-from synth_assets.batch import for_each_document, single_run
-
-from synth_assets.assets.curate import filtered_qa_pairs
+from synth_assets.assets.factory import OWNERS, document_asset
+from synth_assets.batch import for_each_document
 from synth_assets.core.dedup import cross_document_duplicates
 from synth_assets.core.exporting import PROVENANCE_COLUMNS, build_format_rows, write_export
 from synth_assets.core.formats import split_documents, to_alpaca, to_sharegpt
-from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME, documents_partitions
+from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
 from synth_assets.quality import validate_alpaca, validate_sharegpt
 from synth_assets.resources.export import ExportSettings
 from synth_assets.resources.storage import PipelineDatabase
@@ -29,26 +25,11 @@ from synth_assets.storage import (
     RAW_DOCUMENTS_TABLE,
     REJECTED_QA_PAIRS_TABLE,
     SHAREGPT_EXAMPLES_TABLE,
+    load_kept_pairs_with_provenance,
     replace_partition_rows,
 )
 
 EXPORT_GROUP = "export"
-
-
-def load_kept_pairs_with_provenance(con, document_id: str) -> pd.DataFrame:
-    """Kept pairs of one document with the file, heading and pages they came from."""
-    return con.execute(
-        f"""
-        SELECT p.pair_id, p.document_id, p.chunk_id, p.question, p.answer, p.reasoning,
-               r.relative_path AS source_file, c.heading_path, c.page_start, c.page_end,
-               p.generator, p.model, p.prompt_version
-        FROM {FILTERED_QA_PAIRS_TABLE} p
-        LEFT JOIN {DOCUMENT_CHUNKS_TABLE} c USING (chunk_id)
-        LEFT JOIN {RAW_DOCUMENTS_TABLE} r ON r.document_id = p.document_id
-        WHERE p.document_id = ? ORDER BY p.pair_id
-        """,
-        [document_id],
-    ).df()
 
 
 def _format_partition(context, duckdb: PipelineDatabase, table: str, to_row) -> dg.MaterializeResult:
@@ -74,31 +55,15 @@ def _format_document(document_id: str, duckdb: PipelineDatabase, table: str, to_
     )
 
 
-@dg.asset(
-    partitions_def=documents_partitions,
-    deps=[filtered_qa_pairs],
-    automation_condition=follows_upstream,
-    group_name=EXPORT_GROUP,
-    kinds={"duckdb", "great_expectations"},
-    owners=OWNERS,
-    code_version="1",
-    backfill_policy=single_run,
-)
+@document_asset(group_name=EXPORT_GROUP, kinds={"duckdb", "great_expectations"}, code_version="1",
+                deps=["filtered_qa_pairs"])
 def alpaca_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabase) -> dg.MaterializeResult:
     """Kept pairs as Alpaca rows ({instruction, input, output}) with their provenance beside them."""
     return _format_partition(context, duckdb, ALPACA_EXAMPLES_TABLE, to_alpaca)
 
 
-@dg.asset(
-    partitions_def=documents_partitions,
-    deps=[filtered_qa_pairs],
-    automation_condition=follows_upstream,
-    group_name=EXPORT_GROUP,
-    kinds={"duckdb", "great_expectations"},
-    owners=OWNERS,
-    code_version="1",
-    backfill_policy=single_run,
-)
+@document_asset(group_name=EXPORT_GROUP, kinds={"duckdb", "great_expectations"}, code_version="1",
+                deps=["filtered_qa_pairs"])
 def sharegpt_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabase) -> dg.MaterializeResult:
     """Kept pairs as ShareGPT conversations ({from: human, value}, {from: gpt, value})."""
     return _format_partition(
@@ -106,9 +71,22 @@ def sharegpt_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabas
     )
 
 
+def rebuilt_after_documents_change(catch_up_cron: str) -> dg.AutomationCondition:
+    """training_dataset is rebuilt once the documents it merges have changed and none of
+    them is still running, and on the nightly catch-up cron. Not `eager`: eager waits
+    while any upstream partition is missing, and a document that failed (a bad file)
+    stays missing for good, which would stop the dataset from ever following."""
+    return (
+        (dg.AutomationCondition.any_deps_updated() | dg.AutomationCondition.cron_tick_passed(catch_up_cron))
+        .since_last_handled()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("rebuilt_after_documents_change")
+
+
+# Its automation condition, which takes the catch-up cron, is set by build_pipeline_assets.
 @dg.asset(
     deps=[alpaca_examples, sharegpt_examples],
-    automation_condition=rebuilt_after_documents_change,
     group_name=EXPORT_GROUP,
     kinds={"huggingface", "duckdb", "great_expectations"},
     owners=OWNERS,

@@ -5,14 +5,11 @@ import pandas as pd
 
 import dagster as dg
 
-from synth_assets.assets import OWNERS
-
-from synth_assets.automation import follows_upstream
-from synth_assets.batch import single_run, stopped_in_run
-
-from synth_assets.assets.chunks import HEADING_SEPARATOR, document_chunks
+from synth_assets.assets.factory import document_asset
+from synth_assets.batch import stopped_in_run
+from synth_assets.core.chunking import HEADING_SEPARATOR
+from synth_assets.core.previews import pairs_preview
 from synth_assets.generation.base import GenerationRequest
-from synth_assets.partitions import documents_partitions
 from synth_assets.resources.generation import GPU_POOL, GenerationResource
 from synth_assets.resources.storage import PipelineDatabase
 from synth_assets.storage import (
@@ -27,31 +24,15 @@ from synth_assets.storage import (
 GENERATE_GROUP = "generate"
 
 
-def pairs_preview(pairs: pd.DataFrame, limit: int = 5) -> str:
-    """A Markdown table of a few pairs: question, answer and the source heading (or the
-    chunk id when the frame has no heading_path)."""
-    if pairs.empty:
-        return "no pairs"
-    source = "heading_path" if "heading_path" in pairs.columns else "chunk_id"
-    shown = pairs.head(limit)[["question_type", "question", "answer", source]].copy()
-    shown["answer"] = shown["answer"].str.slice(0, 160)
-    return shown.rename(columns={"heading_path": "source heading"}).to_markdown(index=False)
-
-
-@dg.asset(
-    partitions_def=documents_partitions,
-    deps=[document_chunks],
-    automation_condition=follows_upstream,
+@document_asset(
     group_name=GENERATE_GROUP,
     kinds={"vllm", "duckdb", "great_expectations"},
-    owners=OWNERS,
-    # The configured model, prompt version and sampling are part of the code version:
+    # Joined by the configured model, prompt version and sampling in build_pipeline_assets:
     # changing any of them marks this asset and its downstream stale.
-    code_version=f"1+{GenerationResource.from_env().output_version()}",
+    code_version="1",
+    deps=["document_chunks"],
     # One run at a time on the GPU; the limit is set in dagster.yaml (concurrency.pools).
     pool=GPU_POOL,
-    # A run over many documents is one run: the engine starts once for all of them.
-    backfill_policy=single_run,
 )
 def generated_qa_pairs(
     context: dg.AssetExecutionContext, generation: GenerationResource, duckdb: PipelineDatabase

@@ -5,25 +5,18 @@ import pandas as pd
 
 import dagster as dg
 
-from synth_assets.assets import OWNERS
-
-from synth_assets.automation import follows_upstream
-from synth_assets.batch import for_each_document, single_run
+from synth_assets.assets.factory import INGEST_GROUP, document_asset
+from synth_assets.batch import for_each_document
 
 from synth_assets.core.documents import DocumentError, check_document_file, file_fingerprint
-from synth_assets.core.parsing import layout_models_dir_from_env, parse_document
-from synth_assets.partitions import documents_partitions
+from synth_assets.core.parsing import parse_document
 from synth_assets.resources.documents import DocumentsFolder
 from synth_assets.resources.storage import PipelineDatabase
 from synth_assets.storage import (
     PARSED_DOCUMENTS_TABLE,
     RAW_DOCUMENTS_TABLE,
-    read_partition,
     replace_partition_rows,
 )
-
-INGEST_GROUP = "ingest"
-
 
 def _document_failure(error: DocumentError, stage: str) -> dg.Failure:
     # The description is what the UI and the run summary show: it names the file.
@@ -34,14 +27,8 @@ def _document_failure(error: DocumentError, stage: str) -> dg.Failure:
     )
 
 
-@dg.asset(
-    partitions_def=documents_partitions,
-    group_name=INGEST_GROUP,
-    kinds={"python", "duckdb"},
-    owners=OWNERS,
-    code_version="1",
-    backfill_policy=single_run,
-)
+# The first asset follows the documents sensor and make run, not an upstream.
+@document_asset(group_name=INGEST_GROUP, kinds={"python", "duckdb"}, code_version="1", automation_condition=None)
 def raw_documents(
     context: dg.AssetExecutionContext, documents: DocumentsFolder, duckdb: PipelineDatabase
 ) -> dg.MaterializeResult:
@@ -75,16 +62,7 @@ def fingerprint_document(document_id: str, documents: DocumentsFolder, duckdb: P
     )
 
 
-@dg.asset(
-    partitions_def=documents_partitions,
-    deps=[raw_documents],
-    automation_condition=follows_upstream,
-    group_name=INGEST_GROUP,
-    kinds={"docling", "duckdb"},
-    owners=OWNERS,
-    code_version="1",
-    backfill_policy=single_run,
-)
+@document_asset(group_name=INGEST_GROUP, kinds={"docling", "duckdb"}, code_version="1", deps=[raw_documents])
 def parsed_documents(
     context: dg.AssetExecutionContext, documents: DocumentsFolder, duckdb: PipelineDatabase
 ) -> dg.MaterializeResult:
@@ -101,7 +79,7 @@ def parsed_documents(
 def parse_one(context, document_id: str, documents: DocumentsFolder, duckdb: PipelineDatabase) -> dg.MaterializeResult:
     path = documents.path_for(document_id)
     try:
-        parsed = parse_document(path, layout_models_dir=layout_models_dir_from_env())
+        parsed = parse_document(path, layout_models_dir=documents.layout_models_path)
     except DocumentError as error:
         raise _document_failure(error, "parsed_documents") from None
     row = {
@@ -125,14 +103,3 @@ def parse_one(context, document_id: str, documents: DocumentsFolder, duckdb: Pip
         }
     )
 
-
-def load_parsed_document(duckdb: PipelineDatabase, document_id: str):
-    """The stored DoclingDocument and file name of a parsed document."""
-    from docling_core.types.doc import DoclingDocument
-
-    with duckdb.get_connection() as con:
-        rows = read_partition(con, PARSED_DOCUMENTS_TABLE, document_id)
-    if rows.empty:
-        raise dg.Failure(f"document '{document_id}' has not been parsed yet")
-    row = rows.iloc[0]
-    return DoclingDocument.model_validate_json(row["docling_json"]), row["file_name"]

@@ -30,6 +30,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 # generated question/answer pairs get `generation_tokens`, and the instructions
 # and few-shot examples around the chunk get the rest. The chunk budget leaves
 # room for the generation twice (the answer step sees the question too).
+# Between the headings of a chunk's heading_path ("Chapter 1 > Ducks > Diet").
+HEADING_SEPARATOR = " > "
 DEFAULT_MAX_SEQ_LEN = 2048
 DEFAULT_GENERATION_TOKENS = 512
 DEFAULT_BUFFER_TOKENS = 256

@@ -45,13 +45,11 @@ from typing import Any, NamedTuple
 
 from datasketch import MinHash, MinHashLSH
 
-from synth_assets.core.filters import (
-    DUPLICATE_QUESTION,
-    NEAR_DUPLICATE_QUESTION,
-    STOPWORDS,
-    _stem_cached,
-    normalise_question,
-)
+from synth_assets.core.text import STEMS, STOPWORDS, normalise_question
+
+# Reason codes of the curate step (filters.py describes them).
+DUPLICATE_QUESTION = "duplicate_question"
+NEAR_DUPLICATE_QUESTION = "near_duplicate_question"
 
 DEFAULT_NEAR_DUPLICATE_THRESHOLD = 0.4
 DEFAULT_NUM_PERM = 64
@@ -116,7 +114,7 @@ class QuestionKey(NamedTuple):
 
 def _content_words(text: str) -> list[str]:
     words = _WORD.findall(_FRAME_PHRASES.sub(" ", text))
-    return [_stem_cached(w) for w in words if w not in STOPWORDS and w not in _FRAME_WORDS]
+    return [STEMS[w] for w in words if w not in STOPWORDS and w not in _FRAME_WORDS]
 
 
 def question_key(text: Any) -> QuestionKey:
@@ -152,7 +150,7 @@ def question_key(text: Any) -> QuestionKey:
             context_text, subject_text = rest, lowered[: clause.start()]
     subject = _content_words(subject_text)
     if not subject and not context_text:
-        subject = [_stem_cached(w) for w in _WORD.findall(lowered)]
+        subject = [STEMS[w] for w in _WORD.findall(lowered)]
     return QuestionKey(kind, frozenset(subject), frozenset(_content_words(context_text)))
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import json_repair
 
-from synth_assets.core.filters import (
+from synth_assets.core.text import (
     STOPWORDS,
-    _TOKEN,
+    TOKEN,
     answer_repeats_question,
     grounding_score,
     is_passage_dependent,
@@ -132,7 +132,7 @@ def heuristic_judge(question: str, answer: str, chunk_text: str) -> tuple[int, s
     """A deterministic 1-10 score with a short rationale, from four criteria:
 
     - grounding (0-4): the weaker of token recall and skip-bigram support against the
-      chunk (filters.py), times 4;
+      chunk (text.py), times 4;
     - answer length (0-2): 2 for 8-80 words, 1 for 4-150, else 0;
     - question form (0-2): 1 for being a question or an instruction, 1 for standing alone
       (not passage-dependent);
@@ -161,7 +161,7 @@ def heuristic_judge(question: str, answer: str, chunk_text: str) -> tuple[int, s
     stands_alone = not is_passage_dependent(question)
     form_points = int(is_question(question)) + int(bool(question.strip()) and stands_alone)
 
-    question_content = {t for t in _TOKEN.findall(question.lower()) if t not in STOPWORDS}
+    question_content = {t for t in TOKEN.findall(question.lower()) if t not in STOPWORDS}
     adds_content = bool(answer.strip()) and not answer_repeats_question(question, answer)
     specificity_points = int(len(question_content) >= 2) + int(adds_content)
 

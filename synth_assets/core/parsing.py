@@ -3,7 +3,7 @@
 PDFs go through docling's model-free native pipeline by default (no layout model
 to download), whose one-item-per-text-line output is rebuilt here into
 paragraphs and section headers. When layout models are available locally
-(`layout_models_dir_from_env`), docling's standard PDF pipeline is used instead.
+(`find_layout_models_dir`), docling's standard PDF pipeline is used instead.
 Other formats use docling's own backends.
 
 Every bad input ends in `DocumentError(file name, human reason)`, never a bare
@@ -14,10 +14,10 @@ or page-less PDFs, non-UTF-8 Markdown) run before docling sees the file.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import statistics
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-ARTIFACTS_ENV_VARS = ("SYNTH_ASSETS_DOCLING_ARTIFACTS", "DOCLING_ARTIFACTS_PATH")
 
 PARSER_STANDARD_PDF = "docling-standard-pdf"
 PARSER_NATIVE_PDF = "docling-native-pdf+paragraphs"
@@ -83,17 +82,16 @@ class ParsedDocument:
     num_text_items: int  # items carrying text (paragraphs, headings, tables, ...)
 
 
-def layout_models_dir_from_env() -> Path | None:
-    """Local docling model folder for the standard (layout model) PDF pipeline.
-
-    Reads `SYNTH_ASSETS_DOCLING_ARTIFACTS`, then docling's own
-    `DOCLING_ARTIFACTS_PATH`. The folder must already hold the models (e.g. made
-    with `docling-tools models download` on a machine with network); nothing is
-    ever downloaded here. Returns None when neither variable names an existing
-    directory, in which case PDFs use the model-free native pipeline.
+def find_layout_models_dir(candidates: Iterable[str]) -> Path | None:
+    """Local docling model folder for the standard (layout model) PDF pipeline: the
+    first candidate naming an existing directory (the caller passes the settings,
+    SYNTH_ASSETS_DOCLING_ARTIFACTS then docling's own DOCLING_ARTIFACTS_PATH). The
+    folder must already hold the models (e.g. made with `docling-tools models
+    download` on a machine with network); nothing is ever downloaded here. None when
+    no candidate names a directory: PDFs then use the model-free native pipeline.
     """
-    for name in ARTIFACTS_ENV_VARS:
-        value = os.environ.get(name, "").strip()
+    for value in candidates:
+        value = (value or "").strip()
         if value and Path(value).expanduser().is_dir():
             return Path(value).expanduser()
     return None

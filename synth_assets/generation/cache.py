@@ -3,7 +3,7 @@
 The key is a hash of the model, the sampling parameters and the exact chat messages,
 so a repeated run, or a run resumed after a crash, finds every reply it already paid
 for, and any change of prompt, model or parameters misses. Only replies that parsed
-are stored (the backends decide that), so a bad reply is asked again next time.
+are stored (model_backend.py decides that), so a bad reply is asked again next time.
 
 DuckDB lets one process at a time open a file for writing, and Dagster may run several
 generation steps in parallel processes sharing this file. So connections are short (one

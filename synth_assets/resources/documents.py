@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -12,8 +11,6 @@ from synth_assets.core.documents import DEFAULT_MAX_FILE_MB, discover_documents
 
 DOCUMENTS_DIR_ENV = "SYNTH_ASSETS_DOCUMENTS_DIR"
 DEFAULT_DOCUMENTS_DIR = "examples/documents"
-MAX_FILE_MB_ENV = "SYNTH_ASSETS_MAX_FILE_MB"
-ON_REMOVED_ENV = "SYNTH_ASSETS_ON_REMOVED"
 
 
 class DocumentsFolder(dg.ConfigurableResource):
@@ -24,18 +21,17 @@ class DocumentsFolder(dg.ConfigurableResource):
     # When a file is removed from the folder: "drop" deletes its partition and its rows,
     # so it leaves the next training_dataset; "keep" leaves both as they are.
     on_removed: Literal["drop", "keep"] = "drop"
-
-    @classmethod
-    def from_env(cls) -> "DocumentsFolder":
-        return cls(
-            path=os.environ.get(DOCUMENTS_DIR_ENV, DEFAULT_DOCUMENTS_DIR),
-            max_file_mb=float(os.environ.get(MAX_FILE_MB_ENV, DEFAULT_MAX_FILE_MB)),
-            on_removed=os.environ.get(ON_REMOVED_ENV, "drop"),
-        )
+    # docling's layout models for the standard PDF pipeline, when they are on this machine;
+    # without them PDFs take the model-free native pipeline.
+    layout_models_dir: str | None = None
 
     @property
     def root(self) -> Path:
         return Path(self.path).resolve()
+
+    @property
+    def layout_models_path(self) -> Path | None:
+        return Path(self.layout_models_dir) if self.layout_models_dir else None
 
     @property
     def max_bytes(self) -> int:

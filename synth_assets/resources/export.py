@@ -8,11 +8,8 @@ import dagster as dg
 
 from synth_assets.core.exporting import ExportOptions
 
-EXPORT_DIR_ENV = "SYNTH_ASSETS_EXPORT_DIR"
 DEFAULT_EXPORT_DIR = "data/exports"
-VALIDATION_RATIO_ENV = "SYNTH_ASSETS_VALIDATION_RATIO"
 DEFAULT_VALIDATION_RATIO = 0.1
-PROVENANCE_ENV = "SYNTH_ASSETS_EXPORT_PROVENANCE"
 HUB_REPO_ENV = "SYNTH_ASSETS_HF_REPO"
 SPLIT_SEED = 42
 
@@ -32,15 +29,6 @@ class ExportSettings(dg.ConfigurableResource):
     hub_repo: str | None = None
     hub_token_env: str = "HF_TOKEN"
     hub_private: bool = True
-
-    @classmethod
-    def from_env(cls) -> "ExportSettings":
-        return cls(
-            export_dir=os.environ.get(EXPORT_DIR_ENV, DEFAULT_EXPORT_DIR),
-            validation_ratio=float(os.environ.get(VALIDATION_RATIO_ENV, DEFAULT_VALIDATION_RATIO)),
-            include_provenance=os.environ.get(PROVENANCE_ENV, "1").lower() not in ("0", "false", "no"),
-            hub_repo=os.environ.get(HUB_REPO_ENV) or None,
-        )
 
     def options(self) -> ExportOptions:
         return ExportOptions(

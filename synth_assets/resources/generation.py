@@ -30,17 +30,10 @@ from synth_assets.core.chunking import (
     DEFAULT_OVERLAP_TOKENS,
     chunk_size_for,
 )
-from synth_assets.generation.backends import ModelFreeBackend
+from synth_assets.generation.model_free_backend import ModelFreeBackend
 from synth_assets.generation.base import GenerationBackend
 
-GENERATION_BACKEND_ENV = "SYNTH_ASSETS_GENERATION_BACKEND"
 GENERATION_MODEL_ENV = "SYNTH_ASSETS_MODEL"
-PAIRS_PER_CHUNK_ENV = "SYNTH_ASSETS_PAIRS_PER_CHUNK"
-BASE_URL_ENV = "SYNTH_ASSETS_OPENAI_BASE_URL"
-API_KEY_ENV_NAME_ENV = "SYNTH_ASSETS_API_KEY_ENV"
-MAX_CONCURRENCY_ENV = "SYNTH_ASSETS_MAX_CONCURRENCY"
-CACHE_PATH_ENV = "SYNTH_ASSETS_GENERATION_CACHE"
-VLLM_EXECUTABLE_ENV = "SYNTH_ASSETS_VLLM_EXECUTABLE"
 DEFAULT_PAIRS_PER_CHUNK = 5
 DEFAULT_CACHE_PATH = "data/generation_cache.duckdb"
 GPU_POOL = "gpu"
@@ -86,25 +79,6 @@ class GenerationResource(dg.ConfigurableResource):
     _backend: Any = PrivateAttr(default=None)
     _server: Any = PrivateAttr(default=None)
 
-    @classmethod
-    def from_env(cls) -> "GenerationResource":
-        env = os.environ
-        settings: dict[str, Any] = {
-            "backend": env.get(GENERATION_BACKEND_ENV, "model_free"),
-            "model": env.get(GENERATION_MODEL_ENV) or None,
-            "pairs_per_chunk": int(env.get(PAIRS_PER_CHUNK_ENV, DEFAULT_PAIRS_PER_CHUNK)),
-            "cache_path": env.get(CACHE_PATH_ENV, DEFAULT_CACHE_PATH),
-        }
-        if BASE_URL_ENV in env:
-            settings["base_url"] = env[BASE_URL_ENV]
-        if API_KEY_ENV_NAME_ENV in env:
-            settings["api_key_env"] = env[API_KEY_ENV_NAME_ENV]
-        if MAX_CONCURRENCY_ENV in env:
-            settings["max_concurrency"] = int(env[MAX_CONCURRENCY_ENV])
-        if VLLM_EXECUTABLE_ENV in env:
-            settings["vllm_executable"] = env[VLLM_EXECUTABLE_ENV]
-        return cls(**settings)
-
     @property
     def chunk_tokens(self) -> int:
         return chunk_size_for(self.max_seq_len, self.generation_tokens, self.buffer_tokens)
@@ -123,6 +97,11 @@ class GenerationResource(dg.ConfigurableResource):
         from synth_assets.generation.prompts import PROMPT_VERSION
 
         return PROMPT_VERSION
+
+    def chunking_version(self) -> str:
+        """What decides the chunks: their size, overlap and tokenizer. Part of
+        document_chunks' code version."""
+        return f"{self.chunk_tokens}:{self.overlap_tokens}:{self.tokenizer_name or '-'}"
 
     def output_version(self) -> str:
         """What decides the pairs this resource writes: backend, model, prompt version and

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,7 +9,6 @@ from dagster_duckdb import DuckDBResource
 
 from synth_assets.storage import DEFAULT_LOCK_TIMEOUT_S, connect_waiting_for_lock, ensure_tables
 
-DUCKDB_PATH_ENV = "SYNTH_ASSETS_DUCKDB_PATH"
 DEFAULT_DUCKDB_PATH = "data/synth_assets.duckdb"
 
 
@@ -25,11 +23,8 @@ class PipelineDatabase(DuckDBResource):
     connect waits up to `lock_timeout_s` with short jittered retries and always closes.
     """
 
+    database: str = DEFAULT_DUCKDB_PATH
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
-
-    @classmethod
-    def from_env(cls) -> "PipelineDatabase":
-        return cls(database=os.environ.get(DUCKDB_PATH_ENV, DEFAULT_DUCKDB_PATH))
 
     @contextmanager
     def get_connection(self):

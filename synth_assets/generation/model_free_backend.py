@@ -1,4 +1,4 @@
-"""Generation backends that the generation resource can pick from."""
+"""The backend chosen by SYNTH_ASSETS_GENERATION_BACKEND=model_free (the default)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,88 @@
+"""Every piece of Dagster that is not public API, in one place.
+
+Planning asks Dagster three things that its public API does not answer yet, and
+when a Dagster upgrade moves them, this module (and its test,
+synth_assets_tests/test_dagster_internals.py) is the one place that breaks:
+
+- Is this asset of this document stale? `CachingStaleStatusResolver` is what the UI
+  uses to show "stale" (a changed code version, or an upstream whose data changed);
+  it has no public constructor, so it is built the way Dagster's own test utilities
+  build it, over an `AssetGraphView` at a `TemporalContext` of now. `StaleStatus` is
+  the answer it gives.
+- Did this document's latest blocking check fail? The latest check execution of one
+  partition is only reachable through the event log storage with a
+  `PartitionKeyFilter`, and its status is an `AssetCheckExecutionRecordStatus`.
+- What did each document's assets last record? The latest storage id per partition
+  (of materializations and observations) and the instance's key-value store (where
+  sensors keep their cursors) let planning remember which documents were up to date,
+  so it need not ask the resolver again while nothing changed.
+
+And one more, for `make run`: freeing the concurrency-pool slots of a run whose
+process was killed (the daemon's run monitoring does it only for runs it launched).
+
+`DagsterEventType` is public (`dg.DagsterEventType`); the current time comes from the
+standard library.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import dagster as dg
+from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+__all__ = [
+    "CachingStaleStatusResolver",
+    "StaleStatus",
+    "failed_checks",
+    "free_concurrency_slots",
+    "latest_storage_ids",
+    "read_instance_value",
+    "stale_status_resolver",
+    "write_instance_value",
+]
+
+
+def stale_status_resolver(instance: dg.DagsterInstance, asset_graph) -> CachingStaleStatusResolver:
+    """Dagster's stale status (the one the UI shows) as of now; it caches what it
+    reads, so one resolver serves one look at many documents."""
+    view = AssetGraphView(
+        temporal_context=TemporalContext(effective_dt=datetime.datetime.now(datetime.timezone.utc),
+                                         last_event_id=None),
+        instance=instance,
+        asset_graph=asset_graph,
+    )
+    return CachingStaleStatusResolver(instance, asset_graph, view)
+
+
+def failed_checks(
+    instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckKey], partition_key: str
+) -> list[dg.AssetCheckKey]:
+    """Those of `check_keys` whose latest execution for this partition failed."""
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        check_keys, partition_filter=PartitionKeyFilter(key=partition_key))
+    return [key for key, record in latest.items() if record.status == AssetCheckExecutionRecordStatus.FAILED]
+
+
+def latest_storage_ids(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, event_type: dg.DagsterEventType
+) -> dict[str, int]:
+    """Partition key -> storage id of this asset's latest event of this type."""
+    return dict(instance.event_log_storage.get_latest_storage_id_by_partition(asset_key, event_type))
+
+
+def read_instance_value(instance: dg.DagsterInstance, key: str) -> str | None:
+    """A value kept in the instance's key-value store (None when there is none)."""
+    return instance.daemon_cursor_storage.get_cursor_values({key}).get(key)
+
+
+def write_instance_value(instance: dg.DagsterInstance, key: str, value: str) -> None:
+    instance.daemon_cursor_storage.set_cursor_values({key: value})
+
+
+def free_concurrency_slots(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Free the concurrency-pool slots a run holds (its process is gone)."""
+    instance.event_log_storage.free_concurrency_slots_for_run(run_id)

@@ -1,0 +1,401 @@
+"""The loop every model backend shares, so the backends differ only in how prompts
+reach their model.
+
+For each chunk (or pair to judge) `ModelBackend` looks the reply up in the cache, has
+the backend send the rest (`_send`: concurrent HTTP requests for the openai backend,
+one `LLM.chat` call for the vllm backend), parses the replies, asks again for what did
+not parse, records what never did, and counts.
+
+- A cached reply that the current parser rejects is a cache miss: it is asked for again
+  and replaced, so a parser change cannot fail a chunk that a new reply would fix.
+- Attempt k (counting from 0) of a prompt uses seed + k: given the seed of a rejected
+  reply, a deterministic engine or server writes the same reply again. The seed offset
+  is not in the cache key: the key names the request, not the try.
+- After `max_attempts` a prompt becomes a failure with its attempts and last error; it
+  is never dropped.
+- Only replies that parse are cached, by a writer thread that commits them as they
+  arrive, so a killed run loses at most the replies of the last moment.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from synth_assets.core.judge import (
+    JUDGE_PROMPT_VERSION,
+    build_judge_messages,
+    judge_json_schema,
+    parse_judge_reply,
+)
+from synth_assets.generation.base import (
+    GeneratedPair,
+    GenerationFailure,
+    GenerationOutcome,
+    GenerationRequest,
+    JudgeOutcome,
+    JudgeRequest,
+)
+from synth_assets.generation.cache import CacheEntry, GenerationCache, cache_key
+from synth_assets.generation.prompts import (
+    PROMPT_VERSION,
+    ReplyParseError,
+    build_messages,
+    parse_reply,
+    qa_json_schema,
+)
+
+
+@dataclass(frozen=True)
+class Task:
+    """What is asked of the model: writing a chunk's pairs, or judging one pair."""
+
+    schema_name: str
+    schema: dict[str, Any]
+    parse: Callable[[str], Any]  # one completion -> result; raises ReplyParseError
+    prompt_version: str
+    sampling: dict[str, Any]
+    key_params: dict[str, Any]  # with the model and the messages, the cache key
+    verb: str  # log lines say "<verb> 3/10 <noun>"
+    noun: str
+
+
+def qa_task(pairs_per_chunk: int, sampling: dict[str, Any], **key_extra: Any) -> Task:
+    # The sampling and the pair count define the reply, so both are in the cache key.
+    return Task("qa_pairs", qa_json_schema(pairs_per_chunk), lambda text: parse_reply(text, pairs_per_chunk),
+                PROMPT_VERSION, sampling, {**sampling, "pairs_per_chunk": pairs_per_chunk, **key_extra},
+                "generated", "chunks")
+
+
+def judge_task(sampling: dict[str, Any], **key_extra: Any) -> Task:
+    # A judge should be repeatable: greedy decoding, and a short reply.
+    greedy = {**sampling, "temperature": 0.0, "max_tokens": 200}
+    greedy.pop("top_p", None)
+    return Task("judge_score", judge_json_schema(), _parse_judge, JUDGE_PROMPT_VERSION, greedy,
+                {**greedy, "task": "judge", **key_extra}, "judged", "pairs")
+
+
+@dataclass
+class Prompt:
+    """One chunk (or pair to judge) on its way to the model, with its attempts so far."""
+
+    item_id: str
+    messages: list[dict[str, str]]
+    key: str = ""
+    attempts: int = 0
+    error: str = "not sent"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the model sent back for one prompt: its completions (several when n > 1)."""
+
+    texts: list[str]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class Run:
+    """The state of one generate() or judge() call. A backend's `_send` reports each
+    prompt here: `settle` for a reply, `retry` or `fail` for a request that brought
+    none. `settle` and `retry` say whether the prompt is to be sent again."""
+
+    backend: ModelBackend
+    task: Task
+    total: int
+    extra: dict[str, float]  # the backend's own stats, reported as they are at the end
+    started: float = field(default_factory=time.perf_counter)
+    last_progress: float = field(default_factory=time.perf_counter)
+    requests: int = 0
+    retries: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    in_flight: int = 0
+    done: int = 0
+    pairs: int = 0
+    cache_write_errors: int = 0
+    stop_reason: str | None = None  # set by a backend when sending more cannot help
+    secret: str | None = None  # scrubbed from every error recorded
+    results: dict[str, list[Any]] = field(default_factory=dict)
+    failures: dict[str, GenerationFailure] = field(default_factory=dict)
+    writer: _CacheWriter | None = None
+
+    def sampling(self, prompt: Prompt) -> dict[str, Any]:
+        """The sampling of the prompt's next attempt: seed + attempts made."""
+        sampling = self.task.sampling
+        if sampling.get("seed") is None or not prompt.attempts:
+            return sampling
+        return {**sampling, "seed": sampling["seed"] + prompt.attempts}
+
+    def parse(self, texts: list[str]) -> tuple[list[Any], list[str], str]:
+        """The results of the completions that parse, their texts, and the last error."""
+        results, good, error = [], [], "the model returned no completion"
+        for text in texts:
+            try:
+                results.append(self.task.parse(text))
+            except ReplyParseError as failure:
+                error = f"unparseable reply: {failure.reason}"
+            else:
+                good.append(text)
+        return results, good, error
+
+    def settle(self, prompt: Prompt, reply: Reply) -> bool:
+        self.prompt_tokens += reply.prompt_tokens
+        self.completion_tokens += reply.completion_tokens
+        try:
+            results, good, error = self.parse(reply.texts)
+        except Exception as bug:  # a bug on one chunk is that chunk's failure, not the run's
+            return self.fail(prompt, f"{type(bug).__name__}: {bug}")
+        if not results:
+            return self.retry(prompt, error)
+        prompt.attempts += 1
+        self.results[prompt.item_id] = results
+        self.pairs += sum(len(r) if isinstance(r, list) else 1 for r in results)
+        if self.writer is not None:
+            self.writer.put(CacheEntry(prompt.key, self.backend.model, self.task.prompt_version,
+                                       _cache_value(good), reply.prompt_tokens, reply.completion_tokens))
+        self._settled()
+        return False
+
+    def retry(self, prompt: Prompt, error: str) -> bool:
+        """An attempt without a usable reply: True while attempts remain."""
+        prompt.attempts += 1
+        prompt.error = self.scrub(error)
+        if prompt.attempts < self.backend.max_attempts:
+            self.retries += 1
+            return True
+        self._failed(prompt)
+        return False
+
+    def fail(self, prompt: Prompt, error: str, *, sent: bool = True) -> bool:
+        """A failure that repeating will not fix (or, with sent=False, a prompt not sent)."""
+        prompt.attempts += int(sent)
+        prompt.error = self.scrub(error)
+        self._failed(prompt)
+        return False
+
+    def scrub(self, message: str) -> str:
+        return message.replace(self.secret, "***") if self.secret else message
+
+    def _failed(self, prompt: Prompt) -> None:
+        self.failures[prompt.item_id] = GenerationFailure(prompt.item_id, prompt.attempts, prompt.error)
+        self._settled()
+
+    def _settled(self) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if now - self.last_progress < self.backend.progress_every_s or self.done >= self.total:
+            return
+        self.last_progress = now
+        elapsed = now - self.started
+        in_flight = f"{self.in_flight} in flight, " if self.in_flight else ""
+        self.backend._info(
+            f"{self.task.verb} {self.done}/{self.total} {self.task.noun}, {self.pairs / elapsed:.1f} pairs/s, "
+            f"{self.completion_tokens / elapsed:.0f} completion tokens/s, "
+            f"{in_flight}{self.retries} retries, {len(self.failures)} failed"
+        )
+
+    def stats(self) -> dict[str, float]:
+        seconds = time.perf_counter() - self.started
+        return {
+            "requests": self.requests,
+            "cache_hits": self.cache_hits,
+            "retries": self.retries,
+            "failures": len(self.failures),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "seconds": round(seconds, 3),
+            "completion_tokens_per_second": round(self.completion_tokens / seconds, 1) if seconds else 0.0,
+            # Pairs the model wrote in this run (cached ones are not its speed).
+            "pairs_per_second": round(self.pairs / seconds, 1) if seconds else 0.0,
+            "cache_write_errors": self.cache_write_errors,
+            **self.extra,
+        }
+
+
+class ModelBackend:
+    """A GenerationBackend (base.py) that asks a chat model. A subclass sets `generator`,
+    `model`, `pairs_per_chunk`, `max_attempts`, `cache` and `log`, and implements
+    `_send`, `_qa_task` and `_judge_task`."""
+
+    generator: str
+    model: str
+    prompt_version = PROMPT_VERSION
+    pairs_per_chunk: int
+    max_attempts: int
+    cache: GenerationCache | None = None
+    log: Any = None
+    progress_every_s: float = 5.0
+
+    def _send(self, prompts: list[Prompt], run: Run) -> list[Prompt]:
+        """Ask the model for every prompt, with `run.sampling(prompt)`, and report each
+        to `run`. Returns the prompts to send again (those `run` said so for), or none if
+        the backend resent them itself. The prompts of one call have all made the same
+        number of attempts."""
+        raise NotImplementedError
+
+    def _qa_task(self) -> Task:
+        raise NotImplementedError
+
+    def _judge_task(self) -> Task:
+        raise NotImplementedError
+
+    def _extra_stats(self) -> dict[str, float]:
+        """The backend's own stats with their starting values; `_send` updates them."""
+        return {}
+
+    def generate(self, requests: list[GenerationRequest]) -> GenerationOutcome:
+        prompts = [Prompt(r.chunk_id, build_messages(r, self.pairs_per_chunk)) for r in requests]
+        run, stats = self._run(self._qa_task(), prompts)
+        outcome = GenerationOutcome()
+        for prompt in prompts:  # input order, whatever the completion order was
+            if prompt.item_id in run.results:
+                outcome.pairs.extend(
+                    GeneratedPair(chunk_id=prompt.item_id, question=p["question"], answer=p["answer"],
+                                  question_type=p["question_type"], evidence=p.get("evidence"))
+                    for pairs in run.results[prompt.item_id] for p in pairs
+                )
+            else:
+                outcome.failures.append(_failure(run, prompt))
+        outcome.stats = {"chunks": len(requests), **stats, "failures": len(outcome.failures),
+                         "pairs": len(outcome.pairs)}
+        return outcome
+
+    def judge(self, requests: list[JudgeRequest]) -> JudgeOutcome:
+        """A 1-10 score and a reason for each pair, from the same model, with the same
+        cache and retries as generation (judge-v1 prompt, greedy)."""
+        prompts = [Prompt(r.pair_id, build_judge_messages(r.question, r.answer, r.chunk_text)) for r in requests]
+        run, stats = self._run(self._judge_task(), prompts)
+        outcome = JudgeOutcome()
+        for prompt in prompts:
+            if prompt.item_id in run.results:
+                outcome.scores[prompt.item_id] = run.results[prompt.item_id][0]
+            else:
+                outcome.failures[prompt.item_id] = _failure(run, prompt).error
+        outcome.stats = {"judged": len(outcome.scores), "judge_failures": len(outcome.failures),
+                         **{f"judge_{key}": value for key, value in stats.items() if key != "failures"}}
+        return outcome
+
+    def cache_key_for(self, request: GenerationRequest) -> str:
+        """The generation-cache key of one chunk's request."""
+        return cache_key(self.model, self._qa_task().key_params, build_messages(request, self.pairs_per_chunk))
+
+    def _run(self, task: Task, prompts: list[Prompt]) -> tuple[Run, dict[str, float]]:
+        run = Run(self, task, len(prompts), self._extra_stats())
+        for prompt in prompts:
+            prompt.key = cache_key(self.model, task.key_params, prompt.messages)
+        cached = self.cache.get_many([p.key for p in prompts]) if self.cache is not None else {}
+        pending = []
+        for prompt in prompts:
+            hit = cached.get(prompt.key)
+            results = run.parse(_cached_texts(hit.reply))[0] if hit is not None else []
+            if results:
+                run.results[prompt.item_id] = results
+            else:  # not cached, or cached but rejected by the parser as it is now
+                pending.append(prompt)
+        run.cache_hits = run.done = len(prompts) - len(pending)
+        if pending and self.cache is not None:
+            run.writer = _CacheWriter(self.cache, run)
+        try:
+            while pending:
+                pending = self._send(pending, run)
+        finally:
+            if run.writer is not None:
+                run.writer.close()
+        stats = run.stats()
+        if run.cache_write_errors:
+            self._warning(f"{run.cache_write_errors} replies could not be written to the "
+                          f"generation cache {self.cache!r}; a rerun will ask for them again")
+        self._info(
+            f"{task.verb} {len(run.results)}/{len(prompts)} {task.noun} ({run.cache_hits} from cache, "
+            f"{len(prompts) - len(run.results)} failed) in {stats['seconds']:.1f}s: "
+            f"{run.requests} requests, {run.retries} retries, "
+            f"{stats['completion_tokens_per_second']} completion tokens/s"
+        )
+        return run, stats
+
+    def _info(self, message: str) -> None:
+        if self.log is not None:
+            self.log.info(message)
+
+    def _warning(self, message: str) -> None:
+        if self.log is not None:
+            self.log.warning(message)
+
+
+class _CacheWriter:
+    """Commits parsed replies from one background thread, each batch in one short
+    connection: a DuckDB connect-and-commit takes tens of milliseconds, too slow for
+    an event loop and for one commit per reply, yet a reply waits at most one batch."""
+
+    def __init__(self, cache: GenerationCache, run: Run) -> None:
+        self.cache = cache
+        self.run = run
+        self._pending: list[CacheEntry] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name="generation-cache-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, entry: CacheEntry) -> None:
+        with self._lock:
+            self._pending.append(entry)
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if batch:
+                try:
+                    self.cache.put_many(batch)
+                except Exception:  # the cache saves work; losing it must not lose the run
+                    self.run.cache_write_errors += len(batch)
+            with self._lock:
+                if self._closing and not self._pending:
+                    return
+
+    def close(self) -> None:
+        """Returns when everything put is committed (or counted as not written)."""
+        with self._lock:
+            self._closing = True
+        self._wake.set()
+        self._thread.join()
+
+
+def _failure(run: Run, prompt: Prompt) -> GenerationFailure:
+    failure = run.failures.get(prompt.item_id)
+    return failure or GenerationFailure(prompt.item_id, prompt.attempts, "no reply was recorded")
+
+
+def _cache_value(texts: list[str]) -> str:
+    # One completion is stored as it came; several (n > 1) as a JSON list.
+    return texts[0] if len(texts) == 1 else json.dumps(texts)
+
+
+def _cached_texts(value: str) -> list[str]:
+    """The completions in a cached value. Older vllm entries are a JSON list even for
+    one completion; a reply that is not a list of strings is one completion."""
+    if not value.startswith('["'):
+        return [value]
+    try:
+        texts = json.loads(value)
+    except ValueError:
+        return [value]
+    return texts if all(isinstance(text, str) for text in texts) else [value]
+
+
+def _parse_judge(reply: str) -> tuple[int, str]:
+    try:
+        return parse_judge_reply(reply)
+    except ValueError as error:
+        raise ReplyParseError(str(error)) from None

@@ -1,0 +1,126 @@
+"""Every setting of the code location, read from the environment once, here.
+
+`Settings.from_env()` is called at the top (definitions.py, run.py); everything below
+it receives plain values or configured resources. Each setting is declared once, as
+a field of its resource (type, default, comment), and set with the environment
+variable that `ENVIRONMENT` names for it; unset variables keep the field's default.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import dagster as dg
+
+from synth_assets.core.parsing import find_layout_models_dir
+from synth_assets.planning import (
+    DEFAULT_SINGLE_RUN_MIN_DOCUMENTS,
+    SINGLE_RUN_MIN_DOCUMENTS_ENV,
+    parse_single_run_min_documents,
+)
+from synth_assets.resources.curation import CurationResource
+from synth_assets.resources.documents import DOCUMENTS_DIR_ENV, DocumentsFolder
+from synth_assets.resources.export import HUB_REPO_ENV, ExportSettings
+from synth_assets.resources.generation import GENERATION_MODEL_ENV, GenerationResource
+from synth_assets.resources.storage import PipelineDatabase
+
+# Resource key in Definitions -> (resource class, {field: environment variable}).
+ENVIRONMENT: dict[str, tuple[type[dg.ConfigurableResource], dict[str, str]]] = {
+    "documents": (DocumentsFolder, {
+        "path": DOCUMENTS_DIR_ENV,
+        "max_file_mb": "SYNTH_ASSETS_MAX_FILE_MB",
+        "on_removed": "SYNTH_ASSETS_ON_REMOVED",
+    }),
+    "duckdb": (PipelineDatabase, {"database": "SYNTH_ASSETS_DUCKDB_PATH"}),
+    "generation": (GenerationResource, {
+        "backend": "SYNTH_ASSETS_GENERATION_BACKEND",
+        "model": GENERATION_MODEL_ENV,
+        "pairs_per_chunk": "SYNTH_ASSETS_PAIRS_PER_CHUNK",
+        "base_url": "SYNTH_ASSETS_OPENAI_BASE_URL",
+        "api_key_env": "SYNTH_ASSETS_API_KEY_ENV",
+        "max_concurrency": "SYNTH_ASSETS_MAX_CONCURRENCY",
+        "cache_path": "SYNTH_ASSETS_GENERATION_CACHE",
+        "vllm_executable": "SYNTH_ASSETS_VLLM_EXECUTABLE",
+    }),
+    # Every curation setting, under the name SYNTH_ASSETS_<FIELD>.
+    "curation": (CurationResource, {name: f"SYNTH_ASSETS_{name.upper()}" for name in CurationResource.model_fields}),
+    "export": (ExportSettings, {
+        "export_dir": "SYNTH_ASSETS_EXPORT_DIR",
+        "validation_ratio": "SYNTH_ASSETS_VALIDATION_RATIO",
+        "include_provenance": "SYNTH_ASSETS_EXPORT_PROVENANCE",
+        "hub_repo": HUB_REPO_ENV,
+    }),
+}
+# docling's layout models for PDFs: the first of these naming an existing folder.
+LAYOUT_MODELS_ENV = ("SYNTH_ASSETS_DOCLING_ARTIFACTS", "DOCLING_ARTIFACTS_PATH")
+CATCH_UP_CRON_ENV = "SYNTH_ASSETS_CATCH_UP_CRON"
+DEFAULT_CATCH_UP_CRON = "0 2 * * *"  # 02:00 every night
+SENSOR_INTERVAL_ENV = "SYNTH_ASSETS_SENSOR_INTERVAL_S"
+DEFAULT_SENSOR_INTERVAL_S = 30
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The configured resources and the automation settings."""
+
+    resources: dict[str, dg.ConfigurableResource] = field(default_factory=dict)
+    single_run_min_documents: int = DEFAULT_SINGLE_RUN_MIN_DOCUMENTS
+    catch_up_cron: str = DEFAULT_CATCH_UP_CRON
+    sensor_interval_s: int = DEFAULT_SENSOR_INTERVAL_S
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Defaults, overridden by the variables that are set. A value that does not fit its
+        setting fails here, naming the variable."""
+        environ = os.environ if environ is None else environ
+        resources = {key: resource_from_env(resource, variables, environ)
+                     for key, (resource, variables) in ENVIRONMENT.items()}
+        if models := find_layout_models_dir(environ.get(name, "") for name in LAYOUT_MODELS_ENV):
+            resources["documents"] = resources["documents"].model_copy(update={"layout_models_dir": str(models)})
+        return cls(
+            resources=resources,
+            single_run_min_documents=parse_single_run_min_documents(
+                environ.get(SINGLE_RUN_MIN_DOCUMENTS_ENV, str(DEFAULT_SINGLE_RUN_MIN_DOCUMENTS))),
+            catch_up_cron=environ.get(CATCH_UP_CRON_ENV, DEFAULT_CATCH_UP_CRON),
+            sensor_interval_s=_convert(int, environ.get(SENSOR_INTERVAL_ENV, str(DEFAULT_SENSOR_INTERVAL_S)),
+                                       SENSOR_INTERVAL_ENV),
+        )
+
+
+def resource_from_env(resource: type[dg.ConfigurableResource], variables: dict[str, str],
+                      environ: Mapping[str, str]) -> dg.ConfigurableResource:
+    """The resource with its defaults, and each field whose variable is set converted to the
+    field's type."""
+    values = {name: _convert(resource.model_fields[name].annotation, environ[variable], variable)
+              for name, variable in variables.items() if variable in environ}
+    return resource(**values)
+
+
+def _convert(kind: Any, text: str, variable: str) -> Any:
+    text = text.strip()
+    options = typing.get_args(kind)
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # `X | None`: empty means None
+        if not text:
+            return None
+        kind = next(option for option in options if option is not type(None))
+        options = typing.get_args(kind)
+    try:
+        if typing.get_origin(kind) is Literal:
+            if text not in options:
+                raise ValueError(f"expected one of {', '.join(map(str, options))}")
+            return text
+        if kind is bool:
+            if text.lower() not in _TRUE | _FALSE:
+                raise ValueError("expected 1/0, true/false, yes/no or on/off")
+            return text.lower() in _TRUE
+        return kind(text)
+    except ValueError as error:
+        name = getattr(kind, "__name__", str(kind))
+        raise ValueError(f"{variable}={text!r} is not a valid {name}: {error}") from None
