@@ -13,7 +13,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 # `make ui` listens on this machine only; DAGSTER_HOST=0.0.0.0 opens it to the network.
 DAGSTER_HOST ?= 127.0.0.1
 
-.PHONY: run test ui env clean browser
+.PHONY: run test ui env clean browser postgres serve serve-stop
 
 # The environment is made once and remade when pyproject.toml changes. torch is
 # installed first, pinned to the CPU build: left to the resolver, docling's
@@ -44,11 +44,28 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver > /dev/null; \
 	fi
 
-test: env browser
+# The team-deployment tests start a PostgreSQL server of their own from Debian's
+# binaries: installed here when missing and we are root; elsewhere those tests skip.
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+		echo "installing Debian's postgresql for the team-deployment tests"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql > /dev/null; \
+	fi
+
+test: env browser postgres
 	$(PY) -m pytest -q
 
 ui: env $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h $(DAGSTER_HOST) -p $${DAGSTER_PORT:-3000}
+
+# The generation service (SYNTH_ASSETS_GENERATION_BACKEND=vllm_serve): one `vllm serve`
+# shared by every run, recorded in $(DAGSTER_HOME), stopped when idle or by serve-stop.
+serve: env $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -m synth_assets.serve
+
+serve-stop: env
+	$(PY) -m synth_assets.serve --stop
 
 clean:
 	rm -rf data .dagster_home

@@ -32,6 +32,16 @@
     linear growth gives a ratio of 2.0); cross_document_duplicates on all pairs. Each
     timed run starts with an empty word-stem memory.
 (c) Embedding similarity throughput (pairs/s) on --embedding-pairs pairs, 5 per chunk.
+(d) Other languages and shapes (issue 17): the chunks and clean pairs of
+    multilingual_set.py (German, Arabic, Korean, Chinese and English prose, Markdown
+    tables, key-value lists; written for this project). In each of --multilingual-rounds
+    rounds, per set, six pairs get a planted defect: an exact or a near-duplicate copy,
+    a passage-dependent question ("What does the text say about X?", "Was sagt der
+    Text über X?", "ماذا يقول النص عن X؟" ...), an answer from another chunk, text aimed
+    at a model injected into the chunk and taken as the answer, a pair in another
+    language. Recall per set and defect, precision per set and reason code, clean pairs
+    wrongly rejected per set. Language detection is on in every section (pairs carry no
+    language here, so filter_pairs detects it for chunks and pairs, as timed in (b)).
 
 Prints Markdown tables and writes benchmarks/results/filters.json.
 """
@@ -48,7 +58,6 @@ import sys
 import time
 import zlib
 from collections import Counter, defaultdict
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +67,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from synth_assets.core import dedup  # noqa: E402
 from synth_assets.core.dedup import DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION  # noqa: E402
+from benchmarks.multilingual_set import CHUNKS, INJECTIONS, PASSAGE_TEMPLATES, language_of  # noqa: E402
 from synth_assets.core.filters import (  # noqa: E402
+    INSTRUCTION_LIKE,
+    LANGUAGE_MISMATCH,
     ANSWER_REPEATS_QUESTION,
     ANSWER_TOO_LONG,
     ANSWER_TOO_SHORT,
@@ -757,6 +769,123 @@ def run_embedding_throughput(documents: list[dict], n_pairs: int, seed: int) -> 
 # ---------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------
+# (d) Other languages and shapes: planted defects on multilingual_set.py
+# ---------------------------------------------------------------------------
+
+# Planted defect -> the codes that are right for it (the first is the one meant).
+ML_DEFECTS: dict[str, tuple[str, ...]] = {
+    "exact duplicate": (DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION),
+    "near duplicate": (NEAR_DUPLICATE_QUESTION, DUPLICATE_QUESTION),
+    "passage-dependent question": (PASSAGE_DEPENDENT,),
+    "answer from another chunk": (UNGROUNDED,),
+    "instruction-like (injected into the chunk)": (INSTRUCTION_LIKE,),
+    # an answer in another language is not in the chunk either
+    "pair in another language": (LANGUAGE_MISMATCH, UNGROUNDED),
+}
+ML_TARGETS = {"near duplicate": 0.9}  # every other defect: recall >= 0.95
+
+
+def plant_multilingual(kind: str, rng: random.Random) -> list[dict]:
+    """One document of `kind` (a language, "table" or "key-value"): its clean pairs, some
+    altered or followed by a copy, each labelled with its planted defect or "clean"."""
+    chunks = CHUNKS[kind]
+    base = [{"question": q, "paraphrase": q2, "answer": a, "chunk_text": c["text"], "topic": c["topic"],
+             "chunk": i, "planted": "clean"}
+            for i, c in enumerate(chunks) for q, q2, a in c["pairs"]]
+    language = language_of(kind)
+    chosen = rng.sample(range(len(base)), len(ML_DEFECTS))
+    copies: dict[int, dict] = {}
+    for index, defect in zip(chosen, ML_DEFECTS):
+        pair = base[index]
+        if defect == "exact duplicate":
+            copies[index] = {**pair, "question": exact_copy(pair["question"], rng), "planted": defect}
+        elif defect == "near duplicate":
+            copies[index] = {**pair, "question": pair["paraphrase"], "planted": defect}
+        elif defect == "passage-dependent question":
+            template = rng.choice(PASSAGE_TEMPLATES[language])
+            base[index] = {**pair, "question": template.format(topic=pair["topic"]), "planted": defect}
+        elif defect == "answer from another chunk":
+            other = rng.choice([p for p in base if p["chunk"] != pair["chunk"]])
+            base[index] = {**pair, "answer": other["answer"], "planted": defect}
+        elif defect == "instruction-like (injected into the chunk)":
+            injected = rng.choice(INJECTIONS[language])
+            base[index] = {**pair, "answer": injected, "chunk_text": f"{pair['chunk_text']} {injected}",
+                           "planted": defect}
+        else:  # another language's pair, on this chunk
+            others = [k for k in CHUNKS if language_of(k) != language]
+            stranger = rng.choice(rng.choice(CHUNKS[rng.choice(others)])["pairs"])
+            base[index] = {**pair, "question": stranger[0], "answer": stranger[2], "planted": defect}
+    document = []
+    for index, pair in enumerate(base):
+        document.append(pair)
+        if index in copies:
+            document.append(copies[index])
+    return document
+
+
+def run_multilingual(rounds: int, seed: int, config: FilterConfig) -> dict:
+    """Recall per kind and defect, precision per kind and reason code, clean pairs
+    wrongly rejected per kind, over `rounds` plantings."""
+    hits: dict = defaultdict(Counter)
+    flags: dict = defaultdict(Counter)
+    for round_index in range(rounds):
+        rng = random.Random(seed * 1000 + round_index)
+        for kind in CHUNKS:
+            document = plant_multilingual(kind, rng)
+            for pair, reasons in zip(document, filter_pairs(document, config)):
+                planted = pair["planted"]
+                hits[kind][planted, "n"] += 1
+                if planted == "clean":
+                    hits[kind]["clean", "rejected"] += bool(reasons)
+                elif ML_DEFECTS[planted][0] in reasons:
+                    hits[kind][planted, "caught"] += 1
+                for code in set(reasons):
+                    flags[kind][code, "n"] += 1
+                    flags[kind][code, "right"] += planted != "clean" and code in ML_DEFECTS[planted]
+    result: dict = {}
+    for kind in CHUNKS:
+        h, f = hits[kind], flags[kind]
+        result[kind] = {
+            "recall": {d: round(h[d, "caught"] / h[d, "n"], 3) for d in ML_DEFECTS},
+            "precision": {code: round(f[code, "right"] / f[code, "n"], 3)
+                          for code in sorted({c for c, _ in f})},
+            "clean_rejected": round(h["clean", "rejected"] / h["clean", "n"], 4),
+            "clean_pairs": h["clean", "n"],
+            "planted_per_defect": h["exact duplicate", "n"],
+        }
+    return result
+
+
+def multilingual_table(result: dict) -> list[str]:
+    kinds = list(result)
+    lines = ["| planted defect (meant reason) | " + " | ".join(kinds) + " |",
+             "| --- |" + " --- |" * len(kinds)]
+    for defect, codes in ML_DEFECTS.items():
+        lines.append(f"| {defect} (`{codes[0]}`) | " + " | ".join(f"{result[k]['recall'][defect]:.2f}" for k in kinds)
+                     + " |")
+    codes = sorted({c for k in kinds for c in result[k]["precision"]})
+    lines += ["", "| precision of | " + " | ".join(kinds) + " |", "| --- |" + " --- |" * len(kinds)]
+    for code in codes:
+        lines.append(f"| `{code}` | " + " | ".join(
+            f"{result[k]['precision'][code]:.2f}" if code in result[k]["precision"] else "-" for k in kinds) + " |")
+    lines += ["", "| clean pairs wrongly rejected | " + " | ".join(kinds) + " |", "| --- |" + " --- |" * len(kinds),
+              "| share (of n) | " + " | ".join(f"{result[k]['clean_rejected']:.3f} (n={result[k]['clean_pairs']})"
+                                             for k in kinds) + " |"]
+    return lines
+
+
+def multilingual_targets(result: dict) -> dict[str, bool]:
+    targets = {}
+    for kind, r in result.items():
+        for defect, recall in r["recall"].items():
+            targets[f"{kind}: recall {defect} >= {ML_TARGETS.get(defect, 0.95)}"] = recall >= ML_TARGETS.get(defect, 0.95)
+        for code, precision in r["precision"].items():
+            targets[f"{kind}: precision {code} >= 0.9"] = precision >= 0.9
+        targets[f"{kind}: clean pairs rejected <= 0.02"] = r["clean_rejected"] <= 0.02
+    return targets
+
+
 def main_table(result: dict) -> list[str]:
     lines = ["| planted defect | n | reason code meant | recall | precision of that code |",
              "| --- | --- | --- | --- | --- |"]
@@ -797,9 +926,21 @@ def main() -> None:
     parser.add_argument("--embedding-pairs", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--skip-embeddings", action="store_true")
+    parser.add_argument("--multilingual-rounds", type=int, default=40)
+    parser.add_argument("--multilingual-only", action="store_true",
+                        help="only section (d): other languages, tables and key-value lists")
     args = parser.parse_args()
     command = "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_filters.py " + " ".join(sys.argv[1:])
     print(f"$ {command.strip()}")
+
+    started = time.perf_counter()
+    multilingual = run_multilingual(args.multilingual_rounds, args.seed, FilterConfig())
+    ml_lines = [f"### other languages and shapes: {args.multilingual_rounds} rounds, "
+                f"{time.perf_counter() - started:.1f} s", "", *multilingual_table(multilingual)]
+    print("\n".join(ml_lines) + "\n")
+    if args.multilingual_only:
+        print("targets not met:", [k for k, v in multilingual_targets(multilingual).items() if not v])
+        return
 
     started = time.perf_counter()
     documents = load_corpus()
@@ -816,9 +957,9 @@ def main() -> None:
                                 "base_pairs": n_base, "base_documents": sorted(base), "left_out": dropped},
                      "quality": {}}
     configs = {"default filters": (FilterConfig(), args.rounds),
-               "with heuristic judge": (replace(FilterConfig(), use_judge=True), args.rounds)}
+               "with heuristic judge": (FilterConfig(use_judge=True), args.rounds)}
     if not args.skip_embeddings:
-        configs["with embeddings"] = (replace(FilterConfig(), use_embeddings=True), args.embedding_rounds)
+        configs["with embeddings"] = (FilterConfig(use_embeddings=True), args.embedding_rounds)
     lines: list[str] = []
     for name, (config, rounds) in configs.items():
         examples: dict = {}
@@ -838,6 +979,8 @@ def main() -> None:
         lines.append("")
     print("\n".join(lines))
     results["quality_tables_markdown"] = "\n".join(lines)
+    results["multilingual"] = {"rounds": args.multilingual_rounds, **multilingual}
+    results["multilingual_tables_markdown"] = "\n".join(ml_lines)
 
     speed = run_speed(documents, args.pairs, args.seed)
     results["speed"] = speed
@@ -874,6 +1017,7 @@ def main() -> None:
     targets["filter_pairs per document <= 60 s"] = speed["filter_pairs_per_document_s"] <= 60
     targets["filter_pairs one batch <= 60 s"] = speed["filter_pairs_one_batch_s"] <= 60
     targets["near-duplicate 2N/N <= 2.3"] = speed["near_duplicate_ratio_2n_over_n"] <= 2.3
+    targets.update(multilingual_targets(multilingual))
     results["targets_met"] = targets
     print("\ntargets:", json.dumps(targets, indent=1))
 

@@ -17,7 +17,7 @@ from synth_assets.assets.export import alpaca_examples, sharegpt_examples, train
 from synth_assets.assets.generate import generated_qa_pairs
 from synth_assets.batch import check_each_document
 from synth_assets.partitions import documents_partitions
-from synth_assets.core.exporting import LATEST_FILE, SPLITS
+from synth_assets.core.exporting import SPLITS
 from synth_assets.core.diversity import dominant_type, question_type_mix
 from synth_assets.quality import (
     SuiteResult,
@@ -131,10 +131,10 @@ def generated_pairs_check(
 def filtered_pairs_check(
     context: dg.AssetCheckExecutionContext, duckdb: PipelineDatabase, curation: CurationResource
 ) -> dg.AssetCheckResult:
-    """Kept pairs have no nulls, lengths within the filter's bounds, no repeated question
-    in the document, groundedness at or above the threshold on every row, and the share
-    of generated pairs kept is within bounds (a document that keeps almost nothing, or
-    everything, is suspicious).
+    """Kept pairs have no nulls, no repeated id or question in the document, an answer
+    supported by its chunk's stored text, a chunk of this document, no pair that is also
+    among the rejected ones, and the share of generated pairs kept is within bounds (a
+    document that keeps almost nothing, or everything, is suspicious).
 
     A Great Expectations suite; each expectation's observed value and a few failing
     rows are in the result."""
@@ -142,12 +142,13 @@ def filtered_pairs_check(
     def evaluate(document_id: str) -> dg.AssetCheckResult:
         with duckdb.get_connection() as con:
             pairs = read_partition(con, FILTERED_QA_PAIRS_TABLE, document_id)
-            rejected = len(read_partition(con, REJECTED_QA_PAIRS_TABLE, document_id))
-        generated = len(pairs) + rejected
+            rejected = set(read_partition(con, REJECTED_QA_PAIRS_TABLE, document_id)["pair_id"])
+            chunks = read_partition(con, DOCUMENT_CHUNKS_TABLE, document_id)[["chunk_id", "text"]]
+        generated = len(pairs) + len(rejected)
         bounds = retention_bounds(
             generated, curation.min_retention, curation.max_retention, curation.min_pairs_for_retention
         )
-        result = validate_filtered_pairs(pairs, curation.filter_config(), kept_bounds=bounds)
+        result = validate_filtered_pairs(pairs, chunks, rejected, kept_bounds=bounds)
         result.metadata["retention_rate"] = round(len(pairs) / generated, 3) if generated else 0.0
         return _check_result(result)
 
@@ -217,10 +218,16 @@ def _rows(duckdb: PipelineDatabase, table: str, document_id: str) -> pd.DataFram
 
 
 @dg.asset_check(asset=training_dataset, name=TRAINING_DATASET_CHECK, blocking=True)
-def training_dataset_check(export: ExportSettings) -> dg.AssetCheckResult:
-    """The exported dataset has no question twice across documents, and no document in
-    both train and validation (a Great Expectations suite on the exported Alpaca rows)."""
-    version = (Path(export.export_dir) / LATEST_FILE).read_text().strip()
+def training_dataset_check(context: dg.AssetCheckExecutionContext, export: ExportSettings) -> dg.AssetCheckResult:
+    """The candidate export has no question twice across documents, and no document in
+    both train and validation (a Great Expectations suite on its Alpaca rows). It runs
+    before publication: when it fails, the published version stays as it was."""
+    event = context.instance.get_latest_materialization_event(training_dataset.key)
+    metadata = event.asset_materialization.metadata if event else {}
+    version = metadata["version"].value if "version" in metadata else "none"
+    if version == "none":
+        return dg.AssetCheckResult(passed=True, description="no candidate export: nothing to publish, nothing to check",
+                                   metadata={"version": version})
     folder = Path(export.export_dir) / version / "alpaca"
     rows = pd.concat(
         [pd.read_json(folder / f"{split}.jsonl", lines=True).assign(split=split) for split in SPLITS],

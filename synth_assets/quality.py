@@ -129,18 +129,46 @@ def retention_bounds(generated: int, min_retention: float, max_retention: float,
     return math.ceil(min_retention * generated), math.floor(max_retention * generated)
 
 
-def validate_filtered_pairs(pairs: pd.DataFrame, config, kept_bounds: tuple[int, int] | None = None) -> SuiteResult:
-    """The kept pairs: complete, lengths within the filter's bounds, unique questions,
-    grounded in their chunk at or above the threshold, and (with `kept_bounds`) a
-    retention rate within bounds."""
+# The share of an answer's words (4 letters or more) that its stored chunk text must hold.
+# Deliberately simpler and looser than the filter's stemmed grounding score: it is a net
+# for what the filter cannot see (a chunk rewritten after filtering, a pair attached to
+# the wrong chunk), not a second run of the filter's arithmetic.
+MIN_ANSWER_SUPPORT = 0.5
+_WORD = r"\w{4,}"
+
+
+def answer_support(answer: str | None, chunk_text: str | None) -> float:
+    """Share of the answer's distinct words of 4+ letters found in the chunk text (0 when
+    the chunk is missing)."""
+    import re
+
+    words = set(re.findall(_WORD, answer.lower() if isinstance(answer, str) else ""))
+    if not words:  # an empty answer is the not-null expectation's to report
+        return 1.0
+    found = set(re.findall(_WORD, chunk_text.lower() if isinstance(chunk_text, str) else ""))
+    return len(words & found) / len(words)
+
+
+def validate_filtered_pairs(pairs: pd.DataFrame, chunks: pd.DataFrame, rejected_ids: set[str],
+                            kept_bounds: tuple[int, int] | None = None) -> SuiteResult:
+    """The kept pairs, on what the filter does not already guarantee: complete rows, unique
+    ids and questions, each answer supported by its chunk's stored text, each chunk one of
+    this document's (`chunks`: chunk_id, text), no kept pair also among the rejected ones,
+    and (with `kept_bounds`) a retention rate within bounds. A function of DataFrames, so
+    several documents can be validated in one frame."""
     E = gx.expectations
+    texts = dict(zip(chunks["chunk_id"], chunks["text"]))
     frame = pairs.assign(
-        normalised_question=pairs["question"].fillna("").str.lower().str.replace(r"[^\w ]", "", regex=True).str.split().str.join(" ")
+        normalised_question=pairs["question"].fillna("").str.lower().str.replace(r"[^\w ]", "", regex=True).str.split().str.join(" "),
+        answer_support=[answer_support(a, texts.get(c)) for a, c in zip(pairs["answer"], pairs["chunk_id"])],
     )
     expectations = [
-        *_pair_expectations(config.min_question_chars, config.max_question_chars, config.min_answer_chars, config.max_answer_chars),
+        *(E.ExpectColumnValuesToNotBeNull(column=c) for c in ("pair_id", "chunk_id", "question", "answer", "generator", "prompt_version")),
+        E.ExpectColumnValuesToBeUnique(column="pair_id"),
         E.ExpectColumnValuesToBeUnique(column="normalised_question"),
-        E.ExpectColumnValuesToBeBetween(column="grounding", min_value=config.min_grounding, max_value=1.0),
+        E.ExpectColumnValuesToBeInSet(column="chunk_id", value_set=sorted(texts) or [""]),
+        E.ExpectColumnValuesToNotBeInSet(column="pair_id", value_set=sorted(rejected_ids) or [""]),
+        E.ExpectColumnValuesToBeBetween(column="answer_support", min_value=MIN_ANSWER_SUPPORT, max_value=1.0),
     ]
     if kept_bounds is not None:
         expectations.append(E.ExpectTableRowCountToBeBetween(min_value=kept_bounds[0], max_value=kept_bounds[1]))

@@ -27,6 +27,7 @@ from synth_assets.dagster_internals import free_concurrency_slots
 from synth_assets.jobs import BUILD_TRAINING_DATASET_JOB, PROCESS_DOCUMENTS_JOB
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
 from synth_assets.storage import (
+    ALPACA_EXAMPLES_TABLE,
     DOCUMENT_CHUNKS_TABLE,
     FILTERED_QA_PAIRS_TABLE,
     GENERATED_QA_PAIRS_TABLE,
@@ -107,6 +108,7 @@ def failure_reason(result: dg.ExecuteInProcessResult) -> str:
 
 
 TRAINING_DATASET_KEY = dg.AssetKey("training_dataset")
+PUBLISHED_DATASET_KEY = dg.AssetKey("published_dataset")
 
 
 @dataclass
@@ -172,17 +174,34 @@ def _still_blocked(instance: dg.DagsterInstance, duckdb, skipped: list[str]) -> 
 
 
 def _export(defs: dg.Definitions, instance: dg.DagsterInstance, changed: bool) -> dict:
-    """The training dataset, built again when documents changed or it is missing or stale."""
-    latest = instance.get_latest_materialization_event(TRAINING_DATASET_KEY)
-    if changed or latest is None or not planning.is_fresh(instance, defs.resolve_asset_graph(), TRAINING_DATASET_KEY):
+    """The training dataset, built again when documents changed or it is missing or stale,
+    checked, then published; which version is published and which documents are left out."""
+    latest = instance.get_latest_materialization_event(PUBLISHED_DATASET_KEY)
+    error = None
+    if changed or latest is None or not planning.is_fresh(instance, defs.resolve_asset_graph(), PUBLISHED_DATASET_KEY):
         export = defs.resolve_job_def(BUILD_TRAINING_DATASET_JOB).execute_in_process(
             instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE, tags=run_tags())
-        if not export.success:
-            return {"export_ok": False, "export_error": failure_reason(export), "export_dir": None}
-        metadata = export.asset_materializations_for_node("training_dataset")[0].metadata
-    else:  # nothing changed: the last export is the current one
-        metadata = latest.asset_materialization.metadata
-    return {"export_ok": True, "export_error": None, "export_dir": metadata["export_dir"].value}
+        failed_checks = [e for e in export.get_asset_check_evaluations() if not e.passed]
+        if failed_checks:
+            error = "; ".join(f"{e.asset_check_key.name}: {e.description}" for e in failed_checks)
+        elif not export.success:
+            error = failure_reason(export)
+    candidate = instance.get_latest_materialization_event(TRAINING_DATASET_KEY)
+    published = instance.get_latest_materialization_event(PUBLISHED_DATASET_KEY)
+    candidate_metadata = candidate.asset_materialization.metadata if candidate else {}
+    published_metadata = published.asset_materialization.metadata if published else {}
+    live = published_metadata["live_version"].value if "live_version" in published_metadata else "none"
+    excluded = candidate_metadata["excluded_documents"].value if "excluded_documents" in candidate_metadata else {}
+    return {
+        "export_ok": error is None and live != "none",
+        "export_error": error,
+        "export_dir": published_metadata["export_dir"].value if "export_dir" in published_metadata else None,
+        "published_version": live,
+        "export_status": (candidate_metadata["status"].value if "status" in candidate_metadata
+                          else published_metadata["status"].value if "status" in published_metadata else ""),
+        "excluded_documents": excluded,
+        "split_note": candidate_metadata["split_note"].value if "split_note" in candidate_metadata else "",
+    }
 
 
 def run_all(
@@ -220,8 +239,13 @@ def run_all(
         _run_one(job, instance, planned, outcome)
     if todo:  # remember which of them are now up to date, so the next look is quick
         planning.remember_up_to_date(instance, planning.documents_needing_work(instance, graph, todo))
-    # Documents that failed or were blocked again do not change what the dataset holds.
-    changed = [key for key in todo if key not in outcome.failed and key not in outcome.blocked]
+    # A document blocked by this run leaves the dataset, so it changes it too; so does one
+    # that failed while it has rows there (its file changed: they are now refused).
+    with duckdb.get_connection() as con:
+        formatted = {row[0] for row in con.execute(
+            f"SELECT DISTINCT document_id FROM {ALPACA_EXAMPLES_TABLE} WHERE document_id IN (SELECT unnest(?))",
+            [list(outcome.failed)]).fetchall()}
+    changed = [key for key in todo if key not in outcome.failed or key in formatted]
     return {
         "recovered_runs": recovered,
         "documents": keys,
@@ -284,10 +308,17 @@ def format_summary(summary: dict, seconds: float) -> str:
         f"  pairs generated: {summary['pairs_generated']}",
         f"  pairs kept:      {summary['pairs_kept']} ({summary['pairs_rejected']} rejected, kept in rejected_qa_pairs)",
     ]
-    if summary["export_ok"]:
-        lines.append(f"  dataset:         {summary['export_dir']}")
-    else:
-        lines.append(f"  dataset:         NOT exported: {summary['export_error']}")
+    if summary["export_error"]:
+        lines.append(f"  dataset:         NOT published: {summary['export_error']}")
+    elif summary["published_version"] == "none":
+        lines.append(f"  dataset:         none published: {summary['export_status']}")
+    if summary["published_version"] != "none":
+        lines.append(f"  dataset:         {summary['export_dir']} (published version {summary['published_version']})")
+    if summary.get("split_note") and summary["split_note"] != "near the asked ratio":
+        lines.append(f"  split:           {summary['split_note']}")
+    if summary.get("excluded_documents"):
+        lines.append(f"  not in the dataset: {len(summary['excluded_documents'])}")
+        lines += [f"    - {key}: {reason}" for key, reason in summary["excluded_documents"].items()]
     return "\n".join(lines)
 
 

@@ -36,7 +36,12 @@ ENVIRONMENT: dict[str, tuple[type[dg.ConfigurableResource], dict[str, str]]] = {
         "max_file_mb": "SYNTH_ASSETS_MAX_FILE_MB",
         "on_removed": "SYNTH_ASSETS_ON_REMOVED",
     }),
-    "duckdb": (PipelineDatabase, {"database": "SYNTH_ASSETS_DUCKDB_PATH"}),
+    "duckdb": (PipelineDatabase, {
+        "database": "SYNTH_ASSETS_DUCKDB_PATH",
+        # The team deployment (docs/DEPLOYMENT.md): set, the tables are a DuckLake.
+        "ducklake_catalog": "SYNTH_ASSETS_DUCKLAKE_CATALOG",
+        "ducklake_data_path": "SYNTH_ASSETS_DUCKLAKE_DATA_PATH",
+    }),
     "generation": (GenerationResource, {
         "backend": "SYNTH_ASSETS_GENERATION_BACKEND",
         "model": GENERATION_MODEL_ENV,
@@ -46,6 +51,9 @@ ENVIRONMENT: dict[str, tuple[type[dg.ConfigurableResource], dict[str, str]]] = {
         "max_concurrency": "SYNTH_ASSETS_MAX_CONCURRENCY",
         "cache_path": "SYNTH_ASSETS_GENERATION_CACHE",
         "vllm_executable": "SYNTH_ASSETS_VLLM_EXECUTABLE",
+        "engine_batch_size": "SYNTH_ASSETS_ENGINE_BATCH_SIZE",
+        "instance_dir": "DAGSTER_HOME",
+        "service_idle_s": "SYNTH_ASSETS_SERVICE_IDLE_S",
     }),
     # Every curation setting, under the name SYNTH_ASSETS_<FIELD>.
     "curation": (CurationResource, {name: f"SYNTH_ASSETS_{name.upper()}" for name in CurationResource.model_fields}),
@@ -54,6 +62,7 @@ ENVIRONMENT: dict[str, tuple[type[dg.ConfigurableResource], dict[str, str]]] = {
         "validation_ratio": "SYNTH_ASSETS_VALIDATION_RATIO",
         "include_provenance": "SYNTH_ASSETS_EXPORT_PROVENANCE",
         "hub_repo": HUB_REPO_ENV,
+        "blocked_documents": "SYNTH_ASSETS_EXPORT_BLOCKED_DOCUMENTS",
     }),
 }
 # docling's layout models for PDFs: the first of these naming an existing folder.
@@ -80,10 +89,10 @@ class Settings:
         """Defaults, overridden by the variables that are set. A value that does not fit its
         setting fails here, naming the variable."""
         environ = os.environ if environ is None else environ
-        resources = {key: resource_from_env(resource, variables, environ)
+        models = find_layout_models_dir(environ.get(name, "") for name in LAYOUT_MODELS_ENV)
+        found = {"documents": {"layout_models_dir": str(models) if models else None}}
+        resources = {key: resource_from_env(resource, variables, environ, **found.get(key, {}))
                      for key, (resource, variables) in ENVIRONMENT.items()}
-        if models := find_layout_models_dir(environ.get(name, "") for name in LAYOUT_MODELS_ENV):
-            resources["documents"] = resources["documents"].model_copy(update={"layout_models_dir": str(models)})
         return cls(
             resources=resources,
             single_run_min_documents=parse_single_run_min_documents(
@@ -95,11 +104,11 @@ class Settings:
 
 
 def resource_from_env(resource: type[dg.ConfigurableResource], variables: dict[str, str],
-                      environ: Mapping[str, str]) -> dg.ConfigurableResource:
-    """The resource with its defaults, and each field whose variable is set converted to the
-    field's type."""
-    values = {name: _convert(resource.model_fields[name].annotation, environ[variable], variable)
-              for name, variable in variables.items() if variable in environ}
+                      environ: Mapping[str, str], **values: Any) -> dg.ConfigurableResource:
+    """The resource with its defaults, `values`, and each field whose variable is set
+    converted to the field's type."""
+    values.update({name: _convert(resource.model_fields[name].annotation, environ[variable], variable)
+                   for name, variable in variables.items() if variable in environ})
     return resource(**values)
 
 

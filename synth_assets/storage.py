@@ -93,7 +93,8 @@ TABLE_DDL: dict[str, str] = {
         n_tokens INTEGER NOT NULL,
         overlap_tokens INTEGER NOT NULL,
         boilerplate BOOLEAN NOT NULL,
-        tokenizer VARCHAR NOT NULL
+        tokenizer VARCHAR NOT NULL,
+        language VARCHAR
     """,
     GENERATED_QA_PAIRS_TABLE: _PAIR_COLUMNS,
     GENERATION_FAILURES_TABLE: """
@@ -106,12 +107,18 @@ TABLE_DDL: dict[str, str] = {
         error VARCHAR NOT NULL
     """,
     # judge_score/judge_reason: NULL unless the judge is on (CurationResource.use_judge).
-    FILTERED_QA_PAIRS_TABLE: _PAIR_COLUMNS + ", grounding DOUBLE, judge_score INTEGER, judge_reason VARCHAR",
+    # language: the pair's (ISO 639-1, NULL when undetermined), see core/language.py.
+    FILTERED_QA_PAIRS_TABLE: _PAIR_COLUMNS
+    + ", grounding DOUBLE, judge_score INTEGER, judge_reason VARCHAR, language VARCHAR",
     REJECTED_QA_PAIRS_TABLE: _PAIR_COLUMNS
-    + ", grounding DOUBLE, judge_score INTEGER, judge_reason VARCHAR, reject_reasons VARCHAR[] NOT NULL",
+    + ", grounding DOUBLE, judge_score INTEGER, judge_reason VARCHAR, reject_reasons VARCHAR[] NOT NULL"
+    + ", language VARCHAR",
+    # The formatted rows are the vetted snapshot training_dataset reads: `reasoning` so the
+    # chain-of-thought variants can be rebuilt from them, `source_digest` the fingerprint of
+    # the filtered pairs they were made from (rows whose source changed since are refused).
     ALPACA_EXAMPLES_TABLE: "instruction VARCHAR NOT NULL, input VARCHAR NOT NULL, output VARCHAR NOT NULL,"
-    + _PROVENANCE_COLUMNS,
-    SHAREGPT_EXAMPLES_TABLE: "conversations VARCHAR NOT NULL," + _PROVENANCE_COLUMNS,
+    + _PROVENANCE_COLUMNS + ", reasoning VARCHAR, source_digest VARCHAR",
+    SHAREGPT_EXAMPLES_TABLE: "conversations VARCHAR NOT NULL," + _PROVENANCE_COLUMNS + ", source_digest VARCHAR",
     DOCUMENT_FAILURES_TABLE: """
         document_id VARCHAR NOT NULL,
         stage VARCHAR NOT NULL,
@@ -218,8 +225,8 @@ def replace_partition_rows(
         raise ValueError(f"{table}: unexpected columns {sorted(extra)}")
     frame = rows.reindex(columns=columns)
     frame["document_id"] = document_id
-    con.execute("BEGIN TRANSACTION")
-    try:
+
+    def replace() -> None:
         con.execute(f"DELETE FROM {table} WHERE document_id = ?", [document_id])
         if len(frame):
             con.register("incoming_rows", frame)
@@ -227,11 +234,36 @@ def replace_partition_rows(
             names = ", ".join(columns)
             con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming_rows")
             con.unregister("incoming_rows")
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+
+    in_transaction(con, replace)
     return len(frame)
+
+
+# A DuckLake (the team deployment) refuses to commit a delete from a table that another
+# worker inserted into meanwhile, even into other documents' rows: the write is then
+# redone on the new snapshot, with jittered waits, up to this many times.
+WRITE_CONFLICT_ATTEMPTS = 40
+
+
+def in_transaction(con: duckdb.DuckDBPyConnection, work) -> None:
+    """Run `work()` in one transaction: all of it lands or none. Redone when a DuckLake
+    commit conflicts with another worker's (see WRITE_CONFLICT_ATTEMPTS)."""
+    delay = 0.05
+    for attempt in range(1, WRITE_CONFLICT_ATTEMPTS + 1):
+        con.execute("BEGIN TRANSACTION")
+        try:
+            work()
+            con.execute("COMMIT")
+            return
+        except Exception as error:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.TransactionException:  # a failed COMMIT has already ended it
+                pass
+            if "transaction conflict" not in str(error).lower() or attempt == WRITE_CONFLICT_ATTEMPTS:
+                raise
+        time.sleep(random.uniform(0, delay))
+        delay = min(delay * 2, 1.0)
 
 
 def read_partition(con: duckdb.DuckDBPyConnection, table: str, document_id: str) -> pd.DataFrame:
@@ -243,10 +275,12 @@ def read_partition(con: duckdb.DuckDBPyConnection, table: str, document_id: str)
 def delete_document(con: duckdb.DuckDBPyConnection, document_id: str) -> None:
     """Remove a document's rows from every table (used when its file is removed)."""
     ensure_tables(con)
-    con.execute("BEGIN TRANSACTION")
-    for table in TABLE_DDL:
-        con.execute(f"DELETE FROM {table} WHERE document_id = ?", [document_id])
-    con.execute("COMMIT")
+
+    def delete() -> None:
+        for table in TABLE_DDL:
+            con.execute(f"DELETE FROM {table} WHERE document_id = ?", [document_id])
+
+    in_transaction(con, delete)
 
 
 def read_parsed_document(con: duckdb.DuckDBPyConnection, document_id: str):
@@ -263,7 +297,7 @@ def load_pairs_with_chunks(con: duckdb.DuckDBPyConnection, table: str, document_
     """Pairs of one document joined to the text of the chunk they came from."""
     return con.execute(
         f"""
-        SELECT p.*, c.text AS chunk_text, c.heading_path AS heading_path
+        SELECT p.*, c.text AS chunk_text, c.heading_path AS heading_path, c.language AS chunk_language
         FROM {table} p LEFT JOIN {DOCUMENT_CHUNKS_TABLE} c USING (chunk_id)
         WHERE p.document_id = ? ORDER BY p.pair_id
         """,

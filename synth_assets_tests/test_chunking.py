@@ -19,6 +19,7 @@ from synth_assets.core.chunking import (
     chunk_size_for,
     load_tokenizer,
     looks_like_boilerplate,
+    repeated_lines,
 )
 from synth_assets.core.parsing import parse_document
 
@@ -188,6 +189,40 @@ def test_looks_like_boilerplate_examples() -> None:
     )
     chinese = "鸭是雁形目鸭科鸭亚科水禽的统称，或称真鸭。它们体型相对较小，颈短。"
     assert not looks_like_boilerplate(chinese)
+
+
+def test_structure_and_other_scripts_are_content_not_boilerplate() -> None:
+    table = "| Model | Year | Price |\n| --- | --- | --- |\n| Alpha 200 | 2019 | 450 EUR |\n" \
+            "| Alpha 300 | 2021 | 620 EUR |\n| Beta 10 | 2020 | 280 EUR |\n| Beta 20 | 2023 | 390 EUR |"
+    receipt = "Order number: 48213\nDate: 12 March 2024\nCustomer: Jana Novak\nItem: Trail shoes\n" \
+              "Quantity: 2\nTotal: 184.75 EUR\nPayment method: Credit card"
+    nested = "- Fruit\n  - Apples\n  - Pears\n- Vegetables\n  - Carrots\n  - Leeks\n- Grains"
+    korean = "한글은 세종대왕이 만든 문자입니다\n자음 14개\n모음 10개\n반포 1446년\n훈민정음"
+    arabic = "يعد نهر النيل من أطول الأنهار في العالم. ينبع النيل الأبيض من منطقة البحيرات العظمى."
+    for text in (table, receipt, nested, korean, arabic):
+        assert not looks_like_boilerplate(text), text
+
+
+def test_page_furniture_is_boilerplate() -> None:
+    toc = "1 Introduction\n2 Methods\n2.1 Data\n2.2 Models\n3 Results\n4 Discussion"
+    dotted = "Introduction ........ 1\nMethods ........ 4\nResults ........ 9\nDiscussion ..... 12\nIndex .... 20"
+    cookies = "We use cookies to improve your experience. Accept all cookies or manage your preferences."
+    assert looks_like_boilerplate(toc) and looks_like_boilerplate(dotted) and looks_like_boilerplate(cookies)
+    assert looks_like_boilerplate("Home · Products · Support · Blog · Contact")
+    footer = "ACME Annual Report 2024\nPage footer: confidential"
+    bodies = [f"{footer}\nSection {i} says something different about the year." for i in range(3)] + [footer]
+    assert looks_like_boilerplate(footer, repeated_lines(bodies))
+    assert not looks_like_boilerplate(bodies[0], repeated_lines(bodies))  # content beside the footer
+
+
+def test_tables_reach_the_chunks_as_markdown(chunks) -> None:
+    text = "\n".join(c.text for c in chunks["table_06.html"])
+    assert "| A " in text and "|---" in text
+    assert not any(c.boilerplate for c in chunks["table_06.html"])
+
+
+def test_chunks_record_their_language(chunks) -> None:
+    assert {c.language for c in chunks["wiki.md"]} == {"en"}
 
 
 def test_an_overlong_paragraph_is_split_within_budget(tokenizer) -> None:

@@ -20,6 +20,8 @@ from synth_assets.core.dedup import (
 from synth_assets.core.diversity import dominant_type, question_type_mix
 from synth_assets.core.embeddings import embedding_model_available, semantic_similarity
 from synth_assets.core.filters import (
+    INSTRUCTION_LIKE,
+    LANGUAGE_MISMATCH,
     ANSWER_REPEATS_QUESTION,
     ANSWER_TOO_SHORT,
     EMPTY,
@@ -61,7 +63,7 @@ ANSWER = (
 ALL_CODES = {
     EMPTY, QUESTION_TOO_SHORT, QUESTION_TOO_LONG, ANSWER_TOO_SHORT, ANSWER_TOO_LONG, NOT_A_QUESTION,
     DUPLICATE_QUESTION, LOW_INFORMATION, UNGROUNDED, ANSWER_REPEATS_QUESTION, REFUSAL, PASSAGE_DEPENDENT,
-    NEAR_DUPLICATE_QUESTION, LOW_JUDGE_SCORE, LOW_SEMANTIC_SIMILARITY,
+    NEAR_DUPLICATE_QUESTION, LOW_JUDGE_SCORE, LOW_SEMANTIC_SIMILARITY, LANGUAGE_MISMATCH, INSTRUCTION_LIKE,
 }
 
 

@@ -15,6 +15,8 @@ from synth_assets.core.exporting import (
     PROVENANCE_COLUMNS,
     ExportOptions,
     build_format_rows,
+    publish,
+    published_version,
     write_export,
 )
 from synth_assets.core.formats import split_documents
@@ -91,7 +93,13 @@ def test_versions_come_from_content_and_are_never_overwritten(tmp_path):
     second = export(tmp_path, changed)
     assert second.version != first.version and second.created
     assert first.path.exists() and second.path.exists()  # the older export is still there
+    # Writing is not publishing: LATEST moves only when publish is called (after the checks).
+    assert published_version(tmp_path / "exports") is None
+    assert publish(tmp_path / "exports", first.version) is None
+    assert publish(tmp_path / "exports", second.version) == first.version
     assert (tmp_path / "exports" / LATEST_FILE).read_text().strip() == second.version
+    with pytest.raises(FileNotFoundError, match="no such export"):
+        publish(tmp_path / "exports", "000000000000")
     assert not list((tmp_path / "exports").glob(".staging-*"))
 
 
@@ -127,3 +135,11 @@ def test_dataset_card_front_matter_and_llama_factory_info_point_at_real_files(tm
     assert info["synth_assets_alpaca"]["columns"]["prompt"] == "instruction"
     for entry in info.values():
         assert (result.path / entry["file_name"]).is_file()
+
+
+def test_an_empty_split_still_loads(tmp_path):
+    one_document = kept_pairs()
+    one_document = one_document[one_document["document_id"] == "alpha.md"].assign(split="train")
+    result = export(tmp_path, one_document)
+    rows = datasets.load_from_disk(str(result.path / "alpaca" / "hf"))
+    assert len(rows["train"]) == 3 and len(rows["validation"]) == 0

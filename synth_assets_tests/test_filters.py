@@ -11,6 +11,7 @@ from synth_assets.core.filters import (
     ANSWER_TOO_LONG,
     ANSWER_TOO_SHORT,
     EMPTY,
+    LANGUAGE_MISMATCH,
     LOW_INFORMATION,
     NOT_A_QUESTION,
     QUESTION_TOO_LONG,
@@ -172,7 +173,9 @@ def test_grounding_score() -> None:
 
 def test_all_reasons_are_listed() -> None:
     result = filter_pairs([pair("Lorem?", LOREM[0])] * 2, FilterConfig(max_answer_chars=50))
-    assert set(result[0]) == {QUESTION_TOO_SHORT, ANSWER_TOO_LONG, LOW_INFORMATION, UNGROUNDED}
+    # the chunk is English, the filler answer Latin
+    assert set(result[0]) == {QUESTION_TOO_SHORT, ANSWER_TOO_LONG, LOW_INFORMATION, UNGROUNDED,
+                              LANGUAGE_MISMATCH}
     assert set(result[1]) == set(result[0])  # the first copy was rejected: no duplicate
     assert set(reasons(question="Ducks", answer="Bread")) == {
         QUESTION_TOO_SHORT, NOT_A_QUESTION, ANSWER_TOO_SHORT, UNGROUNDED

@@ -61,7 +61,9 @@ def test_openai_backend_in_the_graph_caches_every_reply(pipeline_resources, inst
     assert rows == [("openai", "sim-model", "qa-v1")]
 
 
-def test_managed_vllm_serve_is_started_and_stopped(pipeline_resources, instance, tmp_path):
+def test_vllm_serve_starts_the_generation_service_which_outlives_the_run(pipeline_resources, instance, tmp_path):
+    from synth_assets.generation.service import ServiceDir, alive, healthy, stop
+
     # A stand-in for `vllm serve`: takes the same arguments, serves the simulated server.
     fake_vllm = tmp_path / "fake_vllm.py"
     fake_vllm.write_text(textwrap.dedent(f"""
@@ -76,7 +78,7 @@ def test_managed_vllm_serve_is_started_and_stopped(pipeline_resources, instance,
     """))
     generation = GenerationResource(
         backend="vllm_serve", model="sim-model", vllm_executable=f"{sys.executable} {fake_vllm}",
-        cache_path=str(tmp_path / "cache.duckdb"),
+        cache_path=str(tmp_path / "cache.duckdb"), instance_dir=str(tmp_path / "home"),
     )
     resources = {**pipeline_resources, "generation": generation}
     defs = build_definitions(resources)
@@ -85,13 +87,20 @@ def test_managed_vllm_serve_is_started_and_stopped(pipeline_resources, instance,
 
     key = summary["documents"][0]
     assert generation_metadata(instance, key)["generator"] == "vllm_serve"
-    # The server's log reached the Dagster log, and the server was stopped at teardown.
-    logs = [
-        record.user_message
-        for record in instance.all_logs(instance.get_runs(limit=1, filters=dg.RunsFilter(job_name="process_documents"))[0].run_id)
-    ]
-    assert any("[vllm serve] fake vllm: loading model sim-model" in line for line in logs)
-    assert not processes_running(str(fake_vllm))
+    # The run said which service it used; the server outlives the run, logs to the
+    # service's log, and stops on `make serve-stop`.
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name="process_documents"))
+    logs = [record.user_message for run in runs for record in instance.all_logs(run.run_id)]
+    # One run per document (three are fewer than the single-run threshold): one start.
+    assert len(runs) == 3
+    assert sum("generation service: started sim-model" in line for line in logs) == 1
+    assert sum("generation service: using sim-model" in line for line in logs) == 2
+    service = ServiceDir(tmp_path / "home")
+    record = service.read()
+    assert healthy(record) and processes_running(str(fake_vllm))
+    assert "fake vllm: loading model sim-model" in service.log_path.read_text()
+    assert "stopped the generation service" in stop(tmp_path / "home")
+    assert not alive(record.server_pid, record.server_started) and service.read() is None
 
 
 def processes_running(fragment: str) -> list[str]:
@@ -105,3 +114,73 @@ def processes_running(fragment: str) -> list[str]:
         if fragment in text:
             found.append(text)
     return found
+
+
+class JudgeCalls(GenerationResource):
+    """The configured backend, recording the pair ids of each judge call."""
+
+    def judge(self, requests: list, log=None):
+        outcome = super().judge(requests, log)
+        JUDGE_CALLS.append(([request.pair_id for request in requests], outcome.stats))
+        return outcome
+
+
+JUDGE_CALLS: list[tuple[list[str], dict]] = []
+
+
+def test_the_judge_requests_of_every_document_go_out_in_one_call(
+    pipeline_resources, instance, sim_server, tmp_path, monkeypatch
+):
+    import synth_assets.assets.curate as curate
+    from synth_assets.jobs import PROCESS_DOCUMENTS_JOB
+    from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
+    from synth_assets.planning import range_tags
+    from synth_assets.resources.curation import CurationResource
+
+    base_url, stats = sim_server
+    generation = JudgeCalls(backend="openai", model="sim-model", base_url=base_url,
+                            cache_path=str(tmp_path / "cache.duckdb"))
+    resources = {**pipeline_resources, "generation": generation, "curation": CurationResource(use_judge=True)}
+    keys = sorted(pipeline_resources["documents"].discover())
+    docx = next(key for key in keys if key.endswith(".docx"))
+    # The Word document's pairs cannot be read when its judge requests are prepared:
+    # that document fails on its own, the others are judged and curated.
+    load = curate.load_pairs_with_chunks
+
+    def load_failing_for_docx(con, table, document_id):
+        if document_id == docx:
+            raise RuntimeError(f"{docx}: cannot read its pairs")
+        return load(con, table, document_id)
+
+    monkeypatch.setattr(curate, "load_pairs_with_chunks", load_failing_for_docx)
+    JUDGE_CALLS.clear()
+    instance.add_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME, keys)
+    result = build_definitions(resources).resolve_job_def(PROCESS_DOCUMENTS_JOB).execute_in_process(
+        instance=instance, tags=range_tags(keys[0], keys[-1]), raise_on_error=False)
+
+    assert result.success
+    # One judge call for the run, holding the pairs of both other documents.
+    assert len(JUDGE_CALLS) == 1
+    pair_ids, judge_stats = JUDGE_CALLS[0]
+    judged_documents = {pair_id.split("#")[0] for pair_id in pair_ids}
+    assert judged_documents == {key for key in keys if key != docx}
+    # ... and each was judged already while generation went on: the curate step sent
+    # nothing, every score came from the cache.
+    assert judge_stats["judge_requests"] == 0 and judge_stats["judge_cache_hits"] == len(pair_ids)
+    assert generation_metadata(instance, keys[0])["judged_while_generating"] >= len(pair_ids)
+    with duckdb.connect(pipeline_resources["duckdb"].database, read_only=True) as con:
+        failed = con.execute("SELECT document_id, stage, reason FROM document_failures").fetchall()
+        judged = con.execute("SELECT DISTINCT document_id FROM filtered_qa_pairs WHERE judge_score IS NOT NULL"
+                             ).fetchall()
+    assert failed == [(docx, "filtered_qa_pairs", f"RuntimeError: {docx}: cannot read its pairs")]
+    assert {row[0] for row in judged} == judged_documents
+    outcomes = stats.snapshot()["outcomes"]
+    assert outcomes.get("ok", 0) > 0
+
+
+@pytest.mark.parametrize("backend", ["model_free", "openai", "vllm"])
+def test_generated_qa_pairs_shows_the_configured_backend_as_its_kind(pipeline_resources, backend):
+    generation = GenerationResource(backend=backend, model=None if backend == "model_free" else "m")
+    defs = build_definitions({**pipeline_resources, "generation": generation})
+    spec = defs.resolve_assets_def("generated_qa_pairs").specs_by_key[dg.AssetKey("generated_qa_pairs")]
+    assert spec.kinds == {backend, "duckdb", "great_expectations"}

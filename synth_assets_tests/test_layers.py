@@ -22,7 +22,7 @@ LAYERS = [
                                       "synth_assets.jobs", "synth_assets.sensors", "synth_assets.schedules",
                                       "synth_assets.dagster_internals"]),
     ("definitions", ["synth_assets.definitions", "synth_assets.settings"]),
-    ("run", ["synth_assets.run"]),
+    ("run", ["synth_assets.run", "synth_assets.serve"]),
 ]
 
 

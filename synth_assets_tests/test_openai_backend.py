@@ -380,3 +380,64 @@ def test_a_judge_that_never_replies_with_a_score_leaves_the_pair_unjudged(sim: S
     outcome = _backend(base_url, max_attempts=2).judge(_judge_requests()[:1])
     assert outcome.scores == {}
     assert "unparseable reply" in outcome.failures["p-grounded"]
+
+
+def test_pairs_are_judged_while_the_other_chunks_are_generated(sim: Server, tmp_path: Path) -> None:
+    from synth_assets.generation.base import JudgeRequest
+
+    base_url, stats = sim(slots=4)
+    backend = _backend(base_url, max_concurrency=4, cache=GenerationCache(tmp_path / "cache.duckdb"))
+    events: list[str] = []
+    judge = backend.judge
+
+    def recording_judge(requests):
+        events.append(f"judge {len(requests)}")
+        return judge(requests)
+
+    backend.judge = recording_judge
+
+    def judge_requests_for(request, pairs):
+        events.append(f"pairs of {request.chunk_id}")
+        return [JudgeRequest(f"{request.chunk_id}#q{i}", p.question, p.answer, request.text)
+                for i, p in enumerate(pairs, 1)]
+
+    outcome, judged = backend.generate_and_judge(_requests(40), judge_requests_for)
+    assert len(_generated(outcome)) == 40 and not outcome.failures
+    # The first judge call went out before the last chunk's pairs arrived, and every
+    # pair was judged (the simulated judge gives 9 to an answer found in its chunk).
+    first_judge = next(i for i, event in enumerate(events) if event.startswith("judge"))
+    assert first_judge < max(i for i, event in enumerate(events) if event.startswith("pairs of"))
+    assert sum(int(event.split()[1]) for event in events if event.startswith("judge")) == 120
+    assert len(judged.scores) == 120 and {score for score, _ in judged.scores.values()} == {9}
+    # The judgements are in the cache, where the curate step will find them.
+    again = _backend(base_url, cache=GenerationCache(tmp_path / "cache.duckdb")).judge(
+        [JudgeRequest(f"x{i}", q, a, c) for i, (q, a, c) in enumerate(
+            (p.question, p.answer, next(r.text for r in _requests(40) if r.chunk_id == p.chunk_id))
+            for p in outcome.pairs)])
+    assert again.stats["judge_requests"] == 0 and len(again.scores) == 120
+
+
+def test_one_cache_file_is_shared_by_two_threads(tmp_path: Path) -> None:
+    # Generation and the judge beside it use one cache from two threads; DuckDB refuses
+    # a file attached twice at the same moment ("Unique file handle conflict").
+    import threading
+
+    from synth_assets.generation.cache import CacheEntry
+
+    cache = GenerationCache(tmp_path / "cache.duckdb")
+    errors: list[Exception] = []
+
+    def write(prefix: str) -> None:
+        try:
+            for i in range(40):
+                cache.put_many([CacheEntry(f"{prefix}{i}", "m", "v", "reply")])
+                cache.get_many([f"{prefix}{i}"])
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(prefix,)) for prefix in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and cache.count() == 80

@@ -165,15 +165,23 @@ def test_the_training_dataset_leaves_out_documents_failing_a_format_suite() -> N
 
     def row(document_id: str, i: int, output: str = "an answer") -> dict:
         return {"document_id": document_id, "pair_id": f"{document_id}#{i}", "chunk_id": f"{document_id}#c",
-                "source_file": f"{document_id}.md", "instruction": "a question?", "input": "", "output": output}
+                "source_file": f"{document_id}.md", "instruction": "a question?", "input": "", "output": output,
+                "source_digest": "d"}
 
     alpaca = pd.DataFrame([row("a", 1), row("b", 1, output=""), row("c", 1)])
     sharegpt = alpaca.assign(conversations=[json.dumps([{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}])] * 3)
-    sharegpt = sharegpt[["document_id", "pair_id", "chunk_id", "source_file", "conversations"]]
-    excluded = _excluded_documents(["a", "b", "c"], {"a", "b"}, alpaca, sharegpt)
+    sharegpt = sharegpt[["document_id", "pair_id", "chunk_id", "source_file", "conversations", "source_digest"]]
+    sources = dict.fromkeys("abc", "d")  # every document's rows were made from its current pairs
+    excluded, _ = _excluded_documents(["a", "b", "c"], {"a", "b"}, {}, sources, alpaca, sharegpt, "leave_out")
     assert set(excluded) == {"b", "c"}
     assert excluded["b"].startswith("alpaca check failed") and excluded["c"] == "no longer registered"
-    assert _excluded_documents(["a"], {"a"}, alpaca[alpaca["document_id"] == "a"], sharegpt) == {}
+    assert _excluded_documents(["a"], {"a"}, {}, sources, alpaca[alpaca["document_id"] == "a"], sharegpt,
+                               "leave_out") == ({}, {})
+    # Rows made from pairs that have changed since, or of a blocked document, are refused.
+    changed, _ = _excluded_documents(["a"], {"a"}, {}, {"a": "new"}, alpaca, sharegpt, "leave_out")
+    assert changed == {"a": "its file or its pairs changed since its rows were formatted and checked"}
+    blocked, _ = _excluded_documents(["a"], {"a"}, {"a": "gate: failed"}, sources, alpaca, sharegpt, "leave_out")
+    assert blocked == {"a": "blocked by checks: gate: failed"}
 
 
 def test_a_document_that_failed_in_a_batch_run_is_run_again_alone(pipeline_resources, documents_dir, instance) -> None:

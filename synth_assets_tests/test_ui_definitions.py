@@ -12,7 +12,6 @@ import pytest
 from synth_assets.assets import PIPELINE_ASSETS
 from synth_assets.assets.factory import OWNERS
 from synth_assets.checks import _check_result, quality_checks
-from synth_assets.core.filters import FilterConfig
 from synth_assets.quality import validate_filtered_pairs, validate_generated_pairs
 
 # asset -> (group, kinds it must show)
@@ -20,11 +19,13 @@ EXPECTED = {
     "raw_documents": ("ingest", {"duckdb"}),
     "parsed_documents": ("ingest", {"docling", "duckdb"}),
     "document_chunks": ("ingest", {"docling", "duckdb"}),
-    "generated_qa_pairs": ("generate", {"vllm", "duckdb", "great_expectations"}),
+    # and the kind of the configured backend (see test_the_code_versions_come_from...)
+    "generated_qa_pairs": ("generate", {"duckdb", "great_expectations"}),
     "filtered_qa_pairs": ("curate", {"duckdb", "great_expectations"}),
     "alpaca_examples": ("export", {"duckdb", "great_expectations"}),
     "sharegpt_examples": ("export", {"duckdb", "great_expectations"}),
     "training_dataset": ("export", {"huggingface", "duckdb", "great_expectations"}),
+    "published_dataset": ("export", {"huggingface"}),
 }
 
 
@@ -80,6 +81,10 @@ def test_the_code_versions_come_from_the_resources_the_runs_use(tmp_path) -> Non
     assert configured["document_chunks"] != default["document_chunks"]  # bigger chunks
     assert configured["filtered_qa_pairs"] != default["filtered_qa_pairs"]
     assert configured["parsed_documents"] == default["parsed_documents"]
+    kinds = {key.to_user_string(): set(spec.kinds) for asset in build_definitions(
+        settings=settings, resources={"generation": generation}).assets for key, spec in
+        ((spec.key, spec) for spec in asset.specs)}
+    assert "openai" in kinds["generated_qa_pairs"] and "model_free" not in kinds["generated_qa_pairs"]
     # and from the environment, read once by the settings
     from_env = Settings.from_env({"SYNTH_ASSETS_GENERATION_BACKEND": "openai", "SYNTH_ASSETS_MODEL": "other/model"})
     assert "other/model" in _code_versions(build_definitions(settings=from_env))["generated_qa_pairs"]
@@ -109,9 +114,14 @@ def _pairs(overrides: dict | None = None) -> pd.DataFrame:
     return frame
 
 
+CHUNKS = pd.DataFrame({"chunk_id": ["doc.md#c0000"],
+                       "text": [" ".join(f"The duck number {i} eats water plants and small insects in the pond."
+                                         for i in range(6))]})
+
+
 def test_a_failed_check_shows_each_expectation_and_the_failing_rows() -> None:
-    pairs = _pairs({(2, "answer"): None, (4, "grounding"): 0.1})
-    result = _check_result(validate_filtered_pairs(pairs, FilterConfig(), kept_bounds=(1, 6)))
+    pairs = _pairs({(2, "answer"): None, (4, "answer"): "Swans migrate south across the mountains."})
+    result = _check_result(validate_filtered_pairs(pairs, CHUNKS, set(), kept_bounds=(1, 6)))
     assert not result.passed
     metadata = {key: getattr(value, "value", value) for key, value in result.metadata.items()}
     assert metadata["validated_with"].startswith("Great Expectations 1.")
@@ -121,7 +131,7 @@ def test_a_failed_check_shows_each_expectation_and_the_failing_rows() -> None:
     assert "| table_row_count_to_be_between[table] | passed | 6 |" in table  # the observed value
     failing = metadata["failing_rows"]
     assert "| column_values_to_not_be_null[answer] | doc.md#c0000#q02 | answer |" in failing
-    assert "| column_values_to_be_between[grounding] | doc.md#c0000#q04 | grounding | 0.1 |" in failing
+    assert "| column_values_to_be_between[answer_support] | doc.md#c0000#q04 | answer_support | 0.0 |" in failing
     assert "#q00" not in failing  # rows that pass are not listed
 
 
@@ -142,9 +152,9 @@ def test_failing_rows_are_capped_per_expectation(rows: int) -> None:
 
     pairs = pd.concat([_pairs()] * 2, ignore_index=True).head(rows)
     pairs["pair_id"] = [f"p{i}" for i in range(rows)]
-    pairs["grounding"] = 0.0
-    result = validate_filtered_pairs(pairs, FilterConfig())
-    grounding_rows = [r for r in result.failing_rows if r["column"] == "grounding"]
+    pairs["answer"] = "Swans migrate south across the mountains."
+    result = validate_filtered_pairs(pairs, CHUNKS, set())
+    grounding_rows = [r for r in result.failing_rows if r["column"] == "answer_support"]
     assert len(grounding_rows) == min(rows, FAILING_ROWS_PER_EXPECTATION)
 
 

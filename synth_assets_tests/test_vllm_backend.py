@@ -236,3 +236,58 @@ def test_the_vllm_judge_sends_every_pair_in_one_greedy_schema_call(fake_vllm, tm
     second = FakeJudgeLLM()
     assert backend_with(second, cache=cache).judge(requests).scores == outcome.scores
     assert second.calls == []  # both judgements came from the cache
+
+
+def test_engine_batch_size_is_set_by_its_variable_and_bounds_each_engine_call(fake_vllm, monkeypatch):
+    from synth_assets.generation import vllm_backend
+    from synth_assets.settings import Settings
+
+    engine = FakeLLM()
+    monkeypatch.setattr(vllm_backend, "build_engine", lambda model, options: engine)
+    environ = {"SYNTH_ASSETS_GENERATION_BACKEND": "vllm", "SYNTH_ASSETS_MODEL": "m",
+               "SYNTH_ASSETS_ENGINE_BATCH_SIZE": "2", "SYNTH_ASSETS_GENERATION_CACHE": ""}
+    resource = Settings.from_env(environ).resources["generation"]
+    assert resource.engine_batch_size == 2
+    outcome = resource.create_backend().generate(requests_for("ducks", "geese", "swans", "teal", "eider"))
+    assert [len(conversations) for conversations, _ in engine.calls] == [2, 2, 1]
+    assert len(outcome.pairs) == 5 and outcome.stats["engine_calls"] == 3
+
+
+class FakeEngineForBoth(FakeLLM):
+    """Answers generation prompts as FakeLLM does and judge prompts with a 7; fails if
+    two calls overlap (one vLLM engine serves one call at a time)."""
+
+    def __init__(self):
+        super().__init__()
+        self.busy = False
+
+    def chat(self, conversations, sampling_params, use_tqdm=True):
+        assert not self.busy, "two engine calls at once"
+        self.busy = True
+        try:
+            if "score" in json.dumps(sampling_params.kwargs["structured_outputs"].json):
+                self.calls.append((conversations, sampling_params))
+                return [FakeRequestOutput([FakeCompletion(json.dumps({"score": 7, "reason": "fine"}))])
+                        for _ in conversations]
+            return super().chat(conversations, sampling_params, use_tqdm)
+        finally:
+            self.busy = False
+
+
+def test_generate_and_judge_in_process_judges_every_pair_in_one_call_after_generating(fake_vllm):
+    from synth_assets.generation.base import JudgeRequest
+
+    engine = FakeEngineForBoth()
+    seen = []
+
+    def judge_requests_for(request, pairs):
+        seen.append(request.chunk_id)
+        return [JudgeRequest(f"{request.chunk_id}#q{i}", p.question, p.answer, request.text)
+                for i, p in enumerate(pairs, 1)]
+
+    outcome, judged = backend_with(engine).generate_and_judge(
+        requests_for("ducks", "geese", "swans"), judge_requests_for)
+    assert len(outcome.pairs) == 3 and sorted(seen) == ["doc#c0", "doc#c1", "doc#c2"]
+    assert [len(conversations) for conversations, _ in engine.calls] == [3, 3]  # generation, then the judge
+    assert judged.scores == {f"doc#c{i}#q1": (7, "fine") for i in range(3)}
+    assert judged.stats["judged_while_generating"] == 3

@@ -6,6 +6,7 @@ from synth_assets.assets.chunks import document_chunks
 from synth_assets.assets.curate import filtered_qa_pairs
 from synth_assets.assets.export import (
     alpaca_examples,
+    published_dataset,
     rebuilt_after_documents_change,
     sharegpt_examples,
     training_dataset,
@@ -24,6 +25,7 @@ PIPELINE_ASSETS = [
     alpaca_examples,
     sharegpt_examples,
     training_dataset,
+    published_dataset,
 ]
 
 
@@ -33,7 +35,8 @@ def build_pipeline_assets(
     """The assets as the configured resources make them: the settings that decide an
     asset's rows join its code version (so changing the model, the prompt version, a
     chunk size or a filter threshold marks that asset and what is below it stale, in
-    the UI and for the catch-up), and the dataset follows the catch-up cron."""
+    the UI and for the catch-up), generated_qa_pairs shows the configured backend as a
+    kind, and the dataset follows the catch-up cron."""
     settings_version = {
         document_chunks.key: generation.chunking_version(),
         generated_qa_pairs.key: generation.output_version(),
@@ -41,6 +44,8 @@ def build_pipeline_assets(
     }
 
     def configured(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if spec.key == generated_qa_pairs.key:
+            spec = spec.merge_attributes(kinds={generation.backend})
         if spec.key in settings_version:
             return spec.replace_attributes(code_version=f"{spec.code_version}+{settings_version[spec.key]}")
         if spec.key == training_dataset.key:

@@ -13,6 +13,10 @@ from synth_assets.resources.storage import PipelineDatabase
 from synth_assets.storage import DOCUMENT_CHUNKS_TABLE, read_parsed_document, replace_partition_rows
 
 
+# What a document without extractable text (images only, empty slides) ends as.
+NO_TEXT = "no text to learn from (no extractable text: images only, empty pages or slides); 0 chunks, 0 pairs"
+
+
 def chunk_id_for(document_id: str, chunk_index: int) -> str:
     return f"{document_id}#c{chunk_index:04d}"
 
@@ -68,6 +72,7 @@ def chunk_one(context, document_id: str, tokenizer, tokenizer_name: str, generat
                 "n_tokens": chunk.n_tokens,
                 "overlap_tokens": chunk.overlap_tokens,
                 "boilerplate": chunk.boilerplate,
+                "language": chunk.language,
                 "tokenizer": tokenizer_name,
             }
             for chunk in chunks
@@ -76,8 +81,10 @@ def chunk_one(context, document_id: str, tokenizer, tokenizer_name: str, generat
     with duckdb.get_connection() as con:
         replace_partition_rows(con, DOCUMENT_CHUNKS_TABLE, document_id, rows)
     boilerplate = int(rows["boilerplate"].sum()) if len(rows) else 0
-    context.log.info(f"{file_name}: {len(rows)} chunks ({boilerplate} boilerplate) with {tokenizer_name}")
-    preview = rows.head(5)[["chunk_id", "heading_path", "n_tokens", "boilerplate"]]
+    if rows.empty:  # a status, not a crash: the document ends with zero pairs
+        context.log.warning(f"{file_name}: {NO_TEXT}")
+    else:
+        context.log.info(f"{file_name}: {len(rows)} chunks ({boilerplate} boilerplate) with {tokenizer_name}")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(rows),
@@ -86,6 +93,7 @@ def chunk_one(context, document_id: str, tokenizer, tokenizer_name: str, generat
             "overlap_tokens": generation.overlap_tokens,
             "largest_chunk_tokens": int(rows["n_tokens"].max()) if len(rows) else 0,
             "tokenizer": tokenizer_name,
-            "preview": dg.MetadataValue.md(preview.to_markdown(index=False)) if len(rows) else "no chunks",
+            "preview": dg.MetadataValue.md(rows.head(5)[["chunk_id", "heading_path", "n_tokens", "boilerplate"]]
+                                           .to_markdown(index=False)) if len(rows) else NO_TEXT,
         }
     )

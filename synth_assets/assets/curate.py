@@ -8,12 +8,12 @@ import pandas as pd
 import dagster as dg
 
 from synth_assets.assets.factory import document_asset
-from synth_assets.batch import for_each_document
+from synth_assets.batch import for_each_document, stopped_in_run
 from synth_assets.core.dedup import DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION
-from synth_assets.core.filters import filter_pairs
+from synth_assets.core.filters import filter_pairs, language_metadata, pair_languages
 from synth_assets.core.text import grounding_score
 from synth_assets.core.previews import pairs_preview
-from synth_assets.generation.base import JudgeRequest
+from synth_assets.generation.base import JudgeOutcome, JudgeRequest
 from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.generation import GPU_POOL, GenerationResource
 from synth_assets.resources.storage import PipelineDatabase
@@ -45,8 +45,11 @@ def filtered_qa_pairs(
     generation: GenerationResource,
     duckdb: PipelineDatabase,
 ) -> dg.MaterializeResult:
-    """The generated pairs that pass every filter: well-formed, English prose, grounded in
-    their chunk, and not a repeat of an earlier question in the same document.
+    """The generated pairs that pass every filter: well-formed, natural prose in the
+    language of their chunk (detected and recorded in `language`), free of text aimed at
+    a model, grounded in their chunk, and not a repeat of an earlier question in the
+    same document. Rules with no word list for a language are skipped for it (counted
+    under rules_skipped_by_language), never a reason to reject.
 
     With the judge on (SYNTH_ASSETS_USE_JUDGE=1), the generation model scores each pair
     from 1 to 10 with its chunk shown (the heuristic judge for the model-free backend),
@@ -55,22 +58,39 @@ def filtered_qa_pairs(
     Rejected pairs are not deleted: they go to rejected_qa_pairs with every reason that
     applied, and the counts per reason are shown here.
     """
+    judged = {}
+    if curation.filter_config().use_judge:
+        # Every document's judge requests go out in one backend call before any document
+        # is finished: the server (or LLM.chat) gets them all at once and never idles
+        # while Python filters and writes one document after another.
+        keys = list(context.partition_keys)
+        stopped = stopped_in_run(duckdb, context.run_id) if len(keys) > 1 else {}
+        judged = judge_documents(context, generation, duckdb, curation.filter_config(),
+                                 [key for key in keys if key not in stopped])
     return for_each_document(
         context, duckdb, "filtered_qa_pairs", [FILTERED_QA_PAIRS_TABLE, REJECTED_QA_PAIRS_TABLE],
-        lambda key: curate_one(context, key, curation, generation, duckdb),
+        lambda key: curate_one(context, key, curation, generation, duckdb, judged.get(key)),
     )
 
 
 def curate_one(context, document_id: str, curation: CurationResource, generation: GenerationResource,
-               duckdb: PipelineDatabase) -> dg.MaterializeResult:
+               duckdb: PipelineDatabase, judged: tuple[dict, dict] | Exception | None = None,
+               ) -> dg.MaterializeResult:
+    """Filter one document's pairs and write them. `judged` is the document's share of
+    judge_documents (scores by pair_id, metadata); without it, and with the judge on,
+    this document is judged on its own."""
     with duckdb.get_connection() as con:
         pairs = load_pairs_with_chunks(con, GENERATED_QA_PAIRS_TABLE, document_id)
     config = curation.filter_config()
+    pairs["language"] = pair_languages(pairs.to_dict("records"))
     records = pairs.to_dict("records")
     judge_metadata: dict = {"judge": "off (SYNTH_ASSETS_USE_JUDGE=1 turns it on)"}
     judgements: dict[str, tuple[int, str]] = {}
     if config.use_judge:
-        judgements, judge_metadata = judge_pairs(context, generation, records, config)
+        judged = judged or judge_documents(context, generation, duckdb, config, [document_id])[document_id]
+        if isinstance(judged, Exception):  # met while preparing its judge requests: its own failure
+            raise judged
+        judgements, judge_metadata = judged
     judge_scores = [judgements.get(p["pair_id"], (None, ""))[0] for p in records] if config.use_judge else None
     reasons = filter_pairs(records, config, judge_scores=judge_scores)
     pairs["judge_score"] = pd.array(
@@ -84,8 +104,8 @@ def curate_one(context, document_id: str, curation: CurationResource, generation
     pairs["reject_reasons"] = reasons
     kept_mask = pairs["reject_reasons"].map(len) == 0
     preview = pairs_preview(pairs[kept_mask])
-    kept = pairs[kept_mask].drop(columns=["chunk_text", "heading_path", "reject_reasons"])
-    rejected = pairs[~kept_mask].drop(columns=["chunk_text", "heading_path"])
+    kept = pairs[kept_mask].drop(columns=["chunk_text", "heading_path", "chunk_language", "reject_reasons"])
+    rejected = pairs[~kept_mask].drop(columns=["chunk_text", "heading_path", "chunk_language"])
     with duckdb.get_connection() as con:
         replace_partition_rows(con, FILTERED_QA_PAIRS_TABLE, document_id, kept)
         replace_partition_rows(con, REJECTED_QA_PAIRS_TABLE, document_id, rejected)
@@ -104,6 +124,7 @@ def curate_one(context, document_id: str, curation: CurationResource, generation
             "semantic_similarity": "on (all-MiniLM-L6-v2, min "
             f"{config.min_semantic_similarity})" if config.use_embeddings else "off",
             **judge_metadata,
+            **language_metadata(pairs["language"]),
             "preview": dg.MetadataValue.md(preview),
             "rejected_sample": dg.MetadataValue.md(
                 rejects_sample[["reject_reasons", "question", "answer"]].to_markdown(index=False)
@@ -114,40 +135,61 @@ def curate_one(context, document_id: str, curation: CurationResource, generation
     )
 
 
-def judge_pairs(
-    context: dg.AssetExecutionContext,
-    generation: GenerationResource,
-    records: list[dict],
-    config,
-) -> tuple[dict[str, tuple[int, str]], dict]:
-    """Judge scores by pair_id, and metadata about the judging.
-
-    Only pairs that pass the cheaper rules (or fail them only as duplicates, which the
-    judge may change) are sent to the judge: a model call for a pair already rejected
-    would be wasted. A pair the judge could not score is kept unjudged and counted.
-    """
+def pairs_to_judge(records: list[dict], config) -> list[JudgeRequest]:
+    """The pairs worth a judge's request: those that pass the cheaper rules, or fail
+    them only as duplicates (which the judge may change). A model call for a pair
+    already rejected would be wasted."""
     cheap = config.model_copy(update={"use_judge": False})
-    first_pass = filter_pairs(records, cheap)
     dedup_only = {DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION}
-    to_judge = [
+    return [
         JudgeRequest(p["pair_id"], p["question"] or "", p["answer"] or "", p["chunk_text"] or "")
-        for p, reasons in zip(records, first_pass)
+        for p, reasons in zip(records, filter_pairs(records, cheap))
         if set(reasons) <= dedup_only
     ]
-    outcome = generation.judge(to_judge, context.log) if to_judge else None
-    scores = outcome.scores if outcome else {}
-    failures = outcome.failures if outcome else {}
-    if failures:
+
+
+def judge_documents(
+    context: dg.AssetExecutionContext,
+    generation: GenerationResource,
+    duckdb: PipelineDatabase,
+    config,
+    document_ids: list[str],
+) -> dict[str, tuple[dict[str, tuple[int, str]], dict] | Exception]:
+    """Per document: judge scores by pair_id and metadata about the judging, or the
+    error met while preparing its requests (that document's failure, not the others').
+
+    The judge requests of every document go to the backend in one call (the openai
+    backend keeps its bounded concurrency full across documents; vllm makes one
+    LLM.chat call); only pairs_to_judge are sent. With a cache, the generation step has
+    usually judged them already while generating (generate_and_judge), and these are
+    cache hits. A pair the judge could not score is kept unjudged and counted.
+    """
+    requests: dict[str, list[JudgeRequest]] = {}
+    prepared: dict = {}
+    with duckdb.get_connection() as con:
+        for document_id in document_ids:
+            try:
+                records = load_pairs_with_chunks(con, GENERATED_QA_PAIRS_TABLE, document_id).to_dict("records")
+                requests[document_id] = pairs_to_judge(records, config)
+            except Exception as error:  # noqa: BLE001 - raised again by that document's curate_one
+                prepared[document_id] = error
+    to_judge = [request for batch in requests.values() for request in batch]
+    outcome = generation.judge(to_judge, context.log) if to_judge else JudgeOutcome()
+    if outcome.failures:
         context.log.warning(
-            f"the judge could not score {len(failures)} pairs; they are kept unjudged. "
-            f"First error: {next(iter(failures.values()))}"
+            f"the judge could not score {len(outcome.failures)} pairs; they are kept unjudged. "
+            f"First error: {next(iter(outcome.failures.values()))}"
         )
-    values = [score for score, _ in scores.values()]
-    metadata = {
-        "judge": f"{generation.backend} ({generation.model or 'heuristic judge'}), min score {config.min_judge_score}",
-        "judged": len(scores),
-        "judge_failures": len(failures),
-        "judge_mean_score": round(sum(values) / len(values), 2) if values else 0.0,
-        "judge_score_counts": dg.MetadataValue.json(dict(sorted(Counter(values).items()))),
-    }
-    return scores, metadata
+    for document_id, batch in requests.items():
+        scores = {r.pair_id: outcome.scores[r.pair_id] for r in batch if r.pair_id in outcome.scores}
+        failures = sum(r.pair_id in outcome.failures for r in batch)
+        values = [score for score, _ in scores.values()]
+        prepared[document_id] = scores, {
+            "judge": f"{generation.backend} ({generation.model or 'heuristic judge'}), "
+                     f"min score {config.min_judge_score}",
+            "judged": len(scores),
+            "judge_failures": failures,
+            "judge_mean_score": round(sum(values) / len(values), 2) if values else 0.0,
+            "judge_score_counts": dg.MetadataValue.json(dict(sorted(Counter(values).items()))),
+        }
+    return prepared

@@ -9,10 +9,17 @@ import pandas as pd
 import dagster as dg
 
 from synth_assets.assets.factory import OWNERS, document_asset
-from synth_assets.batch import for_each_document
+from synth_assets.batch import blocked_documents, for_each_document
 from synth_assets.core.dedup import cross_document_duplicates
-from synth_assets.core.exporting import PROVENANCE_COLUMNS, build_format_rows, write_export
-from synth_assets.core.formats import split_documents, to_alpaca, to_sharegpt
+from synth_assets.core.exporting import (
+    PROVENANCE_COLUMNS,
+    build_format_rows,
+    pairs_digest,
+    publish,
+    published_version,
+    write_export,
+)
+from synth_assets.core.formats import split_documents, split_note, to_alpaca, to_sharegpt
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
 from synth_assets.quality import validate_alpaca, validate_sharegpt
 from synth_assets.resources.export import ExportSettings
@@ -32,21 +39,34 @@ from synth_assets.storage import (
 EXPORT_GROUP = "export"
 
 
-def _format_partition(context, duckdb: PipelineDatabase, table: str, to_row) -> dg.MaterializeResult:
+def source_digest(con, document_id: str, pairs: pd.DataFrame | None = None) -> str:
+    """What a document's formatted rows are made from: its kept pairs and its file's hash.
+    training_dataset refuses rows whose source changed since: new pairs that a blocking
+    check stopped, or a changed file whose new version failed before reaching them."""
+    if pairs is None:
+        pairs = load_kept_pairs_with_provenance(con, document_id)
+    sha = con.execute(f"SELECT sha256 FROM {RAW_DOCUMENTS_TABLE} WHERE document_id = ?", [document_id]).fetchall()
+    return f"{pairs_digest(pairs)}/{sha[0][0][:16] if sha else 'no file'}"
+
+
+def _format_partition(context, duckdb: PipelineDatabase, table: str, to_row, extra=()) -> dg.MaterializeResult:
     return for_each_document(context, duckdb, table, [table],
-                             lambda key: _format_document(key, duckdb, table, to_row))
+                             lambda key: _format_document(key, duckdb, table, to_row, extra))
 
 
-def _format_document(document_id: str, duckdb: PipelineDatabase, table: str, to_row) -> dg.MaterializeResult:
+def _format_document(document_id: str, duckdb: PipelineDatabase, table: str, to_row, extra) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
         pairs = load_kept_pairs_with_provenance(con, document_id)
+    columns = [*PROVENANCE_COLUMNS, *extra]
     rows = pd.DataFrame(
-        [{**to_row(p.question, p.answer), **{c: getattr(p, c) for c in PROVENANCE_COLUMNS}} for p in pairs.itertuples()],
-        columns=None if len(pairs) else PROVENANCE_COLUMNS,
+        [{**to_row(p.question, p.answer), **{c: getattr(p, c) for c in columns}} for p in pairs.itertuples()],
+        columns=None if len(pairs) else columns,
     )
     with duckdb.get_connection() as con:
+        rows["source_digest"] = source_digest(con, document_id, pairs)
+    with duckdb.get_connection() as con:
         replace_partition_rows(con, table, document_id, rows)
-    preview = rows.head(3).drop(columns=[c for c in PROVENANCE_COLUMNS if c != "source_file"])
+    preview = rows.head(3).drop(columns=[c for c in [*columns, "source_digest"] if c != "source_file"])
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(rows),
@@ -59,7 +79,7 @@ def _format_document(document_id: str, duckdb: PipelineDatabase, table: str, to_
                 deps=["filtered_qa_pairs"])
 def alpaca_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabase) -> dg.MaterializeResult:
     """Kept pairs as Alpaca rows ({instruction, input, output}) with their provenance beside them."""
-    return _format_partition(context, duckdb, ALPACA_EXAMPLES_TABLE, to_alpaca)
+    return _format_partition(context, duckdb, ALPACA_EXAMPLES_TABLE, to_alpaca, extra=("reasoning",))
 
 
 @document_asset(group_name=EXPORT_GROUP, kinds={"duckdb", "great_expectations"}, code_version="1",
@@ -100,21 +120,29 @@ def training_dataset(
     both), written as HF DatasetDicts, JSONL and Parquet with a dataset card and
     LLaMA-Factory's dataset_info.json, in a folder of data/exports named by its version.
 
-    The version comes from the content, so the same inputs give the same version and a
-    new export never overwrites an older one. Documents that are no longer registered,
-    or whose formatted rows fail their checks, are left out and listed here.
+    It reads each document's formatted rows, which passed their checks and were made
+    from the kept pairs that passed theirs; a document a blocking check stopped, or whose
+    pairs changed since, is left out (SYNTH_ASSETS_EXPORT_BLOCKED_DOCUMENTS=keep_last_good
+    keeps its last good rows) and listed here and in the dataset card. The version comes
+    from the content, so the same inputs give the same version and a new export never
+    overwrites an older one. This is a candidate: published_dataset publishes it once the
+    checks below pass.
     """
     registered = set(context.instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME))
+    blocked = blocked_documents(duckdb)
     with duckdb.get_connection() as con:
         alpaca = con.execute(f"SELECT * FROM {ALPACA_EXAMPLES_TABLE} ORDER BY pair_id").df()
         sharegpt = con.execute(f"SELECT * FROM {SHAREGPT_EXAMPLES_TABLE} ORDER BY pair_id").df()
-        documents = sorted(set(alpaca["document_id"]) | set(sharegpt["document_id"]))
-        excluded = _excluded_documents(documents, registered, alpaca, sharegpt)
-        included = [d for d in documents if d not in excluded]
-        pairs = pd.concat(
-            [load_kept_pairs_with_provenance(con, d) for d in included] or [pd.DataFrame(columns=PROVENANCE_COLUMNS)],
-            ignore_index=True,
-        )
+        documents = sorted(set(alpaca["document_id"]) | set(sharegpt["document_id"]) | set(blocked))
+        sources = {d: source_digest(con, d) for d in documents}
+        excluded, kept_last_good = _excluded_documents(documents, registered, blocked, sources, alpaca, sharegpt,
+                                                       export.blocked_documents)
+        included = [d for d in documents if d not in excluded and d in set(alpaca["document_id"])]
+        # The rows read are the formatted rows that passed their checks, not the current
+        # filtered pairs: what was vetted is what is exported.
+        pairs = alpaca[alpaca["document_id"].isin(included)].rename(
+            columns={"instruction": "question", "output": "answer"})[["question", "answer", "reasoning",
+                                                                       *PROVENANCE_COLUMNS]].reset_index(drop=True)
         stats = _curation_stats(con, included)
         # A question another document already asks (exactly or nearly) is left out of
         # the dataset, kept in its own table with the pair it repeats.
@@ -131,18 +159,34 @@ def training_dataset(
                 "SELECT pair_id, document_id, question, reason, duplicate_of FROM duplicate_rows"
             )
     pairs = pairs[~pairs["pair_id"].isin(duplicates)].reset_index(drop=True)
-
-    splits = split_documents(included, export.validation_ratio, export.seed)
-    pairs["split"] = pairs["document_id"].map(splits)
-    options = export.options()
-    frames = build_format_rows(pairs, options)
-    result = write_export(frames, Path(export.export_dir), options, stats)
-    hub_commit = export.push_to_hub(str(result.path), context.log)
     for document_id, reason in excluded.items():
         context.log.warning(f"{document_id} left out of the training dataset: {reason}")
+    live = published_version(Path(export.export_dir))
+    listed = {
+        "excluded_documents": dg.MetadataValue.json(excluded),
+        "kept_last_good_rows": dg.MetadataValue.json(kept_last_good),
+        "published_version": live or "none yet",
+    }
+    if pairs.empty:
+        # Nothing to learn from: a status, not a crash. No candidate; the published one stays.
+        message = (f"no document has vetted rows to export ({len(excluded)} left out); "
+                   f"the published dataset stays {live or 'unpublished'}")
+        context.log.warning(message)
+        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "version": "none", "status": message,
+                                              **listed})
+
+    splits = split_documents(list(pairs["document_id"]), export.validation_ratio, export.seed)
+    pairs["split"] = pairs["document_id"].map(splits)
+    note = split_note(list(pairs["document_id"]), splits, export.validation_ratio)
+    options = export.options()
+    frames = build_format_rows(pairs, options)
+    result = write_export(frames, Path(export.export_dir), options,
+                          {**stats, "excluded_documents": excluded, "split_note": note})
     context.log.info(
-        f"export {result.version} {'written' if result.created else 'already existed, unchanged'}: {result.path}"
+        f"candidate export {result.version} {'written' if result.created else 'already existed, unchanged'}: "
+        f"{result.path} (published once its checks pass)"
     )
+    validation_rows = int((pairs["split"] == "validation").sum())
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(pairs),
@@ -152,26 +196,71 @@ def training_dataset(
             "documents": len(splits),
             "train_documents": sum(1 for s in splits.values() if s == "train"),
             "validation_documents": sum(1 for s in splits.values() if s == "validation"),
+            "validation_share_of_rows": round(validation_rows / len(pairs), 3),
+            "split_note": note or "near the asked ratio",
             "rows_per_format_and_split": dg.MetadataValue.json(result.rows),
-            "excluded_documents": dg.MetadataValue.json(excluded),
+            **listed,
             "cross_document_duplicates_removed": len(duplicates),
             "cross_document_duplicates_sample": dg.MetadataValue.md(
                 duplicate_rows.head(5)[["question", "reason", "duplicate_of"]].to_markdown(index=False)
                 if len(duplicate_rows) else "none"
             ),
             "pass_rate": round(stats["pass_rate"], 3),
-            "pushed_to_hub": hub_commit or "no (SYNTH_ASSETS_HF_REPO not set)",
             "preview": dg.MetadataValue.md(
                 frames["alpaca"].head(5)[["instruction", "output", "split"]].to_markdown(index=False)
-                if len(pairs) else "empty"
             ),
         }
     )
 
 
-def _excluded_documents(documents, registered, alpaca, sharegpt) -> dict[str, str]:
-    """Documents to leave out, with the reason: unregistered, or failing a format suite."""
+@dg.asset(
+    deps=[training_dataset],
+    group_name=EXPORT_GROUP,
+    kinds={"huggingface"},
+    owners=OWNERS,
+    code_version="1",
+    automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+)
+def published_dataset(
+    context: dg.AssetExecutionContext, export: ExportSettings
+) -> dg.MaterializeResult:
+    """The version of the training dataset fine-tuners get: LATEST in the export folder
+    and, when configured, the Hugging Face Hub dataset. It moves only after the training
+    dataset's blocking checks passed on the written candidate, so a failing check leaves
+    the previous version published."""
+    event = context.instance.get_latest_materialization_event(training_dataset.key)
+    metadata = event.asset_materialization.metadata if event else {}
+    candidate = metadata["version"].value if "version" in metadata else "none"
+    export_dir = Path(export.export_dir)
+    if candidate == "none":
+        live = published_version(export_dir)
+        message = f"nothing new to publish; {live or 'no version'} stays published"
+        context.log.warning(message)
+        return dg.MaterializeResult(metadata={"live_version": live or "none", "status": message})
+    previous = publish(export_dir, candidate)
+    hub_commit = export.push_to_hub(str(export_dir / candidate), context.log)
+    context.log.info(f"published {candidate} (was {previous or 'none'})")
+    return dg.MaterializeResult(
+        metadata={
+            "live_version": candidate,
+            "previous_version": previous or "none",
+            "export_dir": str((export_dir / candidate).resolve()),
+            "status": "published" if previous != candidate else "unchanged (same content)",
+            "pushed_to_hub": hub_commit or "no (SYNTH_ASSETS_HF_REPO not set)",
+        }
+    )
+
+
+def _excluded_documents(documents, registered, blocked, sources, alpaca, sharegpt,
+                        policy: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(documents left out with the reason, documents kept with their last good rows).
+
+    Left out: unregistered; formatted rows failing a format suite; alpaca and sharegpt rows
+    made from different pairs; and, with the "leave_out" policy, a document a blocking
+    check stopped or whose filtered pairs changed since its rows were formatted and checked
+    (with "keep_last_good" those keep the rows they last passed with)."""
     excluded: dict[str, str] = {}
+    kept_last_good: dict[str, str] = {}
     # Every expectation of these suites is about single rows or uniqueness, so when the
     # whole frame passes, each document's rows pass too: one validation per format,
     # and the per-document validations only to name the documents when it fails.
@@ -186,13 +275,30 @@ def _excluded_documents(documents, registered, alpaca, sharegpt) -> dict[str, st
             result = validate(frame[frame["document_id"] == document_id])
             if not result.success:
                 excluded[document_id] = f"{label} check failed: {', '.join(result.failed)}"
-    return excluded
+        if document_id in excluded:
+            continue
+        made_from = {*alpaca.loc[alpaca["document_id"] == document_id, "source_digest"],
+                     *sharegpt.loc[sharegpt["document_id"] == document_id, "source_digest"]}
+        if len(made_from) > 1:
+            excluded[document_id] = "its alpaca and sharegpt rows were made from different pairs"
+            continue
+        stale = None
+        if document_id in blocked:
+            stale = f"blocked by checks: {blocked[document_id]}"
+        elif made_from and made_from != {sources[document_id]}:
+            stale = "its file or its pairs changed since its rows were formatted and checked"
+        if stale and policy == "keep_last_good" and made_from:
+            kept_last_good[document_id] = stale + " (its last good rows are kept)"
+        elif stale:
+            excluded[document_id] = stale
+    return excluded, kept_last_good
 
 
 def _curation_stats(con, document_ids: list[str]) -> dict:
     """Generators, models, prompt versions and filter pass rates, for the dataset card."""
     kept = con.execute(
-        f"SELECT generator, model, prompt_version FROM {FILTERED_QA_PAIRS_TABLE} WHERE document_id IN (SELECT unnest(?))",
+        f"SELECT generator, model, prompt_version, language FROM {FILTERED_QA_PAIRS_TABLE}"
+        " WHERE document_id IN (SELECT unnest(?))",
         [document_ids],
     ).df()
     rejected = con.execute(
@@ -213,4 +319,5 @@ def _curation_stats(con, document_ids: list[str]) -> dict:
         "kept": len(kept),
         "pass_rate": len(kept) / generated if generated else 0.0,
         "rejections_by_reason": reasons,
+        "languages": kept["language"].fillna("undetermined").value_counts().to_dict(),
     }

@@ -9,7 +9,10 @@ from synth_assets.assets.factory import document_asset
 from synth_assets.batch import stopped_in_run
 from synth_assets.core.chunking import HEADING_SEPARATOR
 from synth_assets.core.previews import pairs_preview
+from synth_assets.assets.curate import pairs_to_judge
 from synth_assets.generation.base import GenerationRequest
+from synth_assets.generation.model_backend import ModelBackend
+from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.generation import GPU_POOL, GenerationResource
 from synth_assets.resources.storage import PipelineDatabase
 from synth_assets.storage import (
@@ -26,7 +29,9 @@ GENERATE_GROUP = "generate"
 
 @document_asset(
     group_name=GENERATE_GROUP,
-    kinds={"vllm", "duckdb", "great_expectations"},
+    # The configured backend (model_free, openai, vllm, vllm_serve) is added as a kind
+    # by build_pipeline_assets, so the UI names the backend that writes the pairs.
+    kinds={"duckdb", "great_expectations"},
     # Joined by the configured model, prompt version and sampling in build_pipeline_assets:
     # changing any of them marks this asset and its downstream stale.
     code_version="1",
@@ -35,7 +40,8 @@ GENERATE_GROUP = "generate"
     pool=GPU_POOL,
 )
 def generated_qa_pairs(
-    context: dg.AssetExecutionContext, generation: GenerationResource, duckdb: PipelineDatabase
+    context: dg.AssetExecutionContext, generation: GenerationResource, curation: CurationResource,
+    duckdb: PipelineDatabase,
 ) -> dg.MaterializeResult:
     """Question-answer pairs written for each chunk, grounded in that chunk's text.
 
@@ -43,6 +49,10 @@ def generated_qa_pairs(
     from. All chunks of every document in the run go to the backend in one call, so a
     GPU batches them. Chunks the backend could not answer are kept in
     generation_failures with their error, never dropped silently.
+
+    With the judge on and a model server, each chunk's pairs are judged as soon as they
+    arrive, while the other chunks are still being generated; the scores wait in the
+    generation cache for filtered_qa_pairs.
     """
     keys = list(context.partition_keys)
     # In a run over many documents, those that failed or were blocked earlier are left out.
@@ -57,6 +67,7 @@ def generated_qa_pairs(
             replace_partition_rows(con, GENERATION_FAILURES_TABLE, key, pd.DataFrame())
             context.add_asset_metadata({"skipped": f"stopped earlier in this run ({stopped[key]})"}, partition_key=key)
     requests = []
+    chunk_language: dict[str, str | None] = {}
     boilerplate_skipped = 0
     with duckdb.get_connection() as con:
         for document_id in document_ids:
@@ -65,6 +76,7 @@ def generated_qa_pairs(
             title = raw["file_name"].iloc[0].rsplit(".", 1)[0] if len(raw) else None
             prose = chunks[~chunks["boilerplate"]].sort_values("chunk_index")
             boilerplate_skipped += len(chunks) - len(prose)
+            chunk_language.update((row.chunk_id, getattr(row, "language", None)) for row in prose.itertuples())
             requests += [
                 GenerationRequest(
                     document_id=document_id,
@@ -77,7 +89,20 @@ def generated_qa_pairs(
             ]
     backend = generation.create_backend(context.log)
     context.log.info(f"generating pairs for {len(requests)} chunks with {backend.generator} ({backend.model or 'no model'})")
-    outcome = backend.generate(requests)
+    config = curation.filter_config()
+    judge_stats = {}
+    if config.use_judge and isinstance(backend, ModelBackend) and backend.cache is not None:
+        def judge_requests_for(request: GenerationRequest, pairs: list) -> list:
+            records = [{"pair_id": f"{request.chunk_id}#q{index:02d}", "question": pair.question,
+                        "answer": pair.answer, "question_type": pair.question_type, "evidence": pair.evidence,
+                        "chunk_text": request.text, "chunk_language": chunk_language.get(request.chunk_id)}
+                       for index, pair in enumerate(pairs, 1)]
+            return pairs_to_judge(records, config)
+
+        outcome, judged = backend.generate_and_judge(requests, judge_requests_for)
+        judge_stats = judged.stats
+    else:
+        outcome = backend.generate(requests)
 
     provenance = {
         "generator": backend.generator,
@@ -141,6 +166,7 @@ def generated_qa_pairs(
             "prompt_version": backend.prompt_version,
             "question_types": dg.MetadataValue.json(type_mix),
             **{f"generation_{key}": value for key, value in outcome.stats.items()},
+            **judge_stats,
             "preview": dg.MetadataValue.md(pairs_preview(pairs.assign(heading_path=pairs["chunk_id"].map(heading_of)))),
         }
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import langcodes
 import semchunk
 from docling_core.transforms.chunker.hierarchical_chunker import (
     ChunkingDocSerializer,
@@ -22,9 +23,11 @@ from docling_core.transforms.chunker.hierarchical_chunker import (
 )
 from docling_core.transforms.chunker.hybrid_chunker import HybridChunker
 from docling_core.transforms.chunker.tokenizer.huggingface import HuggingFaceTokenizer
-from docling_core.transforms.serializer.markdown import MarkdownParams
+from docling_core.transforms.serializer.markdown import MarkdownParams, MarkdownTableSerializer
 from docling_core.types.doc import DoclingDocument, ImageRefMode, InlineGroup
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from synth_assets.core.language import detect_chunk_language
 
 # Defaults for a 2k-context generation model: the prompt holds one chunk, the
 # generated question/answer pairs get `generation_tokens`, and the instructions
@@ -40,14 +43,21 @@ MIN_CHUNK_TOKENS = 64
 
 FALLBACK_TOKENIZER_NAME = "sentence-transformers/all-MiniLM-L6-v2 (offline package)"
 
-# Boilerplate detection: a "sentence" has at least this many words and ends in
-# sentence punctuation; text whose sentences cover less than this share of its
-# characters is navigation, link lists, tables of contents and the like.
-MIN_SENTENCE_WORDS = 6
-MIN_PROSE_SHARE = 0.3
-# Text up to a sentence end. Abbreviations and decimals ("e.g.", "2.45") cut
-# sentences short, which only makes the prose test stricter.
-_SENTENCE = re.compile(r"[^.!?。！？]*[.!?。！？]+")
+# Boilerplate is page furniture, recognised by its shape, never by a lack of prose:
+# tables, key-value lists, lists and text in any script are content.
+# - a list of language names ("Deutsch", "Español", "日本語"): a page's language links;
+# - a table of contents: numbered section titles, or titles ending in page numbers;
+# - navigation: one line of short items between "|" or "·" separators;
+# - a cookie banner: short text about cookies and consent;
+# - repeated headers and footers: every line of the chunk recurs in REPEATED_IN chunks.
+MIN_FURNITURE_SHARE = 0.6  # of the lines that must look like furniture
+REPEATED_IN = 3
+_LIST_MARK = re.compile(r"^(?:[-*•+]|\d+[.)])\s+|^\[[ x]\]\s+")
+_TOC_LINE = re.compile(r"^(?:[-*•]\s+)?(?:\d+(?:\.\d+)*\.?\s+\S.{0,80}|.{1,80}?(?:\s*\.{3,}\s*|\s{2,})\d{1,4})$")
+_NAV_SEPARATORS = re.compile(r"\s[|·•›»]\s")
+_COOKIES = re.compile(r"\bcookies?\b", re.IGNORECASE)
+_CONSENT = re.compile(r"\b(?:accept|consent|agree|reject|decline|privacy|preferences|settings)\b", re.IGNORECASE)
+MAX_BANNER_WORDS = 120
 _CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
 
 
@@ -115,13 +125,17 @@ class Chunk:
     n_tokens: int  # tokens of `text` (without special tokens)
     overlap_tokens: int  # tokens of the prefix taken from the previous chunk
     boilerplate: bool  # navigation, link lists and other non-prose
+    language: str | None = None  # ISO 639-1 (core/language.py), None without letters
 
 
 class _PlainTextSerializerProvider(ChunkingSerializerProvider):
     """docling's chunking serializer without link targets and emphasis markers.
 
-    URLs and `*...*` markup cost tokens and teach the generator nothing; tables
-    still become text (docling's "row, column = value" triplets).
+    URLs and `*...*` markup cost tokens and teach the generator nothing. Tables are
+    docling's Markdown export of the table (a header row and one line per row), which a
+    model reads as a table and the grounding check of curation pairs with its header
+    (docling's default for chunks, "row, column = value" triplets, repeats every header
+    in every cell and reads as neither prose nor a table).
     """
 
     def get_serializer(self, doc: DoclingDocument) -> ChunkingDocSerializer:
@@ -133,7 +147,7 @@ class _PlainTextSerializerProvider(ChunkingSerializerProvider):
             include_hyperlinks=False,
             include_formatting=False,
         )
-        return ChunkingDocSerializer(doc=doc, params=params)
+        return ChunkingDocSerializer(doc=doc, params=params, table_serializer=MarkdownTableSerializer())
 
 
 class _HybridChunker(HybridChunker):
@@ -241,6 +255,7 @@ def chunk_document(
         pages = sorted({p.page_no for item in raw.meta.doc_items for p in getattr(item, "prov", [])})
         pieces.extend((body, headings, pages) for body in _fit(text, tokenizer, body_budget))
 
+    furniture = repeated_lines([body for body, _, _ in pieces])
     chunks: list[Chunk] = []
     for index, (body, headings, pages) in enumerate(pieces):
         overlap = ""
@@ -262,7 +277,8 @@ def chunk_document(
                 page_end=pages[-1] if pages else None,
                 n_tokens=_count(tokenizer, text),
                 overlap_tokens=_count(tokenizer, overlap) if overlap else 0,
-                boilerplate=looks_like_boilerplate(body),
+                boilerplate=looks_like_boilerplate(body, furniture),
+                language=detect_chunk_language(body),
             )
         )
     return chunks
@@ -273,24 +289,51 @@ def _word_count(text: str) -> int:
     return len(text.split()) + len(_CJK_CHAR.findall(text)) // 2
 
 
-def looks_like_boilerplate(text: str) -> bool:
-    """True for navigation, link lists, tables of contents and other non-prose.
+@lru_cache(maxsize=4096)
+def _is_language_name(item: str) -> bool:
+    """True for a language's name in any language ("Deutsch", "العربية"), from the
+    names langcodes knows (its language_data tables)."""
+    try:
+        langcodes.find(item.strip())
+    except LookupError:
+        return False
+    return True
 
-    Prose is made of sentences: runs of at least 6 words ending in sentence
-    punctuation. Text is boilerplate when such sentences make up less than 30%
-    of its characters, or when its lines average fewer than 4 words (menus,
-    lists of names). Whether prose is meaningful (e.g. lorem ipsum) is not
-    judged here.
+
+def looks_like_boilerplate(text: str, repeated_lines: frozenset[str] = frozenset()) -> bool:
+    """True for page furniture: language-link lists, tables of contents, navigation
+    bars, cookie banners, and headers or footers repeated across the document (the
+    lines in `repeated_lines`). Tables, key-value lists, lists and prose in any script
+    are content, however short their lines. Whether content is meaningful (e.g. lorem
+    ipsum) is not judged here.
     """
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         return True
-    joined = " ".join(lines)
-    prose_chars = sum(
-        len(sentence)
-        for sentence in _SENTENCE.findall(joined)
-        if _word_count(sentence) >= MIN_SENTENCE_WORDS
-    )
-    if prose_chars < MIN_PROSE_SHARE * len(joined):
+    if repeated_lines and all(line in repeated_lines for line in lines):
         return True
-    return len(lines) >= 5 and _word_count(joined) / len(lines) < 4
+    words = _word_count(text)
+    if _COOKIES.search(text) and _CONSENT.search(text) and words <= MAX_BANNER_WORDS:
+        return True
+    items = [_LIST_MARK.sub("", line) for line in lines]
+    if len(lines) >= 5:
+        names = sum(1 for item in items if _word_count(item) <= 3 and _is_language_name(item))
+        if names >= MIN_FURNITURE_SHARE * len(lines):
+            return True
+        toc = sum(1 for line in lines if _TOC_LINE.match(line) and _word_count(line) <= 12)
+        if toc >= MIN_FURNITURE_SHARE * len(lines) and not any(line.startswith("|") for line in lines):
+            return True
+    if len(lines) == 1 and not lines[0].startswith("|"):
+        parts = _NAV_SEPARATORS.split(lines[0])
+        return len(parts) >= 4 and all(_word_count(part) <= 3 for part in parts)
+    return False
+
+
+def repeated_lines(bodies: list[str]) -> frozenset[str]:
+    """Lines found in at least REPEATED_IN of the chunks: running headers and footers
+    (a PDF's title and page footer, a site's banner), not content."""
+    counts: dict[str, int] = {}
+    for body in bodies:
+        for line in {line.strip() for line in body.splitlines() if line.strip()}:
+            counts[line] = counts.get(line, 0) + 1
+    return frozenset(line for line, n in counts.items() if n >= REPEATED_IN)

@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 
 from datasketch import MinHash, MinHashLSH
 
+from synth_assets.core.language import split_unsegmented, stopwords
 from synth_assets.core.text import STEMS, STOPWORDS, normalise_question
 
 # Reason codes of the curate step (filters.py describes them).
@@ -112,9 +113,24 @@ class QuestionKey(NamedTuple):
     context: frozenset[str]  # content words of an "in the context of ..." clause
 
 
+# Function words of German, Arabic and Russian, less single letters and the German ones
+# that are English words too: questions carry no language, and detecting it per question
+# would cost more than the whole comparison. (French, Spanish, Italian... share too many
+# words with English: "son", "car", "come".)
+_ENGLISH_TOO = frozenset(
+    "die man war hat bis gross gut elf ernst gott los mann rund weg tag tat tel statt satt ende "
+    "offen eben sache kam mag hoch mal ei sa en au ag na tun so also".split()
+)
+_OTHER_STOPWORDS = frozenset(
+    w for w in stopwords("de") | stopwords("ar") | stopwords("ru") | stopwords("ko")
+    if len(w) > 1 and w not in _ENGLISH_TOO
+)
+
+
 def _content_words(text: str) -> list[str]:
     words = _WORD.findall(_FRAME_PHRASES.sub(" ", text))
-    return [STEMS[w] for w in words if w not in STOPWORDS and w not in _FRAME_WORDS]
+    kept = [w for w in words if w not in STOPWORDS and w not in _FRAME_WORDS and w not in _OTHER_STOPWORDS]
+    return [STEMS[piece] for w in kept for piece in split_unsegmented(w)]
 
 
 def question_key(text: Any) -> QuestionKey:

@@ -9,7 +9,8 @@ older one and a repeated run writes nothing new. Inside, per format:
     README.md                       dataset card with the YAML front matter the Hub reads
     dataset_info.json               LLaMA-Factory's dataset registry for these files
 
-`LATEST` in the export folder names the newest version.
+Writing a version does not publish it: `publish` moves `LATEST` (the version fine-tuners
+and the Hub get) once the dataset's checks have passed on the written folder.
 """
 
 from __future__ import annotations
@@ -56,6 +57,16 @@ class ExportResult:
     rows: dict[str, dict[str, int]] = field(default_factory=dict)  # format -> split -> rows
 
 
+def pairs_digest(pairs: pd.DataFrame) -> str:
+    """A fingerprint of a document's kept pairs (ids, questions, answers, reasoning): the
+    formatted rows record the one they were made from, so rows whose source changed since
+    (new pairs that did not pass their checks) are recognised and refused."""
+    columns = ["pair_id", "question", "answer", "reasoning"]
+    frame = pairs.reindex(columns=columns).sort_values("pair_id").astype(object)
+    frame = frame.where(frame.notna(), None)
+    return hashlib.sha256(frame.to_json(orient="values", force_ascii=False).encode()).hexdigest()[:16]
+
+
 def build_format_rows(pairs: pd.DataFrame, options: ExportOptions) -> dict[str, pd.DataFrame]:
     """Kept pairs (question, answer, reasoning?, split, provenance) as one frame per format.
 
@@ -98,6 +109,15 @@ def size_category(n_rows: int) -> str:
     return "n>1M"
 
 
+def languages_table(languages: dict[str, int]) -> tuple[list[str], str]:
+    """The card's languages: the ISO 639-1 codes for the front matter (those the Hub
+    knows; "en" when none was recorded), and a Markdown table of kept pairs per language
+    (as curation detected them)."""
+    codes = sorted(code for code in languages if code != "undetermined") or ["en"]
+    rows = "\n".join(f"| {code} | {n} |" for code, n in sorted(languages.items(), key=lambda item: -item[1]))
+    return codes, "| language | kept pairs |\n| --- | --- |\n" + (rows or "| none recorded | 0 |")
+
+
 def dataset_card(version: str, rows: dict[str, dict[str, int]], options: ExportOptions, stats: dict) -> str:
     """README.md with the YAML front matter the Hub reads (configs, license, size)."""
     total = sum(rows["alpaca"].values())
@@ -109,15 +129,18 @@ def dataset_card(version: str, rows: dict[str, dict[str, int]], options: ExportO
         configs.append("  data_files:")
         for split in SPLITS:
             configs.append(f"  - split: {split}\n    path: {name}/{split}.jsonl")
+    language_codes, language_lines = languages_table(stats.get("languages") or {})
     reasons = stats.get("rejections_by_reason", {})
     reason_lines = "\n".join(f"| {reason} | {count} |" for reason, count in sorted(reasons.items())) or "| none | 0 |"
+    excluded = stats.get("excluded_documents") or {}
+    excluded_lines = "\n".join(f"- `{document}`: {reason}" for document, reason in sorted(excluded.items())) or "none"
     counts = "\n".join(
         f"| {name} | {split_rows['train']} | {split_rows['validation']} |" for name, split_rows in sorted(rows.items())
     )
     return f"""---
 license: {options.license}
 language:
-- en
+{chr(10).join(f"- {code}" for code in language_codes)}
 size_categories:
 - {size_category(total)}
 task_categories:
@@ -138,7 +161,16 @@ by synth_assets. Generators: {', '.join(stats.get('generators', [])) or 'none'};
 {', '.join(stats.get('prompt_versions', [])) or 'none'}.
 
 The train/validation split is made by document (seed {options.seed}, validation ratio
-{options.validation_ratio}): no document is in both splits.
+{options.validation_ratio}, taken as a share of rows): no document is in both splits.
+{stats.get("split_note", "")}
+
+## Documents left out
+
+{excluded_lines}
+
+## Languages
+
+{language_lines}
 
 ## Rows
 
@@ -194,7 +226,6 @@ def write_export(
     }
     export_dir.mkdir(parents=True, exist_ok=True)
     if target.exists():
-        (export_dir / LATEST_FILE).write_text(version + "\n")
         return ExportResult(version, target, created=False, rows=rows)
     # Written into a staging folder and renamed: a crash never leaves half an export.
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=export_dir))
@@ -208,7 +239,10 @@ def write_export(
                 part.to_json(folder / f"{split}.jsonl", orient="records", lines=True, force_ascii=False)
                 part.to_parquet(folder / f"{split}.parquet", index=False)
                 parts[split] = datasets.Dataset.from_pandas(part, preserve_index=False)
-            datasets.DatasetDict(parts).save_to_disk(str(folder / "hf"))
+            # An empty split (one document left, all in train) is written as one empty shard:
+            # with none, `datasets` cannot load the DatasetDict back.
+            datasets.DatasetDict(parts).save_to_disk(
+                str(folder / "hf"), num_shards={split: 1 for split, part in parts.items() if not len(part)})
         (staging / "README.md").write_text(dataset_card(version, rows, options, stats))
         info = llama_factory_dataset_info(sorted(frames), options.dataset_name)
         (staging / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -216,5 +250,19 @@ def write_export(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    (export_dir / LATEST_FILE).write_text(version + "\n")
     return ExportResult(version, target, created=True, rows=rows)
+
+
+def publish(export_dir: Path, version: str) -> str | None:
+    """Make `version` the published one (LATEST); return the version it replaces."""
+    if not (export_dir / version).is_dir():
+        raise FileNotFoundError(f"{export_dir / version}: no such export to publish")
+    previous = published_version(export_dir)
+    (export_dir / LATEST_FILE).write_text(version + "\n")
+    return previous
+
+
+def published_version(export_dir: Path) -> str | None:
+    """The version LATEST names, or None before anything was published."""
+    latest = export_dir / LATEST_FILE
+    return latest.read_text().strip() or None if latest.exists() else None

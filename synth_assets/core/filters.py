@@ -8,6 +8,10 @@ The rules, each with its own reason code:
 - form: empty, too short or too long; not a question; an answer that only repeats the
   question; refusals and meta-talk ("As an AI ...", "The text does not say ...");
   questions that need the passage in view ("According to the passage above, ...");
+  text aimed at a model ("ignore previous instructions", "system prompt");
+- language (language.py): a pair in another language than its chunk; the word-list rule
+  (low information) per language, skipped where there is no list for the language
+  (`skipped_rules` names them, the curate step counts them);
 - groundedness: the answer's content words must occur in the chunk (token recall) and
   its neighbouring content words must be near each other in the chunk too (skip-bigram
   support, which catches answers made of the chunk's words in a different, unsupported
@@ -23,6 +27,7 @@ dedup.py and judge.py share.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 
 import pydantic
@@ -31,6 +36,14 @@ from synth_assets.core import dedup
 from synth_assets.core.dedup import DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION
 from synth_assets.core.embeddings import semantic_similarity
 from synth_assets.core.judge import heuristic_judge
+from synth_assets.core.language import (
+    WORD,
+    detect_chunk_language,
+    detect_pair_languages,
+    language_stopwords,
+    stopword_ratio,
+    weighted_length,
+)
 from synth_assets.core.text import (
     SKIP_BIGRAM_WINDOW,
     STEMS,
@@ -38,6 +51,7 @@ from synth_assets.core.text import (
     TOKEN,
     Chunk,
     as_text,
+    is_instruction_like,
     is_passage_dependent,
     is_question,
     is_refusal,
@@ -58,12 +72,15 @@ REFUSAL = "refusal_or_meta_talk"
 PASSAGE_DEPENDENT = "passage_dependent"
 LOW_JUDGE_SCORE = "low_judge_score"
 LOW_SEMANTIC_SIMILARITY = "low_semantic_similarity"
+LANGUAGE_MISMATCH = "language_mismatch"
+INSTRUCTION_LIKE = "instruction_like"
 # DUPLICATE_QUESTION and NEAR_DUPLICATE_QUESTION are dedup.py's: it reports them across
 # documents too.
 
 REASON_DESCRIPTIONS: dict[str, str] = {
     EMPTY: "The question or the answer is empty.",
-    QUESTION_TOO_SHORT: "The question is shorter than the minimum length.",
+    QUESTION_TOO_SHORT: "The question is shorter than the minimum length (a Chinese, Japanese or "
+    "Korean character counts twice, for every length limit).",
     QUESTION_TOO_LONG: "The question is longer than the maximum length.",
     ANSWER_TOO_SHORT: "The answer is shorter than the minimum length.",
     ANSWER_TOO_LONG: "The answer is longer than the maximum length.",
@@ -71,8 +88,14 @@ REASON_DESCRIPTIONS: dict[str, str] = {
     "verb such as Explain, Describe or List.",
     DUPLICATE_QUESTION: "The same question (ignoring case, punctuation and spacing) was "
     "already kept for an earlier pair of this document.",
-    LOW_INFORMATION: "The answer does not read as natural English prose (too few common "
-    "English words, e.g. lorem ipsum filler or lists of codes).",
+    LOW_INFORMATION: "The answer does not read as natural prose in its language (too few "
+    "of the language's common words, e.g. lorem ipsum filler or lists of codes). Skipped "
+    "for languages without a stopword list or without spaces between words.",
+    LANGUAGE_MISMATCH: "The pair is written in another language than the chunk it was "
+    "generated from (the prompt asks for the language of the excerpt).",
+    INSTRUCTION_LIKE: "The question or the answer carries text aimed at a model (\"ignore "
+    "previous instructions\", \"system prompt\", \"you are now ...\"), e.g. text injected "
+    "into the source document.",
     UNGROUNDED: "Too few of the answer's content words occur in the chunk it was "
     "generated from, or too few of its neighbouring content words are near each other "
     "there, so it may not be supported by the source.",
@@ -103,7 +126,6 @@ MIN_WORDS_FOR_RATIO = 12
 # not, and is rejected).
 LATIN_LOOKALIKES = frozenset({"a", "am", "at", "do", "in", "me", "no"})
 
-_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")  # letters only, for the stopword share
 
 
 class FilterConfig(pydantic.BaseModel):
@@ -117,7 +139,7 @@ class FilterConfig(pydantic.BaseModel):
     min_answer_chars: int = 20
     max_answer_chars: int = 2000
     min_grounding: float = 0.8  # share of the answer's content tokens found in the chunk
-    min_stopword_ratio: float = 0.15  # share of English stopwords among the answer's words
+    min_stopword_ratio: float = 0.15  # share of its language's stopwords among the answer's words
     # Share of the answer's neighbouring content-word pairs found within
     # skip_bigram_window content words of each other in the chunk (skip_bigram_support).
     # Verbatim answers score 1.0. 0.5 lets a summarised answer through ("Ducks feed on
@@ -152,48 +174,57 @@ class FilterConfig(pydantic.BaseModel):
     min_judge_score: int = 6
 
 
-def stopword_ratio(text: str) -> float:
-    """Share of English stopwords among the words of `text` (0.0 when it has no words)."""
-    words = [w.lower() for w in _WORD.findall(text)]
-    if not words:
-        return 0.0
-    return sum(1 for w in words if w in STOPWORDS) / len(words)
+def skipped_rules(language: str | None) -> list[str]:
+    """The word-list rules not applied to a pair in `language` for want of data."""
+    return [] if language_stopwords(language) else [LOW_INFORMATION]
 
 
-def _is_low_information(answer: str, min_stopword_ratio: float) -> bool:
-    """Not natural English prose: no English-only function word at all, or (for longer
-    answers) too small a share of stopwords. Lorem ipsum fails the first test even in
-    sentences where "in" and "at" lift its share above the threshold."""
-    words = [w.lower() for w in _WORD.findall(answer)]
+def _is_low_information(answer: str, min_stopword_ratio: float, language: str | None = "en") -> bool:
+    """Not natural prose in its language: no function word at all (for English, none
+    that is not also Latin), or (for longer answers) too small a share of stopwords.
+    Lorem ipsum fails the first test even in sentences where "in" and "at" lift its
+    share above the threshold. False (skipped) for a language without a list."""
+    listed = language_stopwords(language)
+    if not listed:
+        return False
+    words = [w.lower() for w in WORD.findall(answer)]
     if len(words) < MIN_WORDS_FOR_LANGUAGE_CHECK:
         return False
-    if not any(w in STOPWORDS and w not in LATIN_LOOKALIKES for w in words):
+    lookalikes = LATIN_LOOKALIKES if listed is STOPWORDS else frozenset()
+    if not any(w in listed and w not in lookalikes for w in words):
         return True
-    return len(words) >= MIN_WORDS_FOR_RATIO and stopword_ratio(answer) < min_stopword_ratio
+    return len(words) >= MIN_WORDS_FOR_RATIO and stopword_ratio(answer, language) < min_stopword_ratio
 
 
 def _form_and_grounding_reasons(
-    question: str, answer: str, chunk: Chunk, config: FilterConfig
+    question: str, answer: str, chunk: Chunk, config: FilterConfig,
+    language: str | None = "en", chunk_language: str | None = "en",
 ) -> list[str]:
     """The reasons one pair fails on its own (everything but duplicates, judge, embeddings)."""
     reasons: list[str] = []
+    if language is not None and chunk_language is not None and language != chunk_language:
+        reasons.append(LANGUAGE_MISMATCH)
+    if is_instruction_like(question) or is_instruction_like(answer):
+        reasons.append(INSTRUCTION_LIKE)
     if not question or not answer:
         reasons.append(EMPTY)
     if question:
-        if len(question) < config.min_question_chars:
+        question_length = weighted_length(question)
+        if question_length < config.min_question_chars:
             reasons.append(QUESTION_TOO_SHORT)
-        if len(question) > config.max_question_chars:
+        if question_length > config.max_question_chars:
             reasons.append(QUESTION_TOO_LONG)
         if not is_question(question):
             reasons.append(NOT_A_QUESTION)
         if is_passage_dependent(question):
             reasons.append(PASSAGE_DEPENDENT)
     if answer:
-        if len(answer) < config.min_answer_chars:
+        answer_length = weighted_length(answer)
+        if answer_length < config.min_answer_chars:
             reasons.append(ANSWER_TOO_SHORT)
-        if len(answer) > config.max_answer_chars:
+        if answer_length > config.max_answer_chars:
             reasons.append(ANSWER_TOO_LONG)
-        if _is_low_information(answer, config.min_stopword_ratio):
+        if _is_low_information(answer, config.min_stopword_ratio, language):
             reasons.append(LOW_INFORMATION)
         tokens = TOKEN.findall(answer.lower())
         stems = [STEMS[t] for t in tokens if t not in STOPWORDS]
@@ -207,12 +238,52 @@ def _form_and_grounding_reasons(
     return reasons
 
 
+def chunk_languages(pairs: list[dict]) -> list[str | None]:
+    """The language of each pair's chunk: its "chunk_language" when given (the chunks
+    table has it), else detected from "chunk_text" (once per chunk)."""
+    # As chunk_document detects it (on the body); the overlap prefix is in the same
+    # language, so the text serves as well.
+    detected: dict[str, str | None] = {}
+    result = []
+    for p in pairs:
+        if isinstance(p.get("chunk_language"), str):  # NULL for chunks made before it was recorded
+            result.append(p["chunk_language"])
+            continue
+        text = as_text(p.get("chunk_text"))
+        if text not in detected:
+            detected[text] = detect_chunk_language(text)
+        result.append(detected[text])
+    return result
+
+
+def pair_languages(pairs: list[dict], languages_of_chunks: list[str | None] | None = None) -> list[str | None]:
+    """The language of each pair (its question and answer together); see language.py."""
+    if languages_of_chunks is None:
+        languages_of_chunks = chunk_languages(pairs)
+    texts = [f"{as_text(p.get('question'))} {as_text(p.get('answer'))}" for p in pairs]
+    return detect_pair_languages(texts, languages_of_chunks)
+
+
+def language_metadata(languages: Sequence[str | None]) -> dict:
+    """What the curate step records about languages: pairs per language, and per rule
+    skipped for want of data, the languages it was skipped for and how many pairs."""
+    counts = Counter(language or "undetermined" for language in languages)
+    skipped: dict[str, dict[str, int]] = {}
+    for language, n in counts.items():
+        for rule in skipped_rules(None if language == "undetermined" else language):
+            skipped.setdefault(rule, {})[language] = n
+    return {"languages": dict(counts.most_common()), "rules_skipped_by_language": skipped}
+
+
 def filter_pairs(
     pairs: list[dict],
     config: FilterConfig = FilterConfig(),
     judge_scores: Sequence[int | None] | None = None,
 ) -> list[list[str]]:
     """For each pair (dict with "question", "answer", "chunk_text"), the reasons it fails.
+
+    A pair's "language" and "chunk_language" are used when given (the curate step
+    records them), detected otherwise.
 
     The result is aligned with `pairs`; an empty list means the pair is kept. Every
     applicable reason is listed. Duplicates are judged in input order: a question that
@@ -234,12 +305,17 @@ def filter_pairs(
         )
         for p in pairs
     ]
+    of_chunks = chunk_languages(pairs)
+    if all("language" in p for p in pairs):
+        languages = [p["language"] if isinstance(p["language"], str) else None for p in pairs]
+    else:
+        languages = pair_languages(pairs, of_chunks)
     results: list[list[str]] = []
-    for question, answer, chunk_text in rows:
+    for (question, answer, chunk_text), language, chunk_language in zip(rows, languages, of_chunks):
         chunk = chunks.get(chunk_text)
         if chunk is None:
             chunk = chunks[chunk_text] = Chunk(chunk_text, config.skip_bigram_window)
-        results.append(_form_and_grounding_reasons(question, answer, chunk, config))
+        results.append(_form_and_grounding_reasons(question, answer, chunk, config, language, chunk_language))
 
     if config.use_embeddings:
         judged = [i for i, (_, answer, chunk_text) in enumerate(rows) if answer and chunk_text.strip()]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
+from collections import Counter
 
 SHAREGPT_HUMAN = "human"
 SHAREGPT_ASSISTANT = "gpt"
@@ -62,19 +62,44 @@ def sharegpt_roles(conversations_json: str) -> str:
         return "<unparseable>"
 
 
+# A validation share further than this from the asked ratio is called out in the card and summary.
+SPLIT_TOLERANCE = 0.05
+
+
 def split_documents(document_ids: list[str], validation_ratio: float, seed: int) -> dict[str, str]:
     """Assign whole documents to "train" or "validation", deterministically.
 
-    Documents are ordered by a seeded hash and the first ceil(ratio x n) go to
-    validation (at least one when there are two or more documents and the ratio is
-    above zero), so no document is ever in both splits.
+    `document_ids` holds a document once per row, so documents weigh by their rows.
+    Documents are taken in the order of a seeded hash, and each goes to validation when
+    that brings the validation share of rows nearer `validation_ratio`; with two or more
+    documents and a ratio above zero, at least one is in each split. No document is
+    ever in both.
     """
-    ordered = sorted(
-        set(document_ids), key=lambda d: hashlib.sha256(f"{seed}:{d}".encode()).hexdigest()
-    )
-    n_validation = math.ceil(validation_ratio * len(ordered)) if validation_ratio > 0 else 0
-    if len(ordered) >= 2:
-        n_validation = min(max(n_validation, 1 if validation_ratio > 0 else 0), len(ordered) - 1)
-    else:
-        n_validation = 0
-    return {d: ("validation" if i < n_validation else "train") for i, d in enumerate(ordered)}
+    rows = Counter(document_ids)
+    ordered = sorted(rows, key=lambda d: hashlib.sha256(f"{seed}:{d}".encode()).hexdigest())
+    if validation_ratio <= 0 or len(ordered) < 2:
+        return dict.fromkeys(ordered, "train")
+    target = validation_ratio * sum(rows.values())
+    validation: list[str] = []
+    taken = 0
+    for document in ordered:
+        if abs(taken + rows[document] - target) < abs(taken - target):
+            validation.append(document)
+            taken += rows[document]
+    if not validation:  # every document alone overshoots: the smallest one
+        validation = [min(ordered, key=lambda d: (rows[d], ordered.index(d)))]
+    if len(validation) == len(ordered):
+        validation.pop()
+    return {d: ("validation" if d in validation else "train") for d in ordered}
+
+
+def split_note(document_ids: list[str], splits: dict[str, str], validation_ratio: float) -> str:
+    """A sentence when whole documents cannot bring the validation share of rows near the
+    asked ratio (too few documents, or one large one); empty when it is near."""
+    if not document_ids:
+        return ""
+    share = sum(splits.get(d) == "validation" for d in document_ids) / len(document_ids)
+    if abs(share - validation_ratio) <= SPLIT_TOLERANCE:
+        return ""
+    return (f"Too few documents to split near the asked ratio: validation holds {share:.0%} of the rows "
+            f"for a ratio of {validation_ratio:.0%} ({len(set(document_ids))} documents, split whole).")

@@ -109,6 +109,119 @@ _PASSAGE_DEPENDENT = re.compile(
     re.IGNORECASE,
 )
 
+# The same in the other languages with phrasings here: German, Arabic, Korean, Chinese.
+# Every word of the English list that points at the source is matched at any position,
+# with a verb that only a reader of the source would use ("What does the text say about
+# X?", "Why does the document mention X?") or a place word ("mentioned here", "in the
+# list below"). The German verbs come first in a question ("Was sagt der Text ...").
+_SAYING_VERBS = (
+    r"(?:say|says|said|state|states|stated|mention|mentions|mentioned|describe|describes"
+    r"|described|explain|explains|discuss|discusses|suggest|suggests|imply|implies|claim"
+    r"|claims|argue|argues|note|notes|indicate|indicates|show|shows|highlight|highlights"
+    r"|emphasi[sz]e|emphasi[sz]es|focus|focuses|cover|covers|present|presents|propose"
+    r"|proposes|list|lists|refer|refers|tell|tells|talk|talks|conclude|concludes|report"
+    r"|reports|outline|outlines)"
+)
+_AR_LETTER = r"\u0621-\u064A"
+_PASSAGE_DEPENDENT_MORE = re.compile(
+    # English
+    rf"\b(?:does|do|did|is|was|can|would) the {_SOURCE_NOUNS}s? {_SAYING_VERBS}\b"
+    rf"|\bthe (?:passage|text|excerpt|paragraph|article|section|chapter|snippet|extract|document"
+    rf"|report|study|paper|author|authors|writer) {_SAYING_VERBS}\b"
+    r"|\b(?:in|within|from|throughout) the (?:passage|text|excerpt|paragraph|article|snippet"
+    r"|extract|chapter)\b(?! of\b)"
+    r"|\bthis (?:section|chapter|report|page|entry|part|source|passage)\b"
+    r"|\b(?:mentioned|described|discussed|stated|listed|shown|given|noted|presented|outlined"
+    r"|referred to|cited|named|covered|explained) (?:here|herein|in this)\b"
+    r"|\b(?:here|above|below) (?:mentioned|described|discussed|listed|shown|named)\b"
+    r"|\bthe (?:list|table|figure|example|diagram|image|steps?|code|quote|quotation|definition"
+    r"|description|statement|sentence|paragraph|section|text) (?:above|below)\b"
+    r"|\bthe writers?\b(?! of\b)"
+    # German
+    r"|\b(?:im|laut|gemäß|nach|aus|in) (?:de[mn] )?(?:obigen |vorliegenden |vorherigen |folgenden"
+    r" |angegebenen |gegebenen |genannten )?(?:Text|Textes|Abschnitt|Abschnitts|Artikel|Artikels"
+    r"|Absatz|Absatzes|Auszug|Auszugs|Kapitel|Beitrag|Beitrags|Textabschnitt|Textstelle|Passage)\b"
+    r"|\b(?:laut|gemäß) (?:de[mn] |der )?(?:Dokument|Dokuments|Autor|Autorin|Verfasser|Verfasserin)\b"
+    r"|\bdies(?:e|er|em|en|es)? (?:Text|Textes|Abschnitt|Abschnitts|Dokument|Dokuments|Artikel"
+    r"|Artikels|Absatz|Absatzes|Auszug|Auszugs|Kapitel|Beitrag|Beitrags|Passage|Textstelle|Quelle)\b"
+    r"|\b(?:sagt|sagen|erwähnt|erwähnen|beschreibt|beschreiben|erklärt|erklären|behauptet"
+    r"|nennt|nennen|schreibt|schreiben|zeigt|meint|betont|betonen|argumentiert|schildert"
+    r"|berichtet|schlägt|fordert|kritisiert|sieht|stellt|führt) (?:der|die|das|den) (?:obige |vorliegende )?"
+    r"(?:Text|Abschnitt|Dokument|Artikel|Absatz|Auszug|Kapitel|Beitrag|Autor|Autorin|Autoren"
+    r"|Verfasser|Verfasserin|Passage|Quelle)\b"
+    r"|\b(?:der|die|des|dem|den) (?:Autor|Autorin|Autoren|Verfasser|Verfasserin|Verfassers"
+    r"|Autors)\b(?! de[rs]\b)"
+    r"|\b(?:oben|unten|hier|zuvor|vorher|weiter oben|weiter unten|eingangs) (?:genannt|erwähnt"
+    r"|beschrieben|aufgeführt|angegeben|dargestellt|gezeigt|aufgelistet|besprochen|zitiert)\w*"
+    # Arabic: the text, passage, paragraph, article, author, writer, document (with the
+    # clitics و ف ب ل ك before the article), above, below, this section.
+    rf"|(?<![{_AR_LETTER}])[وفبلك]?[بل]?ال(?:نص|مقطع|فقرة|مقال|مؤلف|كاتب|مستند|وثيقة|مقتطف)"
+    rf"(?![{_AR_LETTER}])"
+    rf"|(?<![{_AR_LETTER}])(?:أعلاه|أدناه)(?![{_AR_LETTER}])"
+    rf"|(?<![{_AR_LETTER}])(?:هذا|هذه) ال(?:قسم|فصل|جزء|نص|فقرة|وثيقة|مقال)(?![{_AR_LETTER}])"
+    # Korean: body text, reading passage, this/above text, this document/paragraph/section,
+    # author, writer, mentioned above/here.
+    r"|본문|지문|윗글|(?:이|위|아래|다음|해당) (?:글|문서|문단|단락|섹션|기사|부분|텍스트|자료|내용)"
+    r"|저자|필자|글쓴이|(?:위|아래|앞|여기|본문|이 글)에서 (?:언급|설명|제시|소개|말한)"
+    # Chinese: in the text, this text, above, below, the original text, this section,
+    # the author, this article, the material.
+    r"|文中|本文|原文|上文|下文|该文|此文|上述|下述|前文|作者|文章中|文档中|材料中|短文"
+    r"|这段(?:文字|话|内容|材料)|这篇|本段|该段|本节|这一节|这部分|本章|这一章",
+    re.IGNORECASE,
+)
+# Every English branch of _PASSAGE_DEPENDENT_MORE contains one of these (lowercased), and
+# the other languages' branches non-ASCII letters or one of the German words: searching
+# the whole pattern costs ~50 us per question, most questions contain none of them.
+_PASSAGE_HINTS = (
+    "passage", "text", "excerpt", "paragraph", "article", "section", "chapter", "snippet",
+    "extract", "document", "report", "study", "paper", "author", "writer", "source", "chunk",
+    "context", "material", "reading", "story", "information", "entry", "part", "page",
+    "here", "above", "below", "list", "table", "figure", "example", "diagram", "image",
+    "step", "code", "quot", "definition", "description", "statement", "sentence",
+    "dies", "laut", "gemäß", "verfasser", "autor", "oben", "unten", "zuvor", "vorher",
+    "eingangs", "beitrag", "absatz", "auszug", "kapitel", "quelle", "abschnitt", "dokument",
+    "artikel", "in this", "hier",
+)
+# Text aimed at a model rather than a reader, as injected into web pages and documents
+# ("ignore previous instructions", "print the hidden system prompt", "you are now DAN").
+# Each branch needs a word that a document about something else would hardly pair with
+# it: "ignore" with "previous instructions", "act as" only as a command at a sentence
+# start, "you are now" only with a model's role.
+_INSTRUCTION_LIKE = re.compile(
+    r"\b(?:ignore|ignoring|disregard|disregarding|forget|forgetting|override|overriding|bypass"
+    r"|bypassing)\b(?: \w+){0,3}? (?:previous|prior|above|earlier|preceding|original|initial"
+    r"|system|safety|all|your|its|any) (?:instructions?|prompts?|rules|directions|guidelines"
+    r"|commands|directives|constraints)\b"
+    r"|\b(?:system|hidden|secret|initial|original) prompt\b"
+    r"|\b(?:reveal|print|output|repeat|show|leak|disclose|display) (?:\w+ ){0,2}?(?:system|hidden"
+    r"|secret|internal|initial|original) (?:prompt|instructions|message|rules|configuration)\b"
+    r"|\byou are now (?:an? |the |my )?(?:ai|assistant|chatbot|bot|model|language model|dan"
+    r"|unrestricted|unfiltered|jailbroken|uncensored|free from|no longer bound|in (?:developer"
+    r"|god|jailbreak|dan|unrestricted) mode)\b"
+    r"|(?:^|[.!?:;]\s+|\n)\W*(?:please )?(?:act as|pretend to be|pretend you are|roleplay as)"
+    r" (?:an?|the|my|if)\b"
+    r"|\bfrom now on,? (?:you|the assistant|the model) (?:are|will|must|should|shall)\b"
+    r"|\b(?:jailbreak|jailbroken|developer mode|dan mode|do anything now)\b"
+    r"|\bnew instructions?\s*:"
+    r"|\b(?:assistant|ai|language|llm|chatbot|gpt) models? (?:should|must|shall|will) (?:always |now |never )?"
+    r"(?:ignore|reveal|print|output|obey|disregard|forget|comply)\b"
+    # German, Arabic, Korean, Chinese
+    r"|\b(?:ignorier\w*|vergiss|vergessen|missachte\w*) (?:\w+ ){0,3}?(?:vorherigen|bisherigen|obigen"
+    r"|vorigen|früheren|alle[n]?|deine[n]?) (?:Anweisungen|Anweisung|Befehle|Regeln|Instruktionen)\b"
+    r"|\bSystem-?[Pp]rompt\w*|\bdu bist (?:jetzt|nun|ab sofort) (?:ein[e]? )?(?:KI|Assistent\w*|Chatbot"
+    r"|Sprachmodell|DAN|uneingeschränkt\w*)\b"
+    r"|تجاهل (?:\S+ ){0,2}?(?:التعليمات|الأوامر|التوجيهات)|موجه النظام|تعليمات النظام"
+    r"|(?:이전|위의|앞의|모든) (?:지시|지침|명령|규칙)\S* (?:\S+ )?무시|시스템 프롬프트"
+    r"|忽略(?:之前|以上|上面|先前|所有|前面)\S{0,4}(?:指令|指示|规则|提示)|系统提示词?",
+    re.IGNORECASE,
+)
+# Every branch of _INSTRUCTION_LIKE contains one of these (lowercased); most text none.
+_INSTRUCTION_HINTS = (
+    "ignor", "disregard", "forget", "overrid", "bypass", "prompt", "you are now", "act as",
+    "pretend", "roleplay", "from now on", "jailbr", "mode", "do anything", "instruction",
+    "vergiss", "missacht", "du bist", "تجاهل", "النظام", "무시", "프롬프트", "忽略", "系统提示",
+)
+
 
 def as_text(value: Any) -> str:
     """A pair field as a string: None and NaN (pandas' missing value) become ""."""
@@ -155,6 +268,7 @@ class Chunk:
     only when some answer of the chunk is not."""
 
     def __init__(self, text: str, window: int) -> None:
+        self.text = text
         self.tokens = TOKEN.findall(text.lower())
         self.joined = f" {' '.join(self.tokens)} "
         self.window = window
@@ -171,8 +285,32 @@ class Chunk:
             stems = [STEMS[t] for t in self.tokens if t not in STOPWORDS]
             for distance in range(1, self.window + 1):
                 self._skip_bigrams.update(zip(stems, stems[distance:]))
+            if "|" in self.text:
+                self._skip_bigrams.update(_table_skip_bigrams(self.text))
             self._stems = frozenset(stems)
         return self._stems, self._skip_bigrams
+
+
+def _table_skip_bigrams(text: str) -> set[tuple[str, str]]:
+    """In a Markdown table (how chunks carry tables), a cell belongs with its row and its
+    column's header, however far apart they are in the text: "The price of the Alpha
+    300 is 620 EUR" is supported by the row "| Alpha 300 | 2021 | 620 EUR |" under the
+    header "| Model | Year | Price |". Every content stem of a row is paired with every
+    other of that row and with every stem of the header."""
+    pairs: set[tuple[str, str]] = set()
+    header: list[str] | None = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("|"):
+            header = None
+            continue
+        if set(line) <= set("|-: "):  # the separator row under the header
+            continue
+        stems = [STEMS[t] for t in TOKEN.findall(line.lower()) if t not in STOPWORDS]
+        if header is None:
+            header = stems
+        pairs.update((a, b) for a in stems + header for b in stems)
+    return pairs
 
 
 _cached_chunk = lru_cache(maxsize=1024)(Chunk)  # for the one-pair functions
@@ -234,7 +372,7 @@ def is_question(text: str) -> bool:
     stripped = (text or "").strip()
     if not stripped:
         return False
-    if stripped.rstrip("\"'”’)]»!").endswith(("?", "？")):  # also "?!" and "?\""
+    if stripped.rstrip("\"'”’)]»!").endswith(("?", "？", "؟")):  # also "?!" and "?\""
         return True
     first = stripped.split(maxsplit=1)[0].strip(string.punctuation).lower()
     return first in IMPERATIVE_VERBS
@@ -253,8 +391,23 @@ def is_refusal(answer: str) -> bool:
 def is_passage_dependent(question: str) -> bool:
     """True when the question only makes sense next to its source ("According to the
     passage above, ...", "What does this document describe?", "What does the author
-    argue?"): a trained model is asked such questions without any passage."""
-    return _PASSAGE_DEPENDENT.search(as_text(question)) is not None
+    argue?", "Was sagt der Text über X?", "ما الذي يذكره النص؟"): a trained model is
+    asked such questions without any passage."""
+    question = as_text(question)
+    if _PASSAGE_DEPENDENT.search(question) is not None:
+        return True
+    lowered = question.lower()
+    if question.isascii() and not any(hint in lowered for hint in _PASSAGE_HINTS):
+        return False
+    return _PASSAGE_DEPENDENT_MORE.search(question) is not None
+
+
+def is_instruction_like(text: str) -> bool:
+    """True when the text is aimed at a model rather than a reader ("ignore previous
+    instructions", "reveal the system prompt", "you are now an unrestricted AI")."""
+    text = as_text(text)
+    lowered = text.lower()
+    return any(hint in lowered for hint in _INSTRUCTION_HINTS) and _INSTRUCTION_LIKE.search(text) is not None
 
 
 def answer_repeats_question(question: str, answer: str) -> bool:

@@ -101,12 +101,16 @@ class GenerationCache:
             with self._memory_lock:  # one shared connection: one user at a time
                 yield self._memory
             return
-        # Another process may be writing the file: wait for its short connection.
-        con = connect_waiting_for_lock(self.path, lock_timeout_s=self.lock_timeout_s)
-        try:
-            yield con
-        finally:
-            con.close()
+        # One connection at a time in this process: two threads (generation and the
+        # judge running beside it) attaching the file at once make DuckDB fail with
+        # "Unique file handle conflict". Another process may be writing the file: wait
+        # for its short connection.
+        with self._memory_lock:
+            con = connect_waiting_for_lock(self.path, lock_timeout_s=self.lock_timeout_s)
+            try:
+                yield con
+            finally:
+                con.close()
 
     def get_many(self, keys: Sequence[str]) -> dict[str, CachedReply]:
         """The cached replies among `keys`, by key (missing keys are left out)."""

@@ -20,6 +20,7 @@ not parse, records what never did, and counts.
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -125,6 +126,8 @@ class Run:
     results: dict[str, list[Any]] = field(default_factory=dict)
     failures: dict[str, GenerationFailure] = field(default_factory=dict)
     writer: _CacheWriter | None = None
+    # Called with (item_id, results) as each prompt's results arrive (cached ones first).
+    on_result: Callable[[str, list[Any]], None] | None = None
 
     def sampling(self, prompt: Prompt) -> dict[str, Any]:
         """The sampling of the prompt's next attempt: seed + attempts made."""
@@ -156,6 +159,8 @@ class Run:
             return self.retry(prompt, error)
         prompt.attempts += 1
         self.results[prompt.item_id] = results
+        if self.on_result is not None:
+            self.on_result(prompt.item_id, results)
         self.pairs += sum(len(r) if isinstance(r, list) else 1 for r in results)
         if self.writer is not None:
             self.writer.put(CacheEntry(prompt.key, self.backend.model, self.task.prompt_version,
@@ -232,6 +237,9 @@ class ModelBackend:
     cache: GenerationCache | None = None
     log: Any = None
     progress_every_s: float = 5.0
+    # Whether generate() and judge() may run at once from two threads (the openai
+    # backend: yes; one vLLM engine: no).
+    concurrent_calls: bool = False
 
     def _send(self, prompts: list[Prompt], run: Run) -> list[Prompt]:
         """Ask the model for every prompt, with `run.sampling(prompt)`, and report each
@@ -250,22 +258,76 @@ class ModelBackend:
         """The backend's own stats with their starting values; `_send` updates them."""
         return {}
 
-    def generate(self, requests: list[GenerationRequest]) -> GenerationOutcome:
+    def generate(self, requests: list[GenerationRequest],
+                 on_pairs: Callable[[str, list[GeneratedPair]], None] | None = None) -> GenerationOutcome:
+        """Pairs for every chunk; `on_pairs(chunk_id, pairs)` is called as each chunk's
+        pairs arrive (from the event loop or the engine call: keep it quick)."""
         prompts = [Prompt(r.chunk_id, build_messages(r, self.pairs_per_chunk)) for r in requests]
-        run, stats = self._run(self._qa_task(), prompts)
+        on_result = None if on_pairs is None else (lambda item_id, results: on_pairs(item_id, _pairs(item_id, results)))
+        run, stats = self._run(self._qa_task(), prompts, on_result)
         outcome = GenerationOutcome()
         for prompt in prompts:  # input order, whatever the completion order was
             if prompt.item_id in run.results:
-                outcome.pairs.extend(
-                    GeneratedPair(chunk_id=prompt.item_id, question=p["question"], answer=p["answer"],
-                                  question_type=p["question_type"], evidence=p.get("evidence"))
-                    for pairs in run.results[prompt.item_id] for p in pairs
-                )
+                outcome.pairs.extend(_pairs(prompt.item_id, run.results[prompt.item_id]))
             else:
                 outcome.failures.append(_failure(run, prompt))
         outcome.stats = {"chunks": len(requests), **stats, "failures": len(outcome.failures),
                          "pairs": len(outcome.pairs)}
         return outcome
+
+    def generate_and_judge(
+        self, requests: list[GenerationRequest],
+        judge_requests_for: Callable[[GenerationRequest, list[GeneratedPair]], list[JudgeRequest]],
+    ) -> tuple[GenerationOutcome, JudgeOutcome]:
+        """Generation with the judging of its pairs overlapped (producer-consumer): as
+        each chunk's pairs arrive, a judging thread turns them into judge requests
+        (`judge_requests_for`: the pairs worth judging) and sends what has arrived since
+        its last call while generation goes on, so the model never waits for a step to
+        end. The judge's replies reach the cache, where the curate step finds them.
+
+        The two calls each keep up to their bound in flight (openai: max_concurrency),
+        so up to twice that while both run. A backend whose calls must not overlap (one
+        vLLM engine) judges after generating instead, every pair in one call."""
+        by_id = {request.chunk_id: request for request in requests}
+        arrived: queue.Queue = queue.Queue()  # (chunk_id, pairs), then None when generation ended
+        judged = JudgeOutcome()
+        errors: list[Exception] = []
+
+        def judging() -> None:
+            ended = False
+            while not ended:
+                batch = [arrived.get()]  # waits for the first, then takes whatever is there
+                while not arrived.empty():
+                    batch.append(arrived.get_nowait())
+                ended = batch[-1] is None
+                if errors or not (ended or self.concurrent_calls):
+                    if not self.concurrent_calls:  # kept for one call at the end
+                        arrived_all.extend(item for item in batch if item is not None)
+                    continue
+                try:
+                    to_judge = [request for item in [*arrived_all, *batch] if item is not None
+                                for request in judge_requests_for(by_id[item[0]], item[1])]
+                    outcome = self.judge(to_judge) if to_judge else JudgeOutcome()
+                except Exception as error:  # the curate step judges what is missing, and fails there if it must
+                    errors.append(error)
+                    continue
+                judged.scores.update(outcome.scores)
+                judged.failures.update(outcome.failures)
+
+        arrived_all: list = []
+        thread = threading.Thread(target=judging, name="judge-as-generated", daemon=True)
+        thread.start()
+        try:
+            outcome = self.generate(requests, on_pairs=lambda chunk_id, pairs: arrived.put((chunk_id, pairs)))
+        finally:
+            arrived.put(None)
+            thread.join()
+        if errors:
+            self._warning(f"judging while generating stopped ({type(errors[0]).__name__}: {errors[0]}); "
+                          "the curate step judges the rest")
+        judged.stats = {"judged_while_generating": len(judged.scores),
+                        "judge_failures_while_generating": len(judged.failures)}
+        return outcome, judged
 
     def judge(self, requests: list[JudgeRequest]) -> JudgeOutcome:
         """A 1-10 score and a reason for each pair, from the same model, with the same
@@ -286,8 +348,9 @@ class ModelBackend:
         """The generation-cache key of one chunk's request."""
         return cache_key(self.model, self._qa_task().key_params, build_messages(request, self.pairs_per_chunk))
 
-    def _run(self, task: Task, prompts: list[Prompt]) -> tuple[Run, dict[str, float]]:
-        run = Run(self, task, len(prompts), self._extra_stats())
+    def _run(self, task: Task, prompts: list[Prompt],
+             on_result: Callable[[str, list[Any]], None] | None = None) -> tuple[Run, dict[str, float]]:
+        run = Run(self, task, len(prompts), self._extra_stats(), on_result=on_result)
         for prompt in prompts:
             prompt.key = cache_key(self.model, task.key_params, prompt.messages)
         cached = self.cache.get_many([p.key for p in prompts]) if self.cache is not None else {}
@@ -297,6 +360,8 @@ class ModelBackend:
             results = run.parse(_cached_texts(hit.reply))[0] if hit is not None else []
             if results:
                 run.results[prompt.item_id] = results
+                if on_result is not None:
+                    on_result(prompt.item_id, results)
             else:  # not cached, or cached but rejected by the parser as it is now
                 pending.append(prompt)
         run.cache_hits = run.done = len(prompts) - len(pending)
@@ -370,6 +435,13 @@ class _CacheWriter:
             self._closing = True
         self._wake.set()
         self._thread.join()
+
+
+def _pairs(chunk_id: str, results: list[Any]) -> list[GeneratedPair]:
+    """A chunk's parsed replies (one per completion) as pairs."""
+    return [GeneratedPair(chunk_id=chunk_id, question=p["question"], answer=p["answer"],
+                          question_type=p["question_type"], evidence=p.get("evidence"))
+            for pairs in results for p in pairs]
 
 
 def _failure(run: Run, prompt: Prompt) -> GenerationFailure:

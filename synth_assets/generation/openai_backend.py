@@ -71,6 +71,7 @@ _RETRY, _NEW, _STOP = 0, 1, 2
 
 class OpenAIBackend(ModelBackend):
     generator = "openai"
+    concurrent_calls = True  # each call has its own event loop and clients
 
     def __init__(
         self,

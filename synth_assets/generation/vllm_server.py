@@ -63,7 +63,9 @@ class ManagedVLLMServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> "ManagedVLLMServer":
+    def start(self, on_spawn: Callable[[int], None] | None = None) -> "ManagedVLLMServer":
+        """Start the process and wait until it is healthy; `on_spawn(pid)` is called in
+        between (to record the process before the long wait for the model to load)."""
         try:
             self.process = subprocess.Popen(
                 self.command,
@@ -80,6 +82,8 @@ class ManagedVLLMServer:
             ) from None
         self._reader = threading.Thread(target=self._stream_log, daemon=True)
         self._reader.start()
+        if on_spawn is not None:
+            on_spawn(self.process.pid)
         self._wait_until_healthy()
         return self
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import dagster as dg
 
@@ -29,6 +30,10 @@ class ExportSettings(dg.ConfigurableResource):
     hub_repo: str | None = None
     hub_token_env: str = "HF_TOKEN"
     hub_private: bool = True
+    # A document whose new pairs a blocking check stopped: "leave_out" (the default) takes
+    # it out of the next dataset, "keep_last_good" keeps the rows it last passed with.
+    # Either way the dataset card and the asset's metadata list it.
+    blocked_documents: Literal["leave_out", "keep_last_good"] = "leave_out"
 
     def options(self) -> ExportOptions:
         return ExportOptions(
@@ -49,10 +54,14 @@ class ExportSettings(dg.ConfigurableResource):
             raise dg.Failure(
                 f"{HUB_REPO_ENV} is set to {self.hub_repo!r} but {self.hub_token_env} holds no token"
             )
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
+        api = self.hub_client(token)
         api.create_repo(self.hub_repo, repo_type="dataset", private=self.hub_private, exist_ok=True)
         commit = api.upload_folder(folder_path=folder, repo_id=self.hub_repo, repo_type="dataset")
         log.info(f"pushed {folder} to the Hub dataset {self.hub_repo}")
         return str(commit)
+
+    def hub_client(self, token: str):
+        """The Hub API the export is pushed with (tests replace it with one that records calls)."""
+        from huggingface_hub import HfApi
+
+        return HfApi(token=token)

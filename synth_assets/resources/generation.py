@@ -6,8 +6,9 @@ Backends (SYNTH_ASSETS_GENERATION_BACKEND):
   llama.cpp, Ollama, hosted APIs); async, bounded concurrency, retries.
 - `vllm`: vLLM in this process (the `[vllm]` extra and a CUDA GPU); one engine per run
   process, every prompt of the step in one call.
-- `vllm_serve`: starts `vllm serve` from `vllm_executable` on 127.0.0.1, uses it as an
-  `openai` server, and stops it when the step ends.
+- `vllm_serve`: uses the generation service (`generation/service.py`, `make serve`): a
+  `vllm serve` from `vllm_executable` on 127.0.0.1 that outlives runs, found in the
+  instance directory or started on first use, stopped after `service_idle_s` idle.
 
 Model backends share a content-addressed cache in DuckDB (`cache_path`), so a repeated
 or resumed run does not pay for a generation it already has. The backend is built
@@ -74,10 +75,18 @@ class GenerationResource(dg.ConfigurableResource):
     dtype: str = "auto"
     quantization: str | None = None
     vllm_executable: str = "vllm"
+    # In-process vllm: prompts per LLM.chat call. None: every prompt of the step in one
+    # call (best batching); replies reach the cache per call, so a number bounds what a
+    # crash can lose.
+    engine_batch_size: int | None = None
+    # vllm_serve: the instance directory ($DAGSTER_HOME) that records the service, and
+    # how long it may sit unused before it stops (freeing the GPU).
+    instance_dir: str | None = None
+    service_idle_s: float = 900.0
     cache_path: str | None = DEFAULT_CACHE_PATH
 
     _backend: Any = PrivateAttr(default=None)
-    _server: Any = PrivateAttr(default=None)
+    _lease: Any = PrivateAttr(default=None)
 
     @property
     def chunk_tokens(self) -> int:
@@ -167,7 +176,7 @@ class GenerationResource(dg.ConfigurableResource):
             backend = VLLMBackend(
                 model=model, engine_options=self.engine_options(), sampling=self.sampling(),
                 pairs_per_chunk=self.pairs_per_chunk, max_attempts=self.max_attempts,
-                cache=self._cache(), log=log, engine=engine,
+                engine_batch_size=self.engine_batch_size, cache=self._cache(), log=log, engine=engine,
             )
         else:  # pydantic already refuses other names; this guards future edits
             raise dg.Failure(f"unknown generation backend {self.backend!r}")
@@ -185,14 +194,17 @@ class GenerationResource(dg.ConfigurableResource):
         model = self._require_model()
         base_url = self.base_url
         if self.backend == "vllm_serve":
-            from synth_assets.generation.vllm_server import ManagedVLLMServer, free_port, vllm_serve_command
+            from synth_assets.generation.service import ServiceError, acquire
 
-            port = free_port()
-            options = {k: v for k, v in self.engine_options().items() if k != "seed"}
-            command = vllm_serve_command(self.vllm_executable, model, port, options)
-            log_line = log.info if log else print
-            self._server = ManagedVLLMServer(command, port, log_line=log_line).start()
-            base_url = self._server.base_url
+            if not self.instance_dir:
+                raise dg.Failure("the vllm_serve backend records its server in the instance directory: "
+                                 "set DAGSTER_HOME", allow_retries=False)
+            try:
+                self._lease = acquire(self.instance_dir, self.service_spec(), idle_s=self.service_idle_s,
+                                      log=log.info if log else print)
+            except ServiceError as error:
+                raise dg.Failure(str(error)) from None
+            base_url = self._lease.base_url
         backend = OpenAIBackend(
             base_url=base_url,
             model=model,
@@ -213,11 +225,19 @@ class GenerationResource(dg.ConfigurableResource):
             backend.generator = "vllm_serve"  # rows say the pipeline started the server
         return backend
 
+    def service_spec(self):
+        """What the generation service serves: executable, model and engine options (the
+        seed is per request, so it is left out: one service for every seed)."""
+        from synth_assets.generation.service import ServiceSpec
+
+        options = {k: v for k, v in self.engine_options().items() if k != "seed"}
+        return ServiceSpec(self.vllm_executable, self._require_model(), options)
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         close = getattr(self._backend, "close", None)
         if close:
             close()
         self._backend = None
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        if self._lease is not None:  # the service stays up for the next run
+            self._lease.release()
+            self._lease = None
