@@ -39,6 +39,7 @@ from synth_assets.storage import (
     REJECTED_QA_PAIRS_TABLE,
     SHAREGPT_EXAMPLES_TABLE,
     read_partition,
+    read_partitions,
 )
 
 GENERATED_PAIRS_CHECK = "generated_pairs_are_complete_and_traceable"
@@ -113,13 +114,13 @@ def generated_pairs_check(
     A Great Expectations suite; each expectation's observed value and a few failing
     rows are in the result."""
 
-    def evaluate(document_id: str) -> dg.AssetCheckResult:
+    def evaluate(document_ids: list[str]) -> dg.AssetCheckResult:
         with duckdb.get_connection() as con:
-            pairs = read_partition(con, GENERATED_QA_PAIRS_TABLE, document_id)
-            chunk_ids = set(read_partition(con, DOCUMENT_CHUNKS_TABLE, document_id)["chunk_id"])
-        return _check_result(validate_generated_pairs(pairs, chunk_ids))
+            pairs = _scoped(read_partitions(con, GENERATED_QA_PAIRS_TABLE, document_ids), document_ids)
+            chunks = _scoped(read_partitions(con, DOCUMENT_CHUNKS_TABLE, document_ids), document_ids)
+        return _check_result(validate_generated_pairs(pairs, set(chunks["chunk_id"])))
 
-    return check_each_document(context, duckdb, evaluate)
+    return check_each_document(context, duckdb, lambda key: evaluate([key]), evaluate)
 
 
 @dg.asset_check(
@@ -139,20 +140,26 @@ def filtered_pairs_check(
     A Great Expectations suite; each expectation's observed value and a few failing
     rows are in the result."""
 
-    def evaluate(document_id: str) -> dg.AssetCheckResult:
+    def evaluate(document_ids: list[str]) -> dg.AssetCheckResult:
         with duckdb.get_connection() as con:
-            pairs = read_partition(con, FILTERED_QA_PAIRS_TABLE, document_id)
-            rejected = set(read_partition(con, REJECTED_QA_PAIRS_TABLE, document_id)["pair_id"])
-            chunks = read_partition(con, DOCUMENT_CHUNKS_TABLE, document_id)[["chunk_id", "text"]]
-        generated = len(pairs) + len(rejected)
-        bounds = retention_bounds(
-            generated, curation.min_retention, curation.max_retention, curation.min_pairs_for_retention
-        )
-        result = validate_filtered_pairs(pairs, chunks, rejected, kept_bounds=bounds)
-        result.metadata["retention_rate"] = round(len(pairs) / generated, 3) if generated else 0.0
+            pairs = read_partitions(con, FILTERED_QA_PAIRS_TABLE, document_ids)
+            rejected = read_partitions(con, REJECTED_QA_PAIRS_TABLE, document_ids)
+            chunks = read_partitions(con, DOCUMENT_CHUNKS_TABLE, document_ids)
+        kept = pairs["document_id"].value_counts()
+        generated = kept.add(rejected["document_id"].value_counts(), fill_value=0)
+        bounds = {key: retention_bounds(int(generated.get(key, 0)), curation.min_retention,
+                                        curation.max_retention, curation.min_pairs_for_retention)
+                  for key in document_ids}
+        if len(document_ids) > 1 and not all(low <= kept.get(key, 0) <= high for key, (low, high) in bounds.items()):
+            return dg.AssetCheckResult(passed=False)  # a retention rate is out of bounds: see each document
+        result = validate_filtered_pairs(
+            _scoped(pairs, document_ids), _scoped(chunks, document_ids)[["chunk_id", "text"]],
+            set(rejected["pair_id"]), kept_bounds=bounds[document_ids[0]] if len(document_ids) == 1 else None)
+        total = int(generated.sum())
+        result.metadata["retention_rate"] = round(len(pairs) / total, 3) if total else 0.0
         return _check_result(result)
 
-    return check_each_document(context, duckdb, evaluate)
+    return check_each_document(context, duckdb, lambda key: evaluate([key]), evaluate)
 
 
 @dg.asset_check(
@@ -197,7 +204,11 @@ def _format_check(asset, name: str, table: str, validate, description: str) -> d
     @dg.asset_check(asset=asset, name=name, blocking=True, partitions_def=documents_partitions,
                     description=description)
     def format_check(context: dg.AssetCheckExecutionContext, duckdb: PipelineDatabase) -> dg.AssetCheckResult:
-        return check_each_document(context, duckdb, lambda key: _check_result(validate(_rows(duckdb, table, key))))
+        def evaluate(document_ids: list[str]) -> dg.AssetCheckResult:
+            with duckdb.get_connection() as con:
+                return _check_result(validate(read_partitions(con, table, document_ids)))
+
+        return check_each_document(context, duckdb, lambda key: evaluate([key]), evaluate)
 
     return format_check
 
@@ -212,9 +223,13 @@ sharegpt_format_check = _format_check(
     "(a Great Expectations suite).")
 
 
-def _rows(duckdb: PipelineDatabase, table: str, document_id: str) -> pd.DataFrame:
-    with duckdb.get_connection() as con:
-        return read_partition(con, table, document_id)
+def _scoped(rows: pd.DataFrame, document_ids: list[str]) -> pd.DataFrame:
+    """Several documents are validated in one frame (one Great Expectations validation
+    instead of one per document): their chunk ids are prefixed with the document's, so
+    that "a chunk of this document" still holds document by document."""
+    if len(document_ids) == 1:
+        return rows
+    return rows.assign(chunk_id=rows["document_id"] + " :: " + rows["chunk_id"])
 
 
 @dg.asset_check(asset=training_dataset, name=TRAINING_DATASET_CHECK, blocking=True)

@@ -272,6 +272,12 @@ def read_partition(con: duckdb.DuckDBPyConnection, table: str, document_id: str)
     return con.execute(f"SELECT * FROM {table} WHERE document_id = ?", [document_id]).df()
 
 
+def read_partitions(con: duckdb.DuckDBPyConnection, table: str, document_ids: list[str]) -> pd.DataFrame:
+    """All rows of these documents in `table`, in one query."""
+    ensure_tables(con)
+    return con.execute(f"SELECT * FROM {table} WHERE document_id IN (SELECT unnest(?))", [document_ids]).df()
+
+
 def delete_document(con: duckdb.DuckDBPyConnection, document_id: str) -> None:
     """Remove a document's rows from every table (used when its file is removed)."""
     ensure_tables(con)

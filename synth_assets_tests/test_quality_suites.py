@@ -77,3 +77,27 @@ def test_format_rows_fail_their_schema():
     sharegpt = pd.DataFrame([{"conversations": json.dumps([{"from": "gpt", "value": "A"}, {"from": "human", "value": "Q"}]),
                               **provenance}])
     assert "column_values_to_be_in_set[roles]" in validate_sharegpt(sharegpt).failed
+
+
+def test_documents_validated_together_still_need_their_own_chunks() -> None:
+    """checks.py validates the documents of a many-document step in one frame; a pair whose
+    chunk belongs to another document of that step must still fail there."""
+    import pandas as pd
+
+    from synth_assets.checks import _scoped
+    from synth_assets.quality import validate_generated_pairs
+
+    def pair(document_id: str, chunk_id: str) -> dict:
+        return {"pair_id": f"{document_id}#{chunk_id}#q01", "document_id": document_id, "chunk_id": chunk_id,
+                "question": "What do ducks eat?", "answer": "Ducks eat plants.", "generator": "model_free",
+                "prompt_version": "v1"}
+
+    chunks = pd.DataFrame([{"document_id": "a.md", "chunk_id": "a.md#c0000"},
+                           {"document_id": "b.md", "chunk_id": "b.md#c0000"}])
+    keys = ["a.md", "b.md"]
+    own = pd.DataFrame([pair("a.md", "a.md#c0000"), pair("b.md", "b.md#c0000")])
+    crossed = pd.DataFrame([pair("a.md", "b.md#c0000"), pair("b.md", "b.md#c0000")])
+    assert validate_generated_pairs(_scoped(own, keys), set(_scoped(chunks, keys)["chunk_id"])).success
+    assert not validate_generated_pairs(_scoped(crossed, keys), set(_scoped(chunks, keys)["chunk_id"])).success
+    # without the scoping, the crossed pair would pass: the check would be blind to it
+    assert validate_generated_pairs(crossed, set(chunks["chunk_id"])).success

@@ -233,7 +233,7 @@ def test_a_failed_documents_partition_shows_the_reason(ui, page) -> None:
 
 def test_an_assets_page_shows_its_group_kinds_owner_and_code_version(ui, page) -> None:
     _open(page, f"{ui.base_url}/assets/generated_qa_pairs", "Question-answer pairs written for each chunk")
-    for text in ("generate", "synthetic-data", "vllm", "DuckDB", "Great Expectations", "question_types"):
+    for text in ("generate", "model_free", "synthetic-data", "DuckDB", "Great Expectations", "question_types"):
         _visible(page, text).wait_for(timeout=10_000)
 
     _open(page, f"{ui.base_url}/assets/training_dataset", "Every document's kept pairs merged")
