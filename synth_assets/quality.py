@@ -158,8 +158,11 @@ def validate_filtered_pairs(pairs: pd.DataFrame, chunks: pd.DataFrame, rejected_
     several documents can be validated in one frame."""
     E = gx.expectations
     texts = dict(zip(chunks["chunk_id"], chunks["text"]))
+    # A question may repeat across documents (cross_document_duplicates handles that at
+    # export), not within one: scoped by document, so documents can be validated together.
     frame = pairs.assign(
-        normalised_question=pairs["question"].fillna("").str.lower().str.replace(r"[^\w ]", "", regex=True).str.split().str.join(" "),
+        normalised_question=pairs["document_id"].astype(str) + " :: " + pairs["question"].fillna("").str.lower()
+        .str.replace(r"[^\w ]", "", regex=True).str.split().str.join(" "),
         answer_support=[answer_support(a, texts.get(c)) for a, c in zip(pairs["answer"], pairs["chunk_id"])],
     )
     expectations = [
