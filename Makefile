@@ -13,7 +13,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 # `make ui` listens on this machine only; DAGSTER_HOST=0.0.0.0 opens it to the network.
 DAGSTER_HOST ?= 127.0.0.1
 
-.PHONY: run test ui env clean browser postgres serve serve-stop
+.PHONY: run test ui env clean browser postgres redis serve serve-stop
 
 # The environment is made once and remade when pyproject.toml changes. torch is
 # installed first, pinned to the CPU build: left to the resolver, docling's
@@ -53,7 +53,16 @@ postgres:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql > /dev/null; \
 	fi
 
-test: env browser postgres
+# The Celery-worker tests start a Redis of their own (broker and result backend) from
+# Debian's redis-server: installed here when missing and we are root; elsewhere they skip.
+redis:
+	@if ! command -v redis-server > /dev/null && [ ! -x /usr/bin/redis-server ] && [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+		echo "installing Debian's redis-server for the Celery-worker tests"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server > /dev/null; \
+	fi
+
+test: env browser postgres redis
 	$(PY) -m pytest -q
 
 ui: env $(DAGSTER_HOME)/dagster.yaml

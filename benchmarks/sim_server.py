@@ -433,9 +433,9 @@ async def _send(writer: asyncio.StreamWriter, status: int, payload: Any,
 
 
 def start_server_in_thread(
-    config: SimConfig | None = None, **overrides: Any
+    config: SimConfig | None = None, *, port: int = 0, **overrides: Any
 ) -> tuple[str, SimStats, Callable[[], None]]:
-    """Run a server on 127.0.0.1 (ephemeral port) in a daemon thread with its own loop.
+    """Run a server on 127.0.0.1 (`port`, or an ephemeral one) in a daemon thread with its own loop.
 
     Returns (base_url ending in /v1, the live SimStats, stop function)."""
     server = SimServer(replace(config or SimConfig(), **overrides))
@@ -446,7 +446,7 @@ def start_server_in_thread(
     def run() -> None:
         async def main() -> None:
             try:
-                await server.start("127.0.0.1", 0)
+                await server.start("127.0.0.1", port)
             except BaseException as error:
                 failure.append(error)
                 ready.set()

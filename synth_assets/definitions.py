@@ -37,6 +37,7 @@ def build_definitions(resources: dict | None = None, settings: Settings | None =
         schedules=[build_nightly_catch_up(cron_schedule=settings.catch_up_cron,
                                           single_run_min_documents=settings.single_run_min_documents)],
         resources=resources,
+        executor=settings.executor,  # SYNTH_ASSETS_EXECUTOR: in_process, celery workers or k8s
     )
 
 

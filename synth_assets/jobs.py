@@ -1,6 +1,7 @@
 """Jobs: one document through the whole pipeline, and the merged export (checked, then published)."""
 
 import dagster as dg
+from dagster_celery import celery_executor
 
 from synth_assets.assets.export import published_dataset, training_dataset
 from synth_assets.partitions import documents_partitions
@@ -13,12 +14,6 @@ process_documents_job = dg.define_asset_job(
     selection=dg.AssetSelection.all() - dg.AssetSelection.assets(training_dataset, published_dataset),
     partitions_def=documents_partitions,
     description="Ingest, chunk, generate, curate and format documents: one partition, or a range of them in one run.",
-    # In process on purpose, as `make run` runs it: Dagster's default for a launched run
-    # (the UI, the sensor, the schedule) is a process per step, each importing the whole
-    # stack and building its own resources (about 1.5 min for one document against 3 s
-    # here) and, with a model backend, each loading or leasing the model on its own. The
-    # steps of this job form one chain, so parallel steps would win nothing.
-    executor_def=dg.in_process_executor,
 )
 
 build_training_dataset_job = dg.define_asset_job(
@@ -26,3 +21,37 @@ build_training_dataset_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(training_dataset, published_dataset),
     description="Merge every document's examples into a candidate export, check it, then publish it.",
 )
+
+# The executors SYNTH_ASSETS_EXECUTOR chooses from (settings.py passes the one chosen to
+# Definitions, so every job of the code location runs its steps with it).
+IN_PROCESS_EXECUTOR = "in_process"
+CELERY_EXECUTOR = "celery"
+K8S_EXECUTOR = "k8s"
+
+
+def build_executor(name: str, celery_broker: str, celery_backend: str) -> dg.ExecutorDefinition:
+    """How a launched run (the UI, the sensor, the schedule) executes its steps.
+
+    `in_process` (the default) runs them in the run's own process, as `make run` does.
+    Dagster's own default, a process per step, would import the whole stack and build
+    the resources again for every step (about 1.5 min for one document against 3 s)
+    and, with a model backend, load or lease the model once per step; the steps form
+    one chain, so parallel processes on one machine win nothing.
+
+    `celery` (the team deployment, docs/DEPLOYMENT.md) sends each step to whichever
+    Celery worker is free, on any machine that reaches the broker, the PostgreSQL
+    instance and the DuckLake tables.
+
+    `k8s` (Kubernetes, deploy/kubernetes/values.yaml) runs each step in a Kubernetes Job
+    of its own; it needs the `k8s` extra (dagster-k8s)."""
+    if name == K8S_EXECUTOR:
+        # Imported here: dagster-k8s and its Kubernetes client are installed only where
+        # the code location runs on Kubernetes.
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    if name == CELERY_EXECUTOR:
+        return celery_executor.configured({"broker": celery_broker, "backend": celery_backend})
+    if name == IN_PROCESS_EXECUTOR:
+        return dg.in_process_executor
+    raise ValueError(f"unknown executor {name!r}: expected {IN_PROCESS_EXECUTOR}, {CELERY_EXECUTOR} or {K8S_EXECUTOR}")

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import dagster as dg
 
 from synth_assets.core.parsing import find_layout_models_dir
+from synth_assets.jobs import CELERY_EXECUTOR, IN_PROCESS_EXECUTOR, K8S_EXECUTOR, build_executor
 from synth_assets.planning import (
     DEFAULT_SINGLE_RUN_MIN_DOCUMENTS,
     SINGLE_RUN_MIN_DOCUMENTS_ENV,
@@ -47,6 +48,7 @@ ENVIRONMENT: dict[str, tuple[type[dg.ConfigurableResource], dict[str, str]]] = {
         "model": GENERATION_MODEL_ENV,
         "pairs_per_chunk": "SYNTH_ASSETS_PAIRS_PER_CHUNK",
         "base_url": "SYNTH_ASSETS_OPENAI_BASE_URL",
+        "base_urls": "SYNTH_ASSETS_OPENAI_BASE_URLS",  # comma-separated
         "api_key_env": "SYNTH_ASSETS_API_KEY_ENV",
         "max_concurrency": "SYNTH_ASSETS_MAX_CONCURRENCY",
         "cache_path": "SYNTH_ASSETS_GENERATION_CACHE",
@@ -71,6 +73,13 @@ CATCH_UP_CRON_ENV = "SYNTH_ASSETS_CATCH_UP_CRON"
 DEFAULT_CATCH_UP_CRON = "0 2 * * *"  # 02:00 every night
 SENSOR_INTERVAL_ENV = "SYNTH_ASSETS_SENSOR_INTERVAL_S"
 DEFAULT_SENSOR_INTERVAL_S = 30
+# How launched runs execute their steps (jobs.build_executor): in_process, celery on a
+# worker pool whose broker and result backend are these Redis URLs, or k8s (a Kubernetes
+# Job per step); docs/DEPLOYMENT.md.
+EXECUTOR_ENV = "SYNTH_ASSETS_EXECUTOR"
+CELERY_BROKER_ENV = "SYNTH_ASSETS_CELERY_BROKER"
+CELERY_BACKEND_ENV = "SYNTH_ASSETS_CELERY_BACKEND"
+DEFAULT_CELERY_URL = "redis://localhost:6379/0"
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
@@ -83,6 +92,7 @@ class Settings:
     single_run_min_documents: int = DEFAULT_SINGLE_RUN_MIN_DOCUMENTS
     catch_up_cron: str = DEFAULT_CATCH_UP_CRON
     sensor_interval_s: int = DEFAULT_SENSOR_INTERVAL_S
+    executor: dg.ExecutorDefinition = dg.in_process_executor
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -100,6 +110,10 @@ class Settings:
             catch_up_cron=environ.get(CATCH_UP_CRON_ENV, DEFAULT_CATCH_UP_CRON),
             sensor_interval_s=_convert(int, environ.get(SENSOR_INTERVAL_ENV, str(DEFAULT_SENSOR_INTERVAL_S)),
                                        SENSOR_INTERVAL_ENV),
+            executor=build_executor(
+                _convert(Literal[IN_PROCESS_EXECUTOR, CELERY_EXECUTOR, K8S_EXECUTOR],
+                         environ.get(EXECUTOR_ENV, IN_PROCESS_EXECUTOR), EXECUTOR_ENV),
+                environ.get(CELERY_BROKER_ENV, DEFAULT_CELERY_URL), environ.get(CELERY_BACKEND_ENV, DEFAULT_CELERY_URL)),
         )
 
 
@@ -125,6 +139,8 @@ def _convert(kind: Any, text: str, variable: str) -> Any:
             if text not in options:
                 raise ValueError(f"expected one of {', '.join(map(str, options))}")
             return text
+        if typing.get_origin(kind) is list:  # comma-separated
+            return [_convert(options[0], item, variable) for item in text.split(",") if item.strip()]
         if kind is bool:
             if text.lower() not in _TRUE | _FALSE:
                 raise ValueError("expected 1/0, true/false, yes/no or on/off")

@@ -101,3 +101,28 @@ def test_documents_validated_together_still_need_their_own_chunks() -> None:
     assert not validate_generated_pairs(_scoped(crossed, keys), set(_scoped(chunks, keys)["chunk_id"])).success
     # without the scoping, the crossed pair would pass: the check would be blind to it
     assert validate_generated_pairs(crossed, set(chunks["chunk_id"])).success
+
+
+def test_many_documents_are_checked_in_halves_down_to_the_failing_ones() -> None:
+    import dagster as dg
+
+    from synth_assets.batch import _evaluate_in_halves
+
+    keys = [f"doc{i:03d}" for i in range(64)]
+    failing = {"doc007", "doc040"}
+    together, alone = [], []
+
+    def evaluate_all(batch: list[str]) -> dg.AssetCheckResult:
+        together.append(batch)
+        return dg.AssetCheckResult(passed=not failing & set(batch))
+
+    def evaluate(key: str) -> dg.AssetCheckResult:
+        alone.append(key)
+        return dg.AssetCheckResult(passed=key not in failing, description=f"{key} checked alone")
+
+    results = _evaluate_in_halves(keys, evaluate, evaluate_all)
+    assert list(results) == keys
+    assert {key for key, result in results.items() if not result.passed} == failing
+    assert results["doc007"].description == "doc007 checked alone"
+    assert len(together) + len(alone) < 30  # not one validation per document (64)
+    assert len(_evaluate_in_halves(keys, evaluate, lambda batch: dg.AssetCheckResult(passed=True))) == 64

@@ -22,6 +22,20 @@ The cache, parsing, retry accounting and stats are model_backend.py's, shared wi
 the vllm backend; this module is the send step. Each parsed reply goes to the cache as
 soon as it arrives, so a killed run loses at most the replies of the last moment.
 
+A fleet (`base_urls`, several servers serving the same model, e.g. vLLM replicas):
+each request goes to the server with the fewest requests in flight, and
+`max_concurrency` bounds the requests in flight per server. A server that stops
+answering (a connection error or a timeout on a request, or no answer to the health
+check, GET {base_url}/models every `health_interval_s`) is taken out: its failed
+requests are sent again at once to the others (each counts as an attempt, so a chunk
+is never lost without a trace and a server answering nothing cannot keep a chunk
+going forever), and nothing more goes to it until the health check sees it answer
+again. A reply is recorded once per chunk, so a chunk is generated again only when a
+server computed it but did not return it (it died sending). While every server is out,
+requests still go to all of them, with backoff, so the run ends with each chunk
+generated or failed. One URL (one server, or a router in front of replicas) is used
+as before, without health checks.
+
 The API key is read from the environment at call time, is kept only by the clients'
 request headers and the run (never the backend), and is scrubbed from every error
 string that is logged or returned.
@@ -31,11 +45,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import email.utils
 import itertools
 import os
 import random
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -52,9 +68,10 @@ _SCHEMA_WORDS = ("response_format", "json_schema", "structured", "guided", "sche
 class _Retryable(Exception):
     """A failed attempt worth repeating; `delay` is the server's Retry-After, if any."""
 
-    def __init__(self, message: str, delay: float | None = None) -> None:
+    def __init__(self, message: str, delay: float | None = None, unreachable: bool = False) -> None:
         super().__init__(message)
         self.delay = delay
+        self.unreachable = unreachable  # no answer at all: the server may be gone
 
 
 class _Fatal(Exception):
@@ -69,6 +86,27 @@ class _Fatal(Exception):
 _RETRY, _NEW, _STOP = 0, 1, 2
 
 
+class _Server:
+    """One base URL of the fleet, during one call."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.in_flight = 0
+        self.up = True
+        self.down_at = 0.0  # loop time it was taken out: older health answers do not count
+
+
+class _Fleet:
+    def __init__(self, urls: Sequence[str]) -> None:
+        self.servers = [_Server(url) for url in urls]
+
+    def pick(self) -> _Server:
+        """The server with the fewest requests in flight among those answering (all of
+        them when none is: the attempts then decide, instead of waiting forever)."""
+        answering = [server for server in self.servers if server.up] or self.servers
+        return min(answering, key=lambda server: server.in_flight)
+
+
 class OpenAIBackend(ModelBackend):
     generator = "openai"
     concurrent_calls = True  # each call has its own event loop and clients
@@ -76,8 +114,9 @@ class OpenAIBackend(ModelBackend):
     def __init__(
         self,
         *,
-        base_url: str,
+        base_url: str | None = None,
         model: str,
+        base_urls: Sequence[str] = (),
         api_key_env: str = "OPENAI_API_KEY",
         pairs_per_chunk: int = 5,
         temperature: float | None = 0.7,
@@ -93,10 +132,17 @@ class OpenAIBackend(ModelBackend):
         cache: GenerationCache | None = None,
         log: Any = None,
         progress_every_s: float = 5.0,
+        health_interval_s: float = 5.0,
     ) -> None:
         if max_concurrency < 1 or max_attempts < 1:
             raise ValueError("max_concurrency and max_attempts must be at least 1")
-        self.base_url = base_url.rstrip("/")
+        urls = [url.strip().rstrip("/") for url in (base_urls or ([base_url] if base_url else []))]
+        if not urls or not all(urls):
+            raise ValueError(f"the openai backend needs at least one base URL, got {base_url!r} and {base_urls!r}")
+        if len(set(urls)) < len(urls):
+            raise ValueError(f"a base URL appears twice in {urls}: each server once")
+        self.base_urls = tuple(urls)
+        self.health_interval_s = health_interval_s
         self.model = model
         self.api_key_env = api_key_env  # the NAME of the variable; the key is never kept
         self.pairs_per_chunk = pairs_per_chunk
@@ -118,7 +164,8 @@ class OpenAIBackend(ModelBackend):
         self.progress_every_s = progress_every_s
 
     def __repr__(self) -> str:
-        return f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r})"
+        urls = self.base_urls[0] if len(self.base_urls) == 1 else list(self.base_urls)
+        return f"OpenAIBackend(base_url={urls!r}, model={self.model!r})"
 
     def close(self) -> None:
         """Nothing held between runs: each generate() opens and closes its own client."""
@@ -133,7 +180,8 @@ class OpenAIBackend(ModelBackend):
 
     def _extra_stats(self) -> dict[str, float]:
         return {"peak_in_flight": 0, "max_concurrency": self.max_concurrency,
-                "json_schema": int(self.use_json_schema)}
+                "json_schema": int(self.use_json_schema), "servers": len(self.base_urls),
+                "servers_taken_out": 0}
 
     def _send(self, prompts: list[Prompt], run: Run) -> list[Prompt]:
         # The key is read at call time and kept only on this run, to be scrubbed.
@@ -160,8 +208,10 @@ class OpenAIBackend(ModelBackend):
         with the rest, not in a tail of retries at the end of the run, and a worker
         never sleeps while there is work."""
         headers = {"Authorization": f"Bearer {run.secret}"} if run.secret else {}
-        slots = asyncio.Semaphore(self.max_concurrency)  # the bound on requests in flight
-        workers = min(self.max_concurrency, len(todo))
+        fleet = _Fleet(self.base_urls)
+        bound = self.max_concurrency * len(fleet.servers)
+        slots = asyncio.Semaphore(bound)  # the bound on requests in flight
+        workers = min(bound, len(todo))
         order = itertools.count()  # ties in the queue break by order, never by Prompt
         queue: asyncio.PriorityQueue[tuple[int, int, Prompt | None]] = asyncio.PriorityQueue()
         for prompt in todo:
@@ -179,16 +229,25 @@ class OpenAIBackend(ModelBackend):
             # pool while most of its connections sat idle; its assignment pass can give
             # one idle connection to every queued request at once. Measured on the
             # benchmark's fault run: efficiency 0.6-0.9 shared, 0.9 per worker.
-            async with httpx.AsyncClient(
-                base_url=self.base_url, headers=headers, timeout=httpx.Timeout(self.timeout_s),
-                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-                verify=ssl_context,
-            ) as client:
+            # In a fleet, one such client per server the worker has sent to.
+            async with contextlib.AsyncExitStack() as clients:
+                client_for: dict[str, httpx.AsyncClient] = {}
                 while True:
                     _, _, prompt = await queue.get()
                     if prompt is None:
                         return
-                    delay = await self._attempt(client, slots, prompt, run)
+                    server = fleet.pick()
+                    if server.url not in client_for:
+                        client_for[server.url] = await clients.enter_async_context(httpx.AsyncClient(
+                            base_url=server.url, headers=headers, timeout=httpx.Timeout(self.timeout_s),
+                            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                            verify=ssl_context,
+                        ))
+                    server.in_flight += 1  # counted at once: the next pick sees it
+                    try:
+                        delay = await self._attempt(client_for[server.url], slots, prompt, run, fleet, server)
+                    finally:
+                        server.in_flight -= 1
                     if delay is not None:
                         loop.call_later(delay, queue.put_nowait, (_RETRY, next(order), prompt))
                         continue
@@ -197,10 +256,54 @@ class OpenAIBackend(ModelBackend):
                         for _ in range(workers):
                             queue.put_nowait((_STOP, next(order), None))
 
-        await asyncio.gather(*(worker() for _ in range(workers)))
+        watch = (asyncio.create_task(self._watch(fleet, headers, ssl_context, run))
+                 if len(fleet.servers) > 1 else None)
+        try:
+            await asyncio.gather(*(worker() for _ in range(workers)))
+        finally:
+            if watch is not None:
+                watch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watch
+
+    async def _watch(self, fleet: _Fleet, headers: dict[str, str], ssl_context: Any, run: Run) -> None:
+        """The health check of a fleet: GET {base_url}/models on every server each
+        health_interval_s. An answer (any HTTP status below 500) takes a server back;
+        no answer, or a 5xx, takes it out."""
+        loop = asyncio.get_running_loop()
+        async with httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(min(5.0, self.timeout_s)),
+                                     verify=ssl_context) as client:
+
+            async def check(server: _Server) -> None:
+                started = loop.time()
+                try:
+                    status = (await client.get(f"{server.url}/models")).status_code
+                except httpx.HTTPError as error:
+                    problem = f"health check: {type(error).__name__}"
+                else:
+                    problem = f"health check: HTTP {status}" if status >= 500 else None
+                if problem is not None:
+                    self._take_out(fleet, server, problem, run)
+                elif not server.up and server.down_at < started:
+                    server.up = True
+                    self._info(f"{server.url} answers again: taken back")
+
+            while True:
+                await asyncio.sleep(self.health_interval_s)
+                await asyncio.gather(*(check(server) for server in fleet.servers))
+
+    def _take_out(self, fleet: _Fleet, server: _Server, reason: str, run: Run) -> None:
+        if not server.up:
+            return
+        server.up = False
+        server.down_at = asyncio.get_running_loop().time()
+        run.extra["servers_taken_out"] += 1
+        answering = sum(other.up for other in fleet.servers)
+        self._warning(f"{server.url} stopped answering ({run.scrub(reason)}): taken out, "
+                      f"{answering} of {len(fleet.servers)} servers left")
 
     async def _attempt(self, client: httpx.AsyncClient, slots: asyncio.Semaphore, prompt: Prompt,
-                       run: Run) -> float | None:
+                       run: Run, fleet: _Fleet, server: _Server) -> float | None:
         """One request for a prompt. Returns the delay before the next attempt, or None
         when the prompt is settled. Never raises for one prompt's trouble: it cannot
         fail the others."""
@@ -211,7 +314,14 @@ class OpenAIBackend(ModelBackend):
             async with slots:
                 reply = await self._post(client, prompt, run)
         except _Retryable as failure:
-            return self._backoff(prompt.attempts, failure.delay) if run.retry(prompt, str(failure)) else None
+            fleet_of_many = len(fleet.servers) > 1
+            if failure.unreachable and fleet_of_many:
+                self._take_out(fleet, server, str(failure), run)
+            if not run.retry(prompt, f"{server.url}: {failure}" if fleet_of_many else str(failure)):
+                return None
+            if fleet_of_many and failure.unreachable and any(other.up for other in fleet.servers):
+                return 0.0  # to another server at once
+            return self._backoff(prompt.attempts, failure.delay)
         except _Fatal as failure:
             run.fail(prompt, str(failure))
             if failure.stop_all and run.stop_reason is None:
@@ -240,9 +350,10 @@ class OpenAIBackend(ModelBackend):
             try:
                 response = await client.post("/chat/completions", json=body)
             except httpx.TimeoutException as error:
-                raise _Retryable(f"timeout after {self.timeout_s}s ({type(error).__name__})") from None
+                raise _Retryable(f"timeout after {self.timeout_s}s ({type(error).__name__})",
+                                 unreachable=True) from None
             except httpx.TransportError as error:
-                raise _Retryable(f"connection error: {type(error).__name__}: {error}") from None
+                raise _Retryable(f"connection error: {type(error).__name__}: {error}", unreachable=True) from None
             finally:
                 run.in_flight -= 1
 

@@ -3,7 +3,8 @@
 Backends (SYNTH_ASSETS_GENERATION_BACKEND):
 - `model_free` (default): pairs from each chunk's own sentences; no model, runs anywhere.
 - `openai`: any OpenAI-compatible server at `base_url` (vllm serve, SGLang, TGI,
-  llama.cpp, Ollama, hosted APIs); async, bounded concurrency, retries.
+  llama.cpp, Ollama, hosted APIs), or a fleet of them at `base_urls`; async, bounded
+  concurrency, retries.
 - `vllm`: vLLM in this process (the `[vllm]` extra and a CUDA GPU); one engine per run
   process, every prompt of the step in one call.
 - `vllm_serve`: uses the generation service (`generation/service.py`, `make serve`): a
@@ -65,6 +66,8 @@ class GenerationResource(dg.ConfigurableResource):
     max_attempts: int = 3
     # OpenAI-compatible servers.
     base_url: str = "http://127.0.0.1:8000/v1"
+    # A fleet of servers serving the same model; set, it replaces base_url (docs/GENERATION.md#fleet).
+    base_urls: list[str] = []
     api_key_env: str = "OPENAI_API_KEY"  # the NAME of the variable holding the key
     max_concurrency: int = 64
     timeout_s: float = 120.0
@@ -207,6 +210,7 @@ class GenerationResource(dg.ConfigurableResource):
             base_url = self._lease.base_url
         backend = OpenAIBackend(
             base_url=base_url,
+            base_urls=self.base_urls if self.backend == "openai" else (),
             model=model,
             api_key_env=self.api_key_env,
             pairs_per_chunk=self.pairs_per_chunk,
