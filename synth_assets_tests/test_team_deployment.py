@@ -159,8 +159,9 @@ def test_team_profile_gives_the_embedded_results(postgres, pipeline_resources, i
                       "duckdb": lake(tmp_path / "team", "postgres:" + postgres.dsn(postgres.create_database("lake"))),
                       "export": pipeline_resources["export"].model_copy(
                           update={"export_dir": str(tmp_path / "team_exports")})}
-    team_instance_ = team_instance(tmp_path / "team_home", postgres, monkeypatch)
-    try:
+    # Entered, as `make run` does: Dagster then reads its definitions state from this
+    # instance, not from whichever instance an earlier test left current.
+    with team_instance(tmp_path / "team_home", postgres, monkeypatch) as team_instance_:
         assert type(team_instance_.run_storage).__name__ == "PostgresRunStorage"
         assert type(team_instance_.event_log_storage).__name__ == "PostgresEventLogStorage"
         team = run_all(build_definitions(team_resources), team_instance_, show_progress=False)
@@ -176,6 +177,3 @@ def test_team_profile_gives_the_embedded_results(postgres, pipeline_resources, i
         assert kept(team_resources["duckdb"]) == kept(pipeline_resources["duckdb"])
         embedded_exports = exported_rows(Path(embedded["export_dir"]))
         assert embedded_exports and exported_rows(Path(team["export_dir"])) == embedded_exports
-
-    finally:
-        team_instance_.dispose()
