@@ -19,6 +19,7 @@ not parse, records what never did, and counts.
 
 from __future__ import annotations
 
+import abc
 import json
 import queue
 import threading
@@ -224,7 +225,7 @@ class Run:
         }
 
 
-class ModelBackend:
+class ModelBackend(abc.ABC):
     """A GenerationBackend (base.py) that asks a chat model. A subclass sets `generator`,
     `model`, `pairs_per_chunk`, `max_attempts`, `cache` and `log`, and implements
     `_send`, `_qa_task` and `_judge_task`."""
@@ -241,18 +242,20 @@ class ModelBackend:
     # backend: yes; one vLLM engine: no).
     concurrent_calls: bool = False
 
+    @abc.abstractmethod
     def _send(self, prompts: list[Prompt], run: Run) -> list[Prompt]:
         """Ask the model for every prompt, with `run.sampling(prompt)`, and report each
         to `run`. Returns the prompts to send again (those `run` said so for), or none if
         the backend resent them itself. The prompts of one call have all made the same
         number of attempts."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _qa_task(self) -> Task:
-        raise NotImplementedError
+        """The question-answer task: schema, parser, prompt version, sampling."""
 
+    @abc.abstractmethod
     def _judge_task(self) -> Task:
-        raise NotImplementedError
+        """The judge task: schema, parser, prompt version, sampling."""
 
     def _extra_stats(self) -> dict[str, float]:
         """The backend's own stats with their starting values; `_send` updates them."""
