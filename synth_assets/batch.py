@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 import dagster as dg
 
 from synth_assets.resources.storage import PipelineDatabase
-from synth_assets.storage import BLOCKED_DOCUMENTS_TABLE, DOCUMENT_FAILURES_TABLE, ensure_tables
+from synth_assets.storage import BLOCKED_DOCUMENTS_TABLE, DOCUMENT_FAILURES_TABLE
 
 single_run = dg.BackfillPolicy.single_run()
 
@@ -49,7 +49,6 @@ FAILED_DOCUMENTS_SHOWN = 5
 def stopped_in_run(duckdb: PipelineDatabase, run_id: str) -> dict[str, str]:
     """Documents that failed or were blocked earlier in this run, with the reason."""
     with duckdb.get_connection() as con:
-        ensure_tables(con)
         rows = con.execute(
             f"SELECT document_id, stage || ': ' || reason FROM {DOCUMENT_FAILURES_TABLE} WHERE run_id = ? "
             f"UNION ALL SELECT document_id, check_name || ': ' || reason FROM {BLOCKED_DOCUMENTS_TABLE} "
@@ -62,7 +61,6 @@ def stopped_in_run(duckdb: PipelineDatabase, run_id: str) -> dict[str, str]:
 def run_outcome(duckdb: PipelineDatabase, run_id: str) -> tuple[dict[str, str], dict[str, str]]:
     """(failed, blocked) documents of a multi-document run, with their reasons."""
     with duckdb.get_connection() as con:
-        ensure_tables(con)
         failed = con.execute(
             f"SELECT document_id, reason FROM {DOCUMENT_FAILURES_TABLE} WHERE run_id = ?", [run_id]).fetchall()
         blocked = con.execute(
@@ -74,7 +72,6 @@ def run_outcome(duckdb: PipelineDatabase, run_id: str) -> tuple[dict[str, str], 
 def blocked_documents(duckdb: PipelineDatabase) -> dict[str, str]:
     """Every document whose latest evaluation of a blocking check failed."""
     with duckdb.get_connection() as con:
-        ensure_tables(con)
         rows = con.execute(
             f"SELECT document_id, string_agg(check_name || ': ' || reason, '; ') FROM {BLOCKED_DOCUMENTS_TABLE} "
             "GROUP BY 1").fetchall()
@@ -157,7 +154,6 @@ def _materialize_each(context, duckdb: PipelineDatabase, stage: str, tables: lis
             failed[key] = error_message(error)
             context.log.error(f"{key}: {failed[key]} (the other documents of this run go on)")
             with duckdb.get_connection() as con:
-                ensure_tables(con)
                 _delete_rows(con, tables, key)
                 con.execute(f"INSERT INTO {DOCUMENT_FAILURES_TABLE} VALUES (?, ?, ?, ?)",
                             [key, stage, failed[key], context.run_id])
@@ -214,7 +210,6 @@ def _check_each(context, duckdb: PipelineDatabase, evaluate, evaluate_all) -> dg
         results = _evaluate_in_halves(to_check, evaluate, evaluate_all)
     if blocking:
         with duckdb.get_connection() as con:
-            ensure_tables(con)
             for key, result in results.items():
                 con.execute(f"DELETE FROM {BLOCKED_DOCUMENTS_TABLE} WHERE document_id = ? AND check_name = ?",
                             [key, check_name])
