@@ -28,6 +28,7 @@ from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.documents import DOCUMENTS_DIR_ENV, DocumentsFolder
 from synth_assets.resources.export import HUB_REPO_ENV, ExportSettings
 from synth_assets.resources.generation import GENERATION_MODEL_ENV, GenerationResource
+from synth_assets.resources.review import ReviewSettings
 from synth_assets.resources.storage import PipelineDatabase
 
 # Resource key in Definitions -> (resource class, {field: environment variable}).
@@ -65,6 +66,13 @@ ENVIRONMENT: dict[str, tuple[type[dg.ConfigurableResource], dict[str, str]]] = {
         "include_provenance": "SYNTH_ASSETS_EXPORT_PROVENANCE",
         "hub_repo": HUB_REPO_ENV,
         "blocked_documents": "SYNTH_ASSETS_EXPORT_BLOCKED_DOCUMENTS",
+    }),
+    "review": (ReviewSettings, {
+        "sample_size": "SYNTH_ASSETS_REVIEW_SAMPLE_SIZE",
+        "random_share": "SYNTH_ASSETS_REVIEW_RANDOM_SHARE",
+        "page_url": "SYNTH_ASSETS_REVIEW_PAGE_URL",
+        "human_data_dir": "SYNTH_ASSETS_HUMAN_DATA_DIR",
+        "human_ratio": "SYNTH_ASSETS_HUMAN_RATIO",
     }),
 }
 # docling's layout models for PDFs: the first of these naming an existing folder.

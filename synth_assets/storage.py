@@ -34,6 +34,12 @@ CROSS_DOCUMENT_DUPLICATES_TABLE = "cross_document_duplicates"
 # is kept here (see synth_assets/batch.py).
 DOCUMENT_FAILURES_TABLE = "document_failures"
 BLOCKED_DOCUMENTS_TABLE = "blocked_documents"
+# Experts in the loop: the pairs picked for review per document, the verdicts the review
+# page records (append-only: who, when, what changed; the latest per pair counts), and
+# the reviewed pairs derived from them that training_dataset applies.
+REVIEW_SAMPLE_TABLE = "review_sample"
+REVIEW_VERDICTS_TABLE = "review_verdicts"
+REVIEWED_QA_PAIRS_TABLE = "reviewed_qa_pairs"
 
 _PAIR_COLUMNS = """
     pair_id VARCHAR NOT NULL,
@@ -130,6 +136,57 @@ TABLE_DDL: dict[str, str] = {
         check_name VARCHAR NOT NULL,
         reason VARCHAR NOT NULL,
         run_id VARCHAR NOT NULL
+    """,
+    # status: 'kept' (in filtered_qa_pairs) or 'rejected' (in rejected_qa_pairs, with its
+    # reasons): rejected pairs are reviewed too, so each rule gets a measured precision.
+    REVIEW_SAMPLE_TABLE: """
+        pair_id VARCHAR NOT NULL,
+        document_id VARCHAR NOT NULL,
+        chunk_id VARCHAR NOT NULL,
+        question VARCHAR,
+        answer VARCHAR,
+        question_type VARCHAR,
+        status VARCHAR NOT NULL,
+        reject_reasons VARCHAR[],
+        grounding DOUBLE,
+        judge_score INTEGER,
+        language VARCHAR,
+        chunk_text VARCHAR,
+        heading_path VARCHAR,
+        page_start INTEGER,
+        page_end INTEGER,
+        source_file VARCHAR,
+        why_sampled VARCHAR NOT NULL,
+        priority DOUBLE NOT NULL
+    """,
+    # verdict: 'accept', 'edit' or 'reject'; edited_*: NULL unless the verdict is 'edit'.
+    REVIEW_VERDICTS_TABLE: """
+        verdict_id VARCHAR NOT NULL,
+        pair_id VARCHAR NOT NULL,
+        document_id VARCHAR NOT NULL,
+        verdict VARCHAR NOT NULL,
+        reason VARCHAR,
+        reviewer VARCHAR NOT NULL,
+        reviewed_at TIMESTAMP NOT NULL,
+        original_question VARCHAR,
+        original_answer VARCHAR,
+        edited_question VARCHAR,
+        edited_answer VARCHAR
+    """,
+    REVIEWED_QA_PAIRS_TABLE: """
+        pair_id VARCHAR NOT NULL,
+        document_id VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        reject_reasons VARCHAR[],
+        judge_score INTEGER,
+        verdict VARCHAR NOT NULL,
+        reason VARCHAR,
+        reviewer VARCHAR NOT NULL,
+        reviewed_at TIMESTAMP NOT NULL,
+        question VARCHAR,
+        answer VARCHAR,
+        original_question VARCHAR,
+        original_answer VARCHAR
     """,
     CROSS_DOCUMENT_DUPLICATES_TABLE: """
         pair_id VARCHAR NOT NULL,
@@ -287,6 +344,47 @@ def delete_document(con: duckdb.DuckDBPyConnection, document_id: str) -> None:
             con.execute(f"DELETE FROM {table} WHERE document_id = ?", [document_id])
 
     in_transaction(con, delete)
+
+
+def record_verdict(
+    con: duckdb.DuckDBPyConnection, *, pair_id: str, verdict: str, reviewer: str, reason: str | None = None,
+    edited_question: str | None = None, edited_answer: str | None = None,
+) -> dict:
+    """Append an expert's verdict on a sampled pair ('accept', 'edit' or 'reject') to
+    review_verdicts, with who, when, and the pair's text as it was; an edit keeps the
+    original beside the new text. Returns the row written."""
+    import datetime
+    import uuid
+
+    if verdict not in ("accept", "edit", "reject"):
+        raise ValueError(f"verdict must be accept, edit or reject, not {verdict!r}")
+    if not reviewer.strip():
+        raise ValueError("a verdict needs the reviewer's name")
+    ensure_tables(con)
+    sampled = con.execute(
+        f"SELECT document_id, question, answer FROM {REVIEW_SAMPLE_TABLE} WHERE pair_id = ?", [pair_id]
+    ).fetchone()
+    if sampled is None:
+        raise ValueError(f"pair {pair_id} is not in the review sample")
+    document_id, question, answer = sampled
+    if verdict == "edit":
+        edited_question = (edited_question or "").strip() or question
+        edited_answer = (edited_answer or "").strip() or answer
+        if (edited_question, edited_answer) == (question, answer):
+            raise ValueError("an edit must change the question or the answer")
+    else:
+        edited_question = edited_answer = None
+    row = {
+        "verdict_id": uuid.uuid4().hex, "pair_id": pair_id, "document_id": document_id, "verdict": verdict,
+        "reason": (reason or "").strip() or None, "reviewer": reviewer.strip(),
+        "reviewed_at": datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None),
+        "original_question": question, "original_answer": answer,
+        "edited_question": edited_question, "edited_answer": edited_answer,
+    }
+    names = ", ".join(row)
+    con.execute(f"INSERT INTO {REVIEW_VERDICTS_TABLE} ({names}) VALUES ({', '.join('?' * len(row))})",
+                list(row.values()))
+    return row
 
 
 def read_parsed_document(con: duckdb.DuckDBPyConnection, document_id: str):

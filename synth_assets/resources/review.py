@@ -1,0 +1,29 @@
+"""Experts in the loop: how many pairs a document's review sample holds, where the
+review page listens, and the folder of human-labelled data mixed into the dataset."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+DEFAULT_REVIEW_PAGE_URL = "http://127.0.0.1:8765"
+
+
+class ReviewSettings(dg.ConfigurableResource):
+    """The review sample per document (uncertain pairs first, plus a random share so the
+    precision and recall measured on it stay unbiased), the review page's address, and
+    human-labelled examples mixed into the training dataset."""
+
+    # Pairs picked for review per document (kept and rejected pairs together); 0 turns
+    # the review sample off.
+    sample_size: int = 8
+    # Share of the sample drawn at random rather than by uncertainty.
+    random_share: float = 0.25
+    seed: int = 42
+    # Where `make review` serves the review page (linked from review_sample's metadata).
+    page_url: str = DEFAULT_REVIEW_PAGE_URL
+    # A folder of Alpaca, ShareGPT or messages files (.json/.jsonl) written by people;
+    # None: no human data.
+    human_data_dir: str | None = None
+    # Human rows per synthetic row in the training dataset (0.25: one human row for four
+    # synthetic ones, as far as there are human rows); None: every valid human row.
+    human_ratio: float | None = None
