@@ -13,7 +13,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 # `make ui` listens on this machine only; DAGSTER_HOST=0.0.0.0 opens it to the network.
 DAGSTER_HOST ?= 127.0.0.1
 
-.PHONY: run test ui env clean browser postgres redis serve serve-stop
+.PHONY: run test ui review env clean browser postgres redis serve serve-stop migrate
 
 # The environment is made once and remade when pyproject.toml changes. torch is
 # installed first, pinned to the CPU build: left to the resolver, docling's
@@ -65,8 +65,16 @@ redis:
 test: env browser postgres redis
 	$(PY) -m pytest -q
 
+# With SYNTH_ASSETS_GENERATION_BACKEND=vllm_serve the generation service is started (or
+# found) first, so the daemon's runs find the model loaded.
 ui: env $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -m synth_assets.serve --if-used
 	$(VENV)/bin/dagster dev -w workspace.yaml -h $(DAGSTER_HOST) -p $${DAGSTER_PORT:-3000}
+
+# The review page for domain experts (no Dagster needed), on SYNTH_ASSETS_REVIEW_PAGE_URL
+# (http://127.0.0.1:8765), reading and writing the same database as make run.
+review: env
+	$(PY) -m synth_assets.review_page
 
 # The generation service (SYNTH_ASSETS_GENERATION_BACKEND=vllm_serve): one `vllm serve`
 # shared by every run, recorded in $(DAGSTER_HOME), stopped when idle or by serve-stop.
@@ -75,6 +83,15 @@ serve: env $(DAGSTER_HOME)/dagster.yaml
 
 serve-stop: env
 	$(PY) -m synth_assets.serve --stop
+
+# Copy an embedded project (its tables and its Dagster instance) into the team profile
+# (docs/DEPLOYMENT.md, "Moving an embedded project"). Run with the team profile's
+# environment: DAGSTER_HOME=<folder with deploy/team/dagster.yaml>, DAGSTER_PG_*,
+# SYNTH_ASSETS_DUCKLAKE_CATALOG, SYNTH_ASSETS_DUCKLAKE_DATA_PATH. It reads the embedded
+# tables from SYNTH_ASSETS_DUCKDB_PATH (default data/synth_assets.duckdb) and the embedded
+# instance from SYNTH_ASSETS_MIGRATE_FROM_DAGSTER_HOME (default .dagster_home).
+migrate: env
+	$(PY) -m synth_assets.migrate
 
 clean:
 	rm -rf data .dagster_home

@@ -35,9 +35,10 @@
 (d) Other languages and shapes (issue 17): the chunks and clean pairs of
     multilingual_set.py (German, Arabic, Korean, Chinese and English prose, Markdown
     tables, key-value lists; written for this project). In each of --multilingual-rounds
-    rounds, per set, six pairs get a planted defect: an exact or a near-duplicate copy,
+    rounds, per set, seven pairs get a planted defect: an exact or a near-duplicate copy,
     a passage-dependent question ("What does the text say about X?", "Was sagt der
-    Text über X?", "ماذا يقول النص عن X؟" ...), an answer from another chunk, text aimed
+    Text über X?", "ماذا يقول النص عن X؟" ...), a refusal or meta-talk answer ("Der Text
+    nennt keine ...", "文中没有提到 ..."), an answer from another chunk, text aimed
     at a model injected into the chunk and taken as the answer, a pair in another
     language. Recall per set and defect, precision per set and reason code, clean pairs
     wrongly rejected per set. Language detection is on in every section (pairs carry no
@@ -67,7 +68,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from synth_assets.core import dedup  # noqa: E402
 from synth_assets.core.dedup import DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION  # noqa: E402
-from benchmarks.multilingual_set import CHUNKS, INJECTIONS, PASSAGE_TEMPLATES, language_of  # noqa: E402
+from benchmarks.multilingual_set import CHUNKS, INJECTIONS, PASSAGE_TEMPLATES, language_of
+from benchmarks.multilingual_set import REFUSALS as ML_REFUSALS  # noqa: E402  # noqa: E402
 from synth_assets.core.filters import (  # noqa: E402
     INSTRUCTION_LIKE,
     LANGUAGE_MISMATCH,
@@ -778,6 +780,8 @@ ML_DEFECTS: dict[str, tuple[str, ...]] = {
     "exact duplicate": (DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION),
     "near duplicate": (NEAR_DUPLICATE_QUESTION, DUPLICATE_QUESTION),
     "passage-dependent question": (PASSAGE_DEPENDENT,),
+    # a refusal is not supported by the chunk either
+    "refusal / meta-talk": (REFUSAL, UNGROUNDED),
     "answer from another chunk": (UNGROUNDED,),
     "instruction-like (injected into the chunk)": (INSTRUCTION_LIKE,),
     # an answer in another language is not in the chunk either
@@ -794,9 +798,12 @@ def plant_multilingual(kind: str, rng: random.Random) -> list[dict]:
              "chunk": i, "planted": "clean"}
             for i, c in enumerate(chunks) for q, q2, a in c["pairs"]]
     language = language_of(kind)
-    chosen = rng.sample(range(len(base)), len(ML_DEFECTS))
+    # Sets with fewer pairs than defects get a random subset of the defects each round.
+    defects = rng.sample(list(ML_DEFECTS), min(len(ML_DEFECTS), len(base)))
+    clean = list(base)  # an answer from another chunk is taken from the unaltered pairs
+    chosen = rng.sample(range(len(base)), len(defects))
     copies: dict[int, dict] = {}
-    for index, defect in zip(chosen, ML_DEFECTS):
+    for index, defect in zip(chosen, defects):
         pair = base[index]
         if defect == "exact duplicate":
             copies[index] = {**pair, "question": exact_copy(pair["question"], rng), "planted": defect}
@@ -805,8 +812,11 @@ def plant_multilingual(kind: str, rng: random.Random) -> list[dict]:
         elif defect == "passage-dependent question":
             template = rng.choice(PASSAGE_TEMPLATES[language])
             base[index] = {**pair, "question": template.format(topic=pair["topic"]), "planted": defect}
+        elif defect == "refusal / meta-talk":
+            refusal = rng.choice(ML_REFUSALS[language]).format(topic=pair["topic"])
+            base[index] = {**pair, "answer": refusal, "planted": defect}
         elif defect == "answer from another chunk":
-            other = rng.choice([p for p in base if p["chunk"] != pair["chunk"]])
+            other = rng.choice([p for p in clean if p["chunk"] != pair["chunk"]])
             base[index] = {**pair, "answer": other["answer"], "planted": defect}
         elif defect == "instruction-like (injected into the chunk)":
             injected = rng.choice(INJECTIONS[language])
@@ -852,7 +862,7 @@ def run_multilingual(rounds: int, seed: int, config: FilterConfig) -> dict:
                           for code in sorted({c for c, _ in f})},
             "clean_rejected": round(h["clean", "rejected"] / h["clean", "n"], 4),
             "clean_pairs": h["clean", "n"],
-            "planted_per_defect": h["exact duplicate", "n"],
+            "planted_per_defect": {d: h[d, "n"] for d in ML_DEFECTS},
         }
     return result
 

@@ -360,6 +360,37 @@ INJECTIONS: dict[str, list[str]] = {
     ],
 }
 
+# Refusals and meta-talk a model writes instead of an answer ({topic} from the chunk).
+REFUSALS: dict[str, list[str]] = {
+    "en": [
+        "I'm sorry, but I cannot answer that from the information given.",
+        "The text does not mention anything specific about {topic}.",
+        "As an AI language model, I have no opinion about {topic}.",
+    ],
+    "de": [
+        "Es tut mir leid, aber diese Frage kann ich nicht beantworten.",
+        "Der Text nennt dazu leider keine genauen Angaben über {topic}.",
+        "Als KI-Sprachmodell habe ich keine eigene Meinung zu {topic}.",
+        "Im vorliegenden Text wird das genaue Datum nicht erwähnt.",
+    ],
+    "ar": [
+        "عذرا، لا أستطيع الإجابة عن هذا السؤال.",
+        "لا يذكر النص أي تفاصيل عن {topic}.",
+        "بصفتي نموذجا لغويا، ليس لدي رأي في {topic}.",
+        "لا توجد معلومات كافية عن {topic} في هذا المقطع.",
+    ],
+    "ko": [
+        "죄송하지만 그 질문에는 답변할 수 없습니다.",
+        "본문에는 {topic}에 대한 구체적인 내용이 언급되어 있지 않습니다.",
+        "AI 언어 모델로서 {topic}에 대한 개인적인 의견은 없습니다.",
+    ],
+    "zh": [
+        "抱歉，我无法根据现有信息回答这个问题。",
+        "文中没有提到关于{topic}的具体信息。",
+        "作为一个人工智能语言模型，我对{topic}没有个人看法。",
+    ],
+}
+
 
 def language_of(kind: str) -> str:
     """The language of a set (tables and key-value lists are in English here)."""

@@ -25,6 +25,9 @@ check once for the range (no partition of its own). So, inside a multi-document 
   that failed inside a batch again on its own right after, so its failure is a failed
   run of its own in the UI, with the file's name; blocked documents are listed in the
   summary from `blocked_documents`.
+- a document with no text to learn from (an empty file, images only, titles only) is
+  neither: it goes through every step with zero chunks and zero pairs, passes the
+  checks (there is nothing to fail), and is listed from `no_text_documents`.
 
 Small batches keep one run per document (exact per-partition status, no trade-off):
 runs cover many documents only from SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS documents up
@@ -37,7 +40,7 @@ from collections.abc import Callable, Iterable
 import dagster as dg
 
 from synth_assets.resources.storage import PipelineDatabase
-from synth_assets.storage import BLOCKED_DOCUMENTS_TABLE, DOCUMENT_FAILURES_TABLE
+from synth_assets.storage import BLOCKED_DOCUMENTS_TABLE, DOCUMENT_FAILURES_TABLE, NO_TEXT_DOCUMENTS_TABLE
 
 single_run = dg.BackfillPolicy.single_run()
 
@@ -76,6 +79,12 @@ def blocked_documents(duckdb: PipelineDatabase) -> dict[str, str]:
             f"SELECT document_id, string_agg(check_name || ': ' || reason, '; ') FROM {BLOCKED_DOCUMENTS_TABLE} "
             "GROUP BY 1").fetchall()
     return dict(rows)
+
+
+def no_text_documents(duckdb: PipelineDatabase) -> dict[str, str]:
+    """Every document with no text to learn from (a status, not a failure), with the reason."""
+    with duckdb.get_connection() as con:
+        return dict(con.execute(f"SELECT document_id, reason FROM {NO_TEXT_DOCUMENTS_TABLE} ORDER BY 1").fetchall())
 
 
 def warnings_in_range(evaluations) -> dict[str, list[str]]:

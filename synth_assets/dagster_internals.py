@@ -38,6 +38,7 @@ __all__ = [
     "CachingStaleStatusResolver",
     "StaleStatus",
     "failed_checks",
+    "failed_checks_by_partition",
     "free_concurrency_slots",
     "latest_storage_ids",
     "read_instance_value",
@@ -65,6 +66,22 @@ def failed_checks(
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
         check_keys, partition_filter=PartitionKeyFilter(key=partition_key))
     return [key for key, record in latest.items() if record.status == AssetCheckExecutionRecordStatus.FAILED]
+
+
+def failed_checks_by_partition(
+    instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckKey], partition_keys: list[str]
+) -> dict[str, list[dg.AssetCheckKey]]:
+    """failed_checks of many partitions (those with none left out), in a query per check
+    and thousand partitions rather than one per partition (5 ms each, so 15 s at every
+    look over 3,000 documents)."""
+    failed: dict[str, list[dg.AssetCheckKey]] = {}
+    for start in range(0, len(partition_keys), 1000):  # under the databases' parameter limits
+        infos = instance.event_log_storage.get_asset_check_partition_info(
+            check_keys, partition_keys=partition_keys[start:start + 1000])
+        for info in infos:
+            if info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED:
+                failed.setdefault(info.partition_key, []).append(info.check_key)
+    return failed
 
 
 def latest_storage_ids(

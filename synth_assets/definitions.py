@@ -14,7 +14,11 @@ from synth_assets.automation import automation_sensor  # noqa: E402
 from synth_assets.checks import quality_checks  # noqa: E402
 from synth_assets.jobs import build_training_dataset_job, process_documents_job  # noqa: E402
 from synth_assets.schedules import build_nightly_catch_up  # noqa: E402
-from synth_assets.sensors import build_documents_sensor, documents_failed_in_a_batch_run_alone  # noqa: E402
+from synth_assets.sensors import (  # noqa: E402
+    build_documents_sensor,
+    build_reviewed_verdicts_sensor,
+    documents_failed_in_a_batch_run_alone,
+)
 from synth_assets.settings import Settings  # noqa: E402
 
 
@@ -25,13 +29,16 @@ def build_definitions(resources: dict | None = None, settings: Settings | None =
     settings = settings or Settings.from_env()
     resources = {**settings.resources, **(resources or {})}
     return dg.Definitions(
-        assets=build_pipeline_assets(resources["generation"], resources["curation"], settings.catch_up_cron),
+        assets=build_pipeline_assets(resources["generation"], resources["curation"], settings.catch_up_cron,
+                                     resources["review"]),
         asset_checks=quality_checks,
         jobs=[process_documents_job, build_training_dataset_job],
         sensors=[
             build_documents_sensor(minimum_interval_seconds=settings.sensor_interval_s,
                                    single_run_min_documents=settings.single_run_min_documents),
             documents_failed_in_a_batch_run_alone,
+            build_reviewed_verdicts_sensor(minimum_interval_seconds=settings.sensor_interval_s,
+                                           single_run_min_documents=settings.single_run_min_documents),
             automation_sensor,
         ],
         schedules=[build_nightly_catch_up(cron_schedule=settings.catch_up_cron,

@@ -4,6 +4,7 @@ import dagster as dg
 from dagster_celery import celery_executor
 
 from synth_assets.assets.export import published_dataset, training_dataset
+from synth_assets.assets.human import human_examples
 from synth_assets.partitions import documents_partitions
 
 PROCESS_DOCUMENTS_JOB = "process_documents"
@@ -11,15 +12,16 @@ BUILD_TRAINING_DATASET_JOB = "build_training_dataset"
 
 process_documents_job = dg.define_asset_job(
     PROCESS_DOCUMENTS_JOB,
-    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(training_dataset, published_dataset),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(human_examples, training_dataset, published_dataset),
     partitions_def=documents_partitions,
     description="Ingest, chunk, generate, curate and format documents: one partition, or a range of them in one run.",
 )
 
 build_training_dataset_job = dg.define_asset_job(
     BUILD_TRAINING_DATASET_JOB,
-    selection=dg.AssetSelection.assets(training_dataset, published_dataset),
-    description="Merge every document's examples into a candidate export, check it, then publish it.",
+    selection=dg.AssetSelection.assets(human_examples, training_dataset, published_dataset),
+    description="Read the human-labelled examples, merge them and every document's examples into a candidate "
+                "export, check it, then publish it.",
 )
 
 # The executors SYNTH_ASSETS_EXECUTOR chooses from (settings.py passes the one chosen to

@@ -35,6 +35,7 @@ from synth_assets.core.incremental import FolderState, folder_state
 from synth_assets.dagster_internals import (
     StaleStatus,
     failed_checks,
+    failed_checks_by_partition,
     latest_storage_ids,
     read_instance_value,
     stale_status_resolver,
@@ -47,6 +48,17 @@ from synth_assets.storage import RAW_DOCUMENTS_TABLE, delete_document
 
 SINGLE_RUN_MIN_DOCUMENTS_ENV = "SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS"
 DEFAULT_SINGLE_RUN_MIN_DOCUMENTS = 10
+# With a model backend, two neighbours already share a run: each run pays a model load
+# (in process) or at least a lease and resources (a server), which costs more than the
+# exact status a run per document gives.
+MODEL_BACKEND_SINGLE_RUN_MIN_DOCUMENTS = 2
+
+
+def default_single_run_min_documents(uses_a_model: bool) -> int:
+    """The threshold when SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS is not set: a run per
+    document for the model-free backend below 10 documents (cheap, exact status), every
+    neighbouring document needing work in one run with a model backend."""
+    return MODEL_BACKEND_SINGLE_RUN_MIN_DOCUMENTS if uses_a_model else DEFAULT_SINGLE_RUN_MIN_DOCUMENTS
 
 # The tags Dagster reads to run one job over a range of partitions in one run.
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -256,6 +268,16 @@ def failed_gates(instance: dg.DagsterInstance, partition_key: str) -> dict[dg.As
     return failed
 
 
+def failed_gates_of(instance: dg.DagsterInstance, partition_keys: list[str]) -> dict[str, dict[dg.AssetKey, list[str]]]:
+    """failed_gates of many documents (those with none left out), read at once."""
+    failed: dict[str, dict[dg.AssetKey, list[str]]] = {}
+    for partition_key, keys in failed_checks_by_partition(instance, _partitioned_blocking_checks(),
+                                                          partition_keys).items():
+        for key in keys:
+            failed.setdefault(partition_key, {}).setdefault(key.asset_key, []).append(key.name)
+    return failed
+
+
 def assets_needing_work(
     instance: dg.DagsterInstance, asset_graph, partition_key: str, resolver=None
 ) -> list[dg.AssetKey]:
@@ -361,3 +383,20 @@ def remember_up_to_date(instance: dg.DagsterInstance, found: WorkFound) -> None:
         "definitions": found.definitions,
         "documents": {key: value for key, value in documents.items() if key in registered},
     }))
+
+
+def copy_remembered(source: dg.DagsterInstance, target: dg.DagsterInstance, new_storage_ids: Mapping[int, int]) -> int:
+    """Copy the remembered up-to-date documents into an instance whose events were copied
+    from `source` (synth_assets/migrate.py), their storage ids renumbered by
+    `new_storage_ids` (source id -> target id); a document with an id not copied is left
+    out, so it is looked at again. Returns how many documents are remembered there."""
+    remembered = _remembered(source)
+    documents = {}
+    for key, records in remembered.get("documents", {}).items():
+        ids = [int(part) if part else None for part in records.split(",")]
+        if all(old is None or old in new_storage_ids for old in ids):
+            documents[key] = ",".join("" if old is None else str(new_storage_ids[old]) for old in ids)
+    if remembered:
+        write_instance_value(target, UP_TO_DATE_DOCUMENTS_KEY,
+                             json.dumps({"definitions": remembered["definitions"], "documents": documents}))
+    return len(documents)

@@ -19,7 +19,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 import great_expectations as gx  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
-from synth_assets.core.formats import sharegpt_roles  # noqa: E402
+from synth_assets.core.formats import SHAREGPT_ROLE_SEQUENCES, sharegpt_roles  # noqa: E402
 
 GENERATED_PAIRS_SUITE = "generated_qa_pairs_suite"
 FILTERED_PAIRS_SUITE = "filtered_qa_pairs_suite"
@@ -196,7 +196,7 @@ def validate_sharegpt(rows: pd.DataFrame) -> SuiteResult:
     frame = rows.assign(roles=rows["conversations"].map(sharegpt_roles))
     expectations = [
         *(E.ExpectColumnValuesToNotBeNull(column=c) for c in ("conversations", "pair_id", "chunk_id", "source_file")),
-        E.ExpectColumnValuesToBeInSet(column="roles", value_set=["human,gpt", "system,human,gpt"]),
+        E.ExpectColumnValuesToBeInSet(column="roles", value_set=list(SHAREGPT_ROLE_SEQUENCES)),
         E.ExpectColumnValuesToBeUnique(column="pair_id"),
     ]
     return run_suite(SHAREGPT_SUITE, expectations, frame)

@@ -16,13 +16,14 @@ import os
 import socket
 import sys
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import dagster as dg
 from tqdm import tqdm
 
 from synth_assets import definitions, planning
-from synth_assets.batch import blocked_documents, run_outcome, warnings_in_range
+from synth_assets.batch import blocked_documents, no_text_documents, run_outcome, warnings_in_range
 from synth_assets.dagster_internals import free_concurrency_slots
 from synth_assets.jobs import BUILD_TRAINING_DATASET_JOB, PROCESS_DOCUMENTS_JOB
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
@@ -33,6 +34,7 @@ from synth_assets.storage import (
     GENERATED_QA_PAIRS_TABLE,
     PARSED_DOCUMENTS_TABLE,
     REJECTED_QA_PAIRS_TABLE,
+    documents_with_verdicts_since,
 )
 
 
@@ -109,6 +111,21 @@ def failure_reason(result: dg.ExecuteInProcessResult) -> str:
 
 TRAINING_DATASET_KEY = dg.AssetKey("training_dataset")
 PUBLISHED_DATASET_KEY = dg.AssetKey("published_dataset")
+REVIEWED_QA_PAIRS_KEY = dg.AssetKey("reviewed_qa_pairs")
+
+
+def _apply_new_verdicts(job, instance: dg.DagsterInstance, duckdb, keys: list[str]) -> list[str]:
+    """Documents with verdicts recorded (on the review page) since the training dataset
+    was last built: their reviewed_qa_pairs again, so the next dataset applies them.
+    With the daemon, the reviewed_verdicts_sensor has usually done this already."""
+    built = instance.get_latest_materialization_event(TRAINING_DATASET_KEY)
+    since = None if built is None else time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(built.timestamp))
+    with duckdb.get_connection() as con:
+        new = [key for key in documents_with_verdicts_since(con, since) if key in keys]
+    for key in new:
+        job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE, tags=run_tags(),
+                               partition_key=key, asset_selection=[REVIEWED_QA_PAIRS_KEY])
+    return new
 
 
 @dataclass
@@ -163,8 +180,9 @@ def _still_blocked(instance: dg.DagsterInstance, duckdb, skipped: list[str]) -> 
     """Documents not run again whose blocking check failed last time: nothing changed
     since, so they are still blocked."""
     blocked = {}
+    failed = planning.failed_gates_of(instance, skipped)
     for key in skipped:  # blocked in a run of their own
-        if gates := planning.failed_gates(instance, key):
+        if gates := failed.get(key):
             names = ", ".join(name for checks in gates.values() for name in checks)
             blocked[key] = f"{names} failed on the last run; unchanged since, so still blocked"
     for key, reasons in blocked_documents(duckdb).items():  # blocked inside a batch
@@ -195,8 +213,10 @@ def _export(defs: dg.Definitions, instance: dg.DagsterInstance, changed: bool) -
     return {
         "export_ok": error is None and live != "none",
         "export_error": error,
-        "export_dir": published_metadata["export_dir"].value if "export_dir" in published_metadata else None,
+        # From the settings, not the last materialization: one that published nothing new has no folder.
+        "export_dir": str(Path(defs.resources["export"].export_dir).resolve() / live) if live != "none" else None,
         "published_version": live,
+        "candidate_version": candidate_metadata["version"].value if "version" in candidate_metadata else "none",
         "export_status": (candidate_metadata["status"].value if "status" in candidate_metadata
                           else published_metadata["status"].value if "status" in published_metadata else ""),
         "excluded_documents": excluded,
@@ -246,6 +266,7 @@ def run_all(
             f"SELECT DISTINCT document_id FROM {ALPACA_EXAMPLES_TABLE} WHERE document_id IN (SELECT unnest(?))",
             [list(outcome.failed)]).fetchall()}
     changed = [key for key in todo if key not in outcome.failed or key in formatted]
+    changed += _apply_new_verdicts(job, instance, duckdb, keys)
     return {
         "recovered_runs": recovered,
         "documents": keys,
@@ -255,6 +276,9 @@ def run_all(
         "up_to_date": [key for key in keys if key not in todo],
         "failed": outcome.failed,
         "blocked_by_checks": outcome.blocked,
+        # A status of its own, not a failure: up to date until the file changes.
+        "no_text": {key: reason for key, reason in no_text_documents(duckdb).items()
+                    if key in keys and key not in outcome.failed},
         "warnings": outcome.warnings,
         **_export(defs, instance, changed=bool(changed or dropped or force)),
         **count_rows(defs, keys),
@@ -300,6 +324,9 @@ def format_summary(summary: dict, seconds: float) -> str:
     if summary["blocked_by_checks"]:
         lines.append(f"  blocked by checks: {len(summary['blocked_by_checks'])}")
         lines += [f"    - {key}: {reason}" for key, reason in summary["blocked_by_checks"].items()]
+    if summary.get("no_text"):
+        lines.append(f"  no text:         {len(summary['no_text'])} (nothing to learn from: 0 pairs, not a failure)")
+        lines += [f"    - {key}: {reason}" for key, reason in summary["no_text"].items()]
     if summary.get("warnings"):
         lines.append(f"  warnings:        {len(summary['warnings'])} documents (checks that warn, nothing blocked)")
         lines += [f"    - {key}: {'; '.join(items)}" for key, items in summary["warnings"].items()]
@@ -313,10 +340,15 @@ def format_summary(summary: dict, seconds: float) -> str:
     elif summary["published_version"] == "none":
         lines.append(f"  dataset:         none published: {summary['export_status']}")
     if summary["published_version"] != "none":
-        lines.append(f"  dataset:         {summary['export_dir']} (published version {summary['published_version']})")
+        # No candidate this time (nothing to learn from): say why the published one stays.
+        kept = f", unchanged: {summary['export_status']}" if summary.get("candidate_version") == "none" else ""
+        lines.append(f"  dataset:         {summary['export_dir']} (published version {summary['published_version']}{kept})")
     if summary.get("split_note") and summary["split_note"] != "near the asked ratio":
         lines.append(f"  split:           {summary['split_note']}")
-    if summary.get("excluded_documents"):
+    if summary.get("excluded_documents") and summary.get("candidate_version") == "none":
+        lines.append(f"  left out: {len(summary['excluded_documents'])} (no new dataset could be built, so the "
+                     "published one, which may still hold their last rows, stays)")
+    elif summary.get("excluded_documents"):
         lines.append(f"  not in the dataset: {len(summary['excluded_documents'])}")
         lines += [f"    - {key}: {reason}" for key, reason in summary["excluded_documents"].items()]
     return "\n".join(lines)

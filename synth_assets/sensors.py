@@ -13,6 +13,7 @@ from synth_assets.planning import (
     TRIGGER_TAG,
     WHOLE,
     PlannedRun,
+    Work,
     documents_to_run_alone,
     drop_removed,
     plan_runs,
@@ -20,6 +21,7 @@ from synth_assets.planning import (
 )
 from synth_assets.resources.documents import DocumentsFolder
 from synth_assets.resources.storage import PipelineDatabase
+from synth_assets.storage import documents_with_verdicts_since
 
 DOCUMENTS_SENSOR = "documents_sensor"
 
@@ -54,8 +56,8 @@ def build_documents_sensor(*, minimum_interval_seconds: int, single_run_min_docu
         dataset is rebuilt without it. Files that are not documents are ignored. The
         cursor holds each file's hash, size and mtime, so it survives restarts, and run
         keys carry the hash, so a file is never processed twice for the same content.
-        SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS (default 10) or more neighbouring files to
-        run go in one single-run backfill instead of one run each.
+        SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS (default 10, or 2 with a model backend) or
+        more neighbouring files to run go in one single-run backfill instead of one run each.
         """
         previous = json.loads(context.cursor) if context.cursor else stored_state(duckdb)
         current = folder_state(documents.discover(), previous)
@@ -130,3 +132,42 @@ def documents_failed_in_a_batch_run_alone(context: dg.RunStatusSensorContext, du
                       tags={TRIGGER_TAG: "failed-in-batch"})
         for key in again
     ]
+
+
+REVIEWED_VERDICTS_SENSOR = "reviewed_verdicts_sensor"
+REVIEWED_QA_PAIRS = dg.AssetKey("reviewed_qa_pairs")
+
+
+def build_reviewed_verdicts_sensor(*, minimum_interval_seconds: int,
+                                   single_run_min_documents: int) -> dg.SensorDefinition:
+    """The verdicts sensor, looking every `minimum_interval_seconds`."""
+
+    @dg.sensor(
+        name=REVIEWED_VERDICTS_SENSOR,
+        jobs=[process_documents_job],
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def reviewed_verdicts_sensor(context: dg.SensorEvaluationContext, duckdb: PipelineDatabase) -> dg.SensorResult:
+        """Watches the experts' verdicts (the review page writes them to review_verdicts).
+        For each document with verdicts newer than the last ones seen, reviewed_qa_pairs
+        is materialised again; the training dataset then follows (its automation
+        condition rebuilds it once its inputs have changed), with the edits applied and
+        the rejected pairs left out. The cursor is the time of the latest verdict seen."""
+        with duckdb.get_connection() as con:
+            new = documents_with_verdicts_since(con, context.cursor or None)
+        if not new:
+            return dg.SkipReason(f"no verdict recorded since {context.cursor or 'the start'}")
+        registered = context.instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME)
+        known = set(registered)
+        to_run = {key: Work.of_assets([REVIEWED_QA_PAIRS]) for key in new if key in known}
+        cursor = max(new.values())
+        run_requests = [
+            planned.request(run_key=f"verdicts:{planned.span}@{cursor}", trigger="verdicts")
+            for planned in plan_runs(to_run, registered, single_run_min_documents)
+        ]
+        for key in to_run:
+            context.log.info(f"new verdicts on {key} (latest {new[key]})")
+        return dg.SensorResult(run_requests=run_requests, cursor=cursor)
+
+    return reviewed_verdicts_sensor

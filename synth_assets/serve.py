@@ -2,6 +2,7 @@
 
     python -m synth_assets.serve          # start it, or find it already serving
     python -m synth_assets.serve --stop   # stop it
+    python -m synth_assets.serve --if-used  # start it only with the vllm_serve backend (make ui)
 
 The service (synth_assets/generation/service.py) is `vllm serve` from
 SYNTH_ASSETS_VLLM_EXECUTABLE for SYNTH_ASSETS_MODEL with the configured engine options,
@@ -21,8 +22,12 @@ from synth_assets.settings import Settings
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stop", action="store_true", help="stop the running service")
+    parser.add_argument("--if-used", action="store_true",
+                        help="start it only when SYNTH_ASSETS_GENERATION_BACKEND is vllm_serve")
     args = parser.parse_args(argv)
     generation = Settings.from_env().resources["generation"]
+    if args.if_used and generation.backend != "vllm_serve":
+        return 0
     if not generation.instance_dir:
         print("synth_assets serve: set DAGSTER_HOME (the Makefile does)", file=sys.stderr)
         return 2

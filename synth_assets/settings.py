@@ -22,6 +22,7 @@ from synth_assets.jobs import CELERY_EXECUTOR, IN_PROCESS_EXECUTOR, K8S_EXECUTOR
 from synth_assets.planning import (
     DEFAULT_SINGLE_RUN_MIN_DOCUMENTS,
     SINGLE_RUN_MIN_DOCUMENTS_ENV,
+    default_single_run_min_documents,
     parse_single_run_min_documents,
 )
 from synth_assets.resources.curation import CurationResource
@@ -88,6 +89,10 @@ EXECUTOR_ENV = "SYNTH_ASSETS_EXECUTOR"
 CELERY_BROKER_ENV = "SYNTH_ASSETS_CELERY_BROKER"
 CELERY_BACKEND_ENV = "SYNTH_ASSETS_CELERY_BACKEND"
 DEFAULT_CELERY_URL = "redis://localhost:6379/0"
+# `make migrate` (synth_assets/migrate.py) copies the embedded project into the team
+# profile: its tables from SYNTH_ASSETS_DUCKDB_PATH, its Dagster instance from this folder.
+MIGRATE_FROM_DAGSTER_HOME_ENV = "SYNTH_ASSETS_MIGRATE_FROM_DAGSTER_HOME"
+DEFAULT_MIGRATE_FROM_DAGSTER_HOME = ".dagster_home"
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
@@ -101,6 +106,7 @@ class Settings:
     catch_up_cron: str = DEFAULT_CATCH_UP_CRON
     sensor_interval_s: int = DEFAULT_SENSOR_INTERVAL_S
     executor: dg.ExecutorDefinition = dg.in_process_executor
+    migrate_from_dagster_home: str = DEFAULT_MIGRATE_FROM_DAGSTER_HOME
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -113,8 +119,10 @@ class Settings:
                      for key, (resource, variables) in ENVIRONMENT.items()}
         return cls(
             resources=resources,
-            single_run_min_documents=parse_single_run_min_documents(
-                environ.get(SINGLE_RUN_MIN_DOCUMENTS_ENV, str(DEFAULT_SINGLE_RUN_MIN_DOCUMENTS))),
+            single_run_min_documents=(
+                parse_single_run_min_documents(environ[SINGLE_RUN_MIN_DOCUMENTS_ENV])
+                if SINGLE_RUN_MIN_DOCUMENTS_ENV in environ
+                else default_single_run_min_documents(resources["generation"].uses_a_model)),
             catch_up_cron=environ.get(CATCH_UP_CRON_ENV, DEFAULT_CATCH_UP_CRON),
             sensor_interval_s=_convert(int, environ.get(SENSOR_INTERVAL_ENV, str(DEFAULT_SENSOR_INTERVAL_S)),
                                        SENSOR_INTERVAL_ENV),
@@ -122,6 +130,7 @@ class Settings:
                 _convert(Literal[IN_PROCESS_EXECUTOR, CELERY_EXECUTOR, K8S_EXECUTOR],
                          environ.get(EXECUTOR_ENV, IN_PROCESS_EXECUTOR), EXECUTOR_ENV),
                 environ.get(CELERY_BROKER_ENV, DEFAULT_CELERY_URL), environ.get(CELERY_BACKEND_ENV, DEFAULT_CELERY_URL)),
+            migrate_from_dagster_home=environ.get(MIGRATE_FROM_DAGSTER_HOME_ENV, DEFAULT_MIGRATE_FROM_DAGSTER_HOME),
         )
 
 

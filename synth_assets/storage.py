@@ -34,12 +34,18 @@ CROSS_DOCUMENT_DUPLICATES_TABLE = "cross_document_duplicates"
 # is kept here (see synth_assets/batch.py).
 DOCUMENT_FAILURES_TABLE = "document_failures"
 BLOCKED_DOCUMENTS_TABLE = "blocked_documents"
+# Documents that parsed but hold nothing to learn from (an empty file, images only, titles
+# only): a status of its own, not a failure; written by document_chunks, one row each.
+NO_TEXT_DOCUMENTS_TABLE = "no_text_documents"
 # Experts in the loop: the pairs picked for review per document, the verdicts the review
 # page records (append-only: who, when, what changed; the latest per pair counts), and
 # the reviewed pairs derived from them that training_dataset applies.
 REVIEW_SAMPLE_TABLE = "review_sample"
 REVIEW_VERDICTS_TABLE = "review_verdicts"
 REVIEWED_QA_PAIRS_TABLE = "reviewed_qa_pairs"
+# Human-labelled examples read from SYNTH_ASSETS_HUMAN_DATA_DIR (unpartitioned; its
+# document_id is "human:<file>", so deleting a document never touches it).
+HUMAN_EXAMPLES_TABLE = "human_examples"
 
 _PAIR_COLUMNS = """
     pair_id VARCHAR NOT NULL,
@@ -65,7 +71,8 @@ _PROVENANCE_COLUMNS = """
     page_end INTEGER,
     generator VARCHAR,
     model VARCHAR,
-    prompt_version VARCHAR
+    prompt_version VARCHAR,
+    language VARCHAR
 """
 
 TABLE_DDL: dict[str, str] = {
@@ -85,7 +92,8 @@ TABLE_DDL: dict[str, str] = {
         num_pages INTEGER,
         num_text_items INTEGER,
         markdown VARCHAR,
-        docling_json VARCHAR
+        docling_json VARCHAR,
+        no_text VARCHAR
     """,
     DOCUMENT_CHUNKS_TABLE: """
         chunk_id VARCHAR NOT NULL,
@@ -137,6 +145,7 @@ TABLE_DDL: dict[str, str] = {
         reason VARCHAR NOT NULL,
         run_id VARCHAR NOT NULL
     """,
+    NO_TEXT_DOCUMENTS_TABLE: "document_id VARCHAR NOT NULL, reason VARCHAR NOT NULL",
     # status: 'kept' (in filtered_qa_pairs) or 'rejected' (in rejected_qa_pairs, with its
     # reasons): rejected pairs are reviewed too, so each rule gets a measured precision.
     REVIEW_SAMPLE_TABLE: """
@@ -187,6 +196,18 @@ TABLE_DDL: dict[str, str] = {
         answer VARCHAR,
         original_question VARCHAR,
         original_answer VARCHAR
+    """,
+    # chunk_id: "<file>:<line>", where the row is in its file; form: alpaca, sharegpt or messages.
+    HUMAN_EXAMPLES_TABLE: """
+        pair_id VARCHAR NOT NULL,
+        document_id VARCHAR NOT NULL,
+        chunk_id VARCHAR NOT NULL,
+        source_file VARCHAR NOT NULL,
+        line INTEGER NOT NULL,
+        form VARCHAR NOT NULL,
+        question VARCHAR NOT NULL,
+        answer VARCHAR NOT NULL,
+        system VARCHAR
     """,
     CROSS_DOCUMENT_DUPLICATES_TABLE: """
         pair_id VARCHAR NOT NULL,
@@ -387,6 +408,17 @@ def record_verdict(
     return row
 
 
+def documents_with_verdicts_since(con: duckdb.DuckDBPyConnection, since: str | None) -> dict[str, str]:
+    """Documents with a verdict recorded after `since` (an ISO timestamp; None: any),
+    each with the time of its latest verdict (ISO)."""
+    ensure_tables(con)
+    rows = con.execute(
+        f"SELECT document_id, strftime(max(reviewed_at), '%Y-%m-%dT%H:%M:%S.%f') FROM {REVIEW_VERDICTS_TABLE} "
+        "WHERE ? IS NULL OR reviewed_at > CAST(? AS TIMESTAMP) GROUP BY 1 ORDER BY 1", [since, since],
+    ).fetchall()
+    return dict(rows)
+
+
 def read_parsed_document(con: duckdb.DuckDBPyConnection, document_id: str):
     """The stored DoclingDocument and file name of a parsed document, or None."""
     from docling_core.types.doc import DoclingDocument
@@ -410,16 +442,22 @@ def load_pairs_with_chunks(con: duckdb.DuckDBPyConnection, table: str, document_
 
 
 def load_kept_pairs_with_provenance(con: duckdb.DuckDBPyConnection, document_id: str) -> pd.DataFrame:
-    """Kept pairs of one document with the file, heading and pages they came from."""
+    """Kept pairs of one document with the file, heading and pages they came from, and
+    their language."""
+    return load_kept_pairs_of_documents(con, [document_id])
+
+
+def load_kept_pairs_of_documents(con: duckdb.DuckDBPyConnection, document_ids: list[str]) -> pd.DataFrame:
+    """load_kept_pairs_with_provenance of many documents in one query, by pair id."""
     return con.execute(
         f"""
         SELECT p.pair_id, p.document_id, p.chunk_id, p.question, p.answer, p.reasoning,
                r.relative_path AS source_file, c.heading_path, c.page_start, c.page_end,
-               p.generator, p.model, p.prompt_version
+               p.generator, p.model, p.prompt_version, p.language
         FROM {FILTERED_QA_PAIRS_TABLE} p
         LEFT JOIN {DOCUMENT_CHUNKS_TABLE} c USING (chunk_id)
         LEFT JOIN {RAW_DOCUMENTS_TABLE} r ON r.document_id = p.document_id
-        WHERE p.document_id = ? ORDER BY p.pair_id
+        WHERE p.document_id IN (SELECT unnest(?)) ORDER BY p.pair_id
         """,
-        [document_id],
+        [document_ids],
     ).df()

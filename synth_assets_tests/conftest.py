@@ -33,6 +33,7 @@ def pipeline_resources(tmp_path: Path, documents_dir: Path) -> dict:
     from synth_assets.resources.documents import DocumentsFolder
     from synth_assets.resources.export import ExportSettings
     from synth_assets.resources.generation import GenerationResource
+    from synth_assets.resources.review import ReviewSettings
     from synth_assets.resources.storage import PipelineDatabase
 
     return {
@@ -41,6 +42,8 @@ def pipeline_resources(tmp_path: Path, documents_dir: Path) -> dict:
         "generation": GenerationResource(),
         "curation": CurationResource(),
         "export": ExportSettings(export_dir=str(tmp_path / "exports")),
+        # Defaults, not the environment: no human data unless a test sets a folder.
+        "review": ReviewSettings(),
     }
 
 

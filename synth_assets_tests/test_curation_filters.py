@@ -4,6 +4,7 @@ documents, the judge and the question-type mix."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -247,7 +248,7 @@ def test_near_duplicate_cases(first: str, second: str, duplicate: bool) -> None:
 
 
 def test_question_key() -> None:
-    assert question_key("In what year was IBM founded?") == ("when", frozenset({"ibm", "found"}), frozenset())
+    assert question_key("In what year was IBM founded?") == ("when", frozenset({"ibm", "found"}), frozenset(), ())
     key = question_key("Explain the pecten in the context of Feeding (Duck).")
     assert (key.kind, key.subject, key.context) == ("what", frozenset({"pecten"}), frozenset({"feed", "duck"}))
 
@@ -392,3 +393,80 @@ def test_every_reason_has_a_description_and_the_defaults() -> None:
     assert (config.min_skip_bigram_support, config.skip_bigram_window) == (0.5, 4)
     assert (config.use_embeddings, config.min_semantic_similarity) == (False, 0.6)
     assert (config.use_judge, config.min_judge_score) == (False, 6)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Es tut mir leid, dazu kann ich nichts sagen.",
+        "Leider kann ich die Frage nicht beantworten.",
+        "Der Artikel nennt keine Zahlen zur Ernte.",
+        "In diesem Abschnitt wird der Preis nicht erwähnt.",
+        "Als KI-Modell habe ich dazu keine Meinung.",
+        "Laut dem Text wurde die Brücke 1890 gebaut.",
+        "عذراً، لا يمكنني تقديم هذه المعلومة.",
+        "لم يذكر النص سبب الحرب.",
+        "وفقاً للنص، بنيت القلعة في القرن الثاني عشر.",
+        "죄송하지만 그 정보는 알 수 없습니다.",
+        "글에 따르면 다리는 1890년에 지어졌습니다.",
+        "다리의 길이는 본문에 명시되어 있지 않습니다.",
+        "很抱歉，这个问题我无法回答。",
+        "原文未提及这座桥的长度。",
+        "根据本文，这座桥建于1890年。",
+    ],
+)
+def test_refusals_and_meta_talk_in_other_languages(answer: str) -> None:
+    assert is_refusal(answer)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Die Brücke wurde nicht aus Holz, sondern aus Stein gebaut.",
+        "Ich kam, sah und siegte, schrieb Caesar über den Feldzug.",
+        "Keine andere Stadt hatte damals so viele Einwohner.",
+        "لا يعيش الجمل في المناطق الباردة.",
+        "이 다리는 1890년에 지어졌으며 길이는 300미터입니다.",
+        "这座桥建于1890年，全长三百米。",
+    ],
+)
+def test_ordinary_answers_in_other_languages_are_not_refusals(answer: str) -> None:
+    assert not is_refusal(answer)
+
+
+@pytest.mark.parametrize(
+    "language, first, second, duplicate",
+    [
+        # inflected and compound forms of the same words
+        ("de", "Wer erfand den Buchdruck mit beweglichen Lettern?",
+         "Wer hat den Buchdruck mit beweglichen Lettern erfunden?", True),
+        ("de", "Wie hoch ist der Kölner Dom?", "Wie hoch ist der Dom in Köln?", True),
+        # particles joined to the words, a verb stem that changes a letter
+        ("ko", "누가 거북선을 만들었나요?", "거북선은 누가 만드나요?", True),
+        ("ko", "서울의 인구는 얼마인가요?", "서울의 인구는 몇 명인가요?", True),
+        ("ar", "متى تأسست جامعة القاهرة؟", "في أي عام تأسست جامعة القاهرة؟", True),
+        # different questions
+        ("de", "Wann wurde Goethe geboren?", "Welche Bücher schrieb Schiller?", False),
+        ("ko", "서울의 인구는 얼마인가요?", "부산의 인구는 얼마인가요?", False),
+        ("ar", "متى تأسست جامعة القاهرة؟", "أين يقع نهر الأمازون؟", False),
+    ],
+)
+def test_near_duplicates_in_other_languages(language: str, first: str, second: str, duplicate: bool) -> None:
+    assert (near_duplicate_of([first, second], languages=[language, language])[1] == 0) is duplicate
+
+
+def test_a_long_word_weighs_as_much_as_a_short_one() -> None:
+    # Cut into character n-grams, "Entstehungsgeschichte" would outweigh "Dom" ten to one
+    # if every n-gram counted fully; each word's n-grams share one word's weight.
+    key = question_key("Wie alt ist die Entstehungsgeschichte vom Dom?", "de")
+    shares = dict(key.shares)
+    assert sum(shares[s] for s in key.subject if s in shares) == pytest.approx(1.0)
+    assert "dom" in key.subject and "dom" not in shares
+
+
+def test_readme_lists_every_reason_code() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("### Reason codes"):]
+    table = table[: table.index("\n\n", table.index("| code |"))]
+    listed = set(re.findall(r"`([a-z_]+)`", table.split("| --- | --- |", 1)[1]))
+    assert listed == set(REASON_DESCRIPTIONS)

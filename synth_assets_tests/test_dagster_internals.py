@@ -6,6 +6,7 @@ import dagster as dg
 from synth_assets.dagster_internals import (
     StaleStatus,
     failed_checks,
+    failed_checks_by_partition,
     free_concurrency_slots,
     latest_storage_ids,
     read_instance_value,
@@ -73,6 +74,9 @@ def test_failed_checks_reads_the_latest_execution_of_one_partition() -> None:
         assert materialize(instance, "good", TINY_WITH_CHECK).success
         assert failed_checks(instance, [upstream_is_good.check_key], "bad") == [upstream_is_good.check_key]
         assert failed_checks(instance, [upstream_is_good.check_key], "good") == []
+        # the same, read for many partitions at once (a partition passing or never checked: absent)
+        assert failed_checks_by_partition(instance, [upstream_is_good.check_key], ["bad", "good", "unknown"]) == {
+            "bad": [upstream_is_good.check_key]}
 
 
 def test_values_kept_in_the_instance_and_freed_slots() -> None:

@@ -15,6 +15,8 @@ from synth_assets.core.exporting import (
     PROVENANCE_COLUMNS,
     ExportOptions,
     build_format_rows,
+    pairs_digest,
+    pairs_digests,
     publish,
     published_version,
     write_export,
@@ -35,6 +37,7 @@ def kept_pairs(reasoning: bool = False) -> pd.DataFrame:
                 "reasoning": f"The chunk states that topic {i} matters." if reasoning else None,
                 "source_file": d, "heading_path": "Intro", "page_start": 1, "page_end": 1,
                 "generator": "model-free", "model": None, "prompt_version": "model-free-v1",
+                "language": "en",
             })
     pairs = pd.DataFrame(rows)
     pairs["split"] = pairs["document_id"].map(split_documents(list(pairs["document_id"]), 0.34, seed=42))
@@ -60,6 +63,7 @@ def test_every_file_loads_in_datasets_and_matches(tmp_path):
             assert from_disk[split].to_list() == jsonl[split].to_list() == parquet[split].to_list()
     alpaca = datasets.load_from_disk(str(result.path / "alpaca" / "hf"))["train"][0]
     assert set(alpaca) >= {"instruction", "input", "output", *PROVENANCE_COLUMNS}
+    assert alpaca["language"] == "en"  # the pair's language travels with the row
     assert alpaca["input"] == "" and "matters" in alpaca["output"]
     sharegpt = datasets.load_from_disk(str(result.path / "sharegpt" / "hf"))["train"][0]
     assert [t["from"] for t in sharegpt["conversations"]] == ["human", "gpt"]
@@ -143,3 +147,15 @@ def test_an_empty_split_still_loads(tmp_path):
     result = export(tmp_path, one_document)
     rows = datasets.load_from_disk(str(result.path / "alpaca" / "hf"))
     assert len(rows["train"]) == 3 and len(rows["validation"]) == 0
+
+
+def test_the_digests_of_many_documents_are_each_documents_own_digest():
+    # training_dataset fingerprints every document's pairs at once; a document's rows
+    # must get the fingerprint its formatted rows recorded when it was formatted alone.
+    pairs = kept_pairs(reasoning=True).sample(frac=1, random_state=3).reset_index(drop=True)
+    pairs.loc[pairs["document_id"] == "beta.pdf", "reasoning"] = None
+    digests = pairs_digests(pairs, ["gamma.docx", "alpha.md", "beta.pdf", "no_pairs.md"])
+    for document_id in ("alpha.md", "beta.pdf", "gamma.docx"):
+        assert digests[document_id] == pairs_digest(pairs[pairs["document_id"] == document_id])
+    assert digests["no_pairs.md"] == pairs_digest(pairs.iloc[:0])
+    assert len(set(digests.values())) == 4

@@ -160,3 +160,23 @@ def test_a_service_for_another_model_is_not_used(fake_vllm, home):
     acquire(home, ServiceSpec(executable, "sim-model"), idle_s=120).release()
     with pytest.raises(ServiceError, match="another model or options.*make serve-stop"):
         acquire(home, ServiceSpec(executable, "other-model"), idle_s=120)
+
+
+def test_make_ui_starts_the_service_first_only_with_the_vllm_serve_backend(fake_vllm, home, monkeypatch):
+    from synth_assets import serve
+
+    executable, starts = fake_vllm
+    make = subprocess.run(["make", "-n", "ui"], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                          text=True, check=True).stdout.splitlines()
+    commands = [line for line in make if "synth_assets.serve" in line or "dagster dev" in line]
+    assert "synth_assets.serve --if-used" in commands[0] and "dagster dev" in commands[1], make
+
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("SYNTH_ASSETS_MODEL", "sim-model")
+    monkeypatch.setenv("SYNTH_ASSETS_VLLM_EXECUTABLE", executable)
+    monkeypatch.setenv("SYNTH_ASSETS_GENERATION_BACKEND", "model_free")
+    assert serve.main(["--if-used"]) == 0
+    assert ServiceDir(home).read() is None and loads(starts) == 0
+    monkeypatch.setenv("SYNTH_ASSETS_GENERATION_BACKEND", "vllm_serve")
+    assert serve.main(["--if-used"]) == 0
+    assert healthy(ServiceDir(home).read()) and loads(starts) == 1

@@ -28,8 +28,9 @@ documents_sensor = build_documents_sensor(
     minimum_interval_seconds=30, single_run_min_documents=DEFAULT_SINGLE_RUN_MIN_DOCUMENTS)
 nightly_catch_up = build_nightly_catch_up(
     cron_schedule="0 2 * * *", single_run_min_documents=DEFAULT_SINGLE_RUN_MIN_DOCUMENTS)
+# In the graph's topological order (how stale assets are listed).
 PER_DOCUMENT = ["raw_documents", "parsed_documents", "document_chunks", "generated_qa_pairs",
-                "filtered_qa_pairs", "alpaca_examples", "sharegpt_examples"]
+                "filtered_qa_pairs", "alpaca_examples", "review_sample", "sharegpt_examples", "reviewed_qa_pairs"]
 
 
 def _key(name: str) -> str:

@@ -22,7 +22,8 @@ LAYERS = [
                                       "synth_assets.jobs", "synth_assets.sensors", "synth_assets.schedules",
                                       "synth_assets.dagster_internals"]),
     ("definitions", ["synth_assets.definitions", "synth_assets.settings"]),
-    ("run", ["synth_assets.run", "synth_assets.serve"]),
+    ("run", ["synth_assets.run", "synth_assets.serve", "synth_assets.review_page",
+             "synth_assets.migrate"]),
 ]
 
 

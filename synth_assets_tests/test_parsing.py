@@ -1,4 +1,5 @@
-"""Tests for synth_assets.core.parsing: every example parses, bad input fails clearly."""
+"""Tests for synth_assets.core.parsing: every example parses, bad input fails clearly, a file
+without text parses to "no text to learn from"."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from docling_core.types.doc import CoordOrigin, SectionHeaderItem, TextItem
 
 from synth_assets.core.documents import DocumentError
 from synth_assets.core.parsing import (
+    EMPTY_FILE,
+    NO_EXTRACTABLE_TEXT,
     PARSER_NATIVE_PDF,
     ParsedDocument,
     _converter,
@@ -259,7 +262,6 @@ def _make_bad_input(kind: str, tmp_path: Path) -> Path:
 
 
 BAD_INPUTS = {
-    "empty": "the file is empty (0 bytes)",
     "random": "could not be read as PDF",
     "truncated": "the PDF is damaged or truncated",
     "encrypted": "the PDF is encrypted (password protected)",
@@ -271,9 +273,9 @@ BAD_INPUTS = {
     "pdf_as_docx": "could not be read as DOCX: not a zip archive",
     "zip_not_docx": "could not be read as DOCX: the zip archive has no word/document.xml",
     "non_utf8": "is not valid UTF-8 text",
-    "no_text": "no text could be extracted (scanned image or empty document)",
-    "empty_markdown": "no text could be extracted",
 }
+# Files that read fine but hold nothing to learn from: a status, not an error.
+NO_TEXT_INPUTS = {"empty": EMPTY_FILE, "no_text": NO_EXTRACTABLE_TEXT, "empty_markdown": NO_EXTRACTABLE_TEXT}
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_INPUTS))
@@ -288,6 +290,17 @@ def test_bad_input_raises_document_error(kind: str, tmp_path: Path) -> None:
     assert "Traceback" not in error.reason
     if kind in ("zip_bomb", "dense_zip"):
         assert error.reason.endswith("(zip bomb guard)")
+
+
+@pytest.mark.parametrize("kind", sorted(NO_TEXT_INPUTS))
+def test_a_file_without_text_parses_to_no_text(kind: str, tmp_path: Path) -> None:
+    result = parse_document(_make_bad_input(kind, tmp_path))
+    assert result.no_text == NO_TEXT_INPUTS[kind]
+    assert result.num_text_items == 0 and not result.markdown.replace("<!-- image -->", "").strip()
+
+
+def test_a_file_with_text_has_no_no_text_reason(parsed: dict[str, ParsedDocument]) -> None:
+    assert {name: result.no_text for name, result in parsed.items() if result.no_text} == {}
 
 
 def test_zero_page_pdf_is_recognised_after_an_encrypted_one(tmp_path: Path) -> None:

@@ -114,6 +114,19 @@ def test_the_minimum_is_a_whole_number_of_at_least_two() -> None:
         parse_single_run_min_documents("1")
 
 
+@pytest.mark.parametrize("backend", ["vllm", "vllm_serve", "openai"])
+def test_with_a_model_backend_every_neighbour_needing_work_shares_one_run(backend) -> None:
+    from synth_assets.settings import Settings
+
+    model = {"SYNTH_ASSETS_GENERATION_BACKEND": backend, "SYNTH_ASSETS_MODEL": "m"}
+    threshold = Settings.from_env(model).single_run_min_documents
+    work = {"a": planning.WHOLE, "b": planning.WHOLE, "c": planning.WHOLE}
+    assert [run.documents for run in plan_runs(work, ["a", "b", "c"], threshold)] == [("a", "b", "c")]
+    # The model-free backend keeps a run per document below 10; a set variable wins.
+    assert Settings.from_env({}).single_run_min_documents == 10
+    assert Settings.from_env({**model, "SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS": "5"}).single_run_min_documents == 5
+
+
 # -- the folder: changed and removed files ----------------------------------------
 
 

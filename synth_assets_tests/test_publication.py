@@ -7,15 +7,22 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import dagster as dg
 import datasets
+import duckdb
 import pytest
 
+from synth_assets.core.documents import document_key
 from synth_assets.core.exporting import LATEST_FILE
 from synth_assets.core.formats import split_documents, split_note
+from synth_assets.core.parsing import NO_EXTRACTABLE_TEXT
 from synth_assets.definitions import build_definitions
+from synth_assets.resources.documents import DocumentsFolder
 from synth_assets.resources.export import ExportSettings
 from synth_assets.run import format_summary, run_all
 from synth_assets_tests.conftest import EXAMPLE_DOCUMENTS
+
+DOCLING_DATA = Path(__file__).parent / "data" / "docling"
 
 LOREM = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore "
          "et dolore magna aliqua ut enim ad minim veniam quis nostrud exercitation ullamco laboris").split()
@@ -117,24 +124,84 @@ def test_an_all_blocked_corpus_ends_with_a_summary_not_an_exception(pipeline_res
     assert not (Path(pipeline_resources["export"].export_dir) / LATEST_FILE).exists()
 
 
-def test_a_powerpoint_without_text_ends_as_no_text(pipeline_resources, documents_dir, instance):
+def _shapes_only_deck(path: Path) -> None:
+    """A PowerPoint whose slides hold only shapes: docling extracts no text item at all."""
     from pptx import Presentation
     from pptx.enum.shapes import MSO_SHAPE
     from pptx.util import Inches
 
-    for path in documents_dir.iterdir():
-        path.unlink()
     deck = Presentation()
     for _ in range(2):
         slide = deck.slides.add_slide(deck.slide_layouts[6])  # the blank layout
         slide.shapes.add_shape(MSO_SHAPE.RECTANGLE, Inches(1), Inches(1), Inches(2), Inches(1))
-    deck.save(documents_dir / "shapes only.pptx")
-    summary = run_all(build_definitions(pipeline_resources), instance, show_progress=False)
-    # Parsing already stops it with a message naming the file (not an internal KeyError).
-    [(key, reason)] = summary["failed"].items()
-    assert reason == "shapes only.pptx: no text could be extracted (scanned image or empty document)"
-    assert summary["chunks"] == 0 and summary["pairs_generated"] == 0
-    assert summary["export_error"] is None and summary["published_version"] == "none"
+    deck.save(path)
+
+
+def _latest_metadata(instance, asset: str, partition: str) -> dict:
+    [record] = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1).records
+    return {key: value.value for key, value in record.asset_materialization.metadata.items()}
+
+
+def test_documents_without_text_end_as_no_text(pipeline_resources, documents_dir, instance):
+    for name in ("asciidoc_02.asciidoc", "word_sample.docx"):
+        (documents_dir / name).unlink()
+    # docling's own text-less sample: one slide holding only a title.
+    shutil.copy(DOCLING_DATA / "powerpoint_bad_text.pptx", documents_dir / "powerpoint_bad_text.pptx")
+    _shapes_only_deck(documents_dir / "shapes only.pptx")
+    defs = build_definitions(pipeline_resources)
+    first = run_all(defs, instance, show_progress=False)
+
+    assert first["failed"] == {} and first["blocked_by_checks"] == {}
+    assert first["no_text"] == {
+        "powerpoint_bad_text.pptx": "its 1 text item(s) are titles or headings only, with no body text",
+        document_key("shapes only.pptx"): NO_EXTRACTABLE_TEXT,
+    }, first["no_text"]
+    no_text = list(first["no_text"])
+    with duckdb.connect(pipeline_resources["duckdb"].database, read_only=True) as con:
+        for table in ("document_chunks", "generated_qa_pairs", "filtered_qa_pairs", "alpaca_examples"):
+            assert con.execute(f"SELECT count(*) FROM {table} WHERE document_id IN (SELECT unnest(?))",
+                               [no_text]).fetchone()[0] == 0, table
+    text = format_summary(first, 1.0)
+    assert "  failed:          0\n" in text
+    assert ("  no text:         2 (nothing to learn from: 0 pairs, not a failure)\n"
+            "    - powerpoint_bad_text.pptx: its 1 text item(s) are titles or headings only") in text
+    # The UI: the partition's status on parsed_documents and document_chunks.
+    assert _latest_metadata(instance, "document_chunks", "powerpoint_bad_text.pptx")["status"] == (
+        "no text to learn from: its 1 text item(s) are titles or headings only, with no body text")
+    assert _latest_metadata(instance, "parsed_documents", no_text[1])["status"] == (
+        f"no text to learn from: {NO_EXTRACTABLE_TEXT}")
+    # The dataset holds wiki.md; the card lists the decks as "no text", not as failing.
+    assert exported_documents(first) == {"wiki.md"} and first["excluded_documents"] == {}
+    card = (Path(first["export_dir"]) / "README.md").read_text()
+    assert "- `powerpoint_bad_text.pptx`: no text: its 1 text item(s) are titles or headings only" in card
+
+    # Not a failure tried again on every run: up to date until the file changes.
+    second = run_all(defs, instance, show_progress=False)
+    assert second["processed"] == [] and second["no_text"] == first["no_text"]
+    shutil.copy(EXAMPLE_DOCUMENTS / "powerpoint_sample.pptx", documents_dir / "powerpoint_bad_text.pptx")
+    third = run_all(defs, instance, show_progress=False)
+    assert third["processed"] == ["powerpoint_bad_text.pptx"] and list(third["no_text"]) == [no_text[1]]
+
+
+def test_a_document_failing_at_raw_documents_leaves_the_next_published_dataset(
+        pipeline_resources, documents_dir, instance):
+    resources = {**pipeline_resources,
+                 "documents": DocumentsFolder(path=str(documents_dir), max_file_mb=0.2)}
+    defs = build_definitions(resources)
+    first = run_all(defs, instance, show_progress=False)
+    assert "wiki.md" in exported_documents(first)
+
+    with (documents_dir / "wiki.md").open("a") as handle:  # now over the size limit
+        handle.write("\n\nMore notes. " * 20000)
+    second = run_all(defs, instance, show_progress=False)
+    assert "over the limit" in second["failed"]["wiki.md"], second["failed"]
+    assert "wiki.md" not in exported_documents(second)
+    assert second["published_version"] != first["published_version"]
+    reason = "its file failed at raw_documents (unreadable, too large or gone): its rows describe an older version"
+    assert second["excluded_documents"] == {"wiki.md": reason}
+    assert f"- `wiki.md`: {reason}" in (Path(second["export_dir"]) / "README.md").read_text()
+    assert f"    - wiki.md: {reason}" in format_summary(second, 1.0)
 
 
 def test_the_validation_split_holds_near_the_asked_share_of_rows():

@@ -24,7 +24,7 @@ PER_DOCUMENT = [asset.key for asset in PIPELINE_ASSETS if asset.partitions_def i
 
 
 def test_every_per_document_asset_has_the_single_run_backfill_policy() -> None:
-    assert len(PER_DOCUMENT) == 7
+    assert len(PER_DOCUMENT) == 9
     for asset in PIPELINE_ASSETS:
         if asset.partitions_def is not None:
             assert asset.backfill_policy == dg.BackfillPolicy.single_run(), asset.key
@@ -45,9 +45,9 @@ def test_a_single_run_backfill_over_three_documents_is_one_run(pipeline_resource
 
     assert result.success
     assert len(instance.get_runs()) == 1
-    # Each step ran once, for all three documents (7 assets + 5 checks = 12 steps).
+    # Each step ran once, for all three documents (9 assets + 5 checks = 14 steps).
     steps = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
-    assert len(steps) == 12
+    assert len(steps) == 14
     for key in PER_DOCUMENT:
         assert instance.get_materialized_partitions(key) == set(keys), key
     # The same rows as one run per document.
@@ -143,7 +143,8 @@ def test_after_a_prompt_change_the_stale_documents_share_one_run(
     keys = sorted(first["documents"])
     assert (request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"]) == (
         keys[0], keys[-1])
-    below = ["generated_qa_pairs", "filtered_qa_pairs", "alpaca_examples", "sharegpt_examples"]
+    below = ["generated_qa_pairs", "filtered_qa_pairs", "alpaca_examples", "review_sample", "sharegpt_examples",
+             "reviewed_qa_pairs"]
     assert [k.to_user_string() for k in request.asset_selection] == below
 
     rerun = run_all(changed, instance, show_progress=False, single_run_min=2)

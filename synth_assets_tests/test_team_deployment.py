@@ -157,8 +157,10 @@ def test_team_profile_gives_the_embedded_results(postgres, pipeline_resources, i
 
     team_resources = {**pipeline_resources,
                       "duckdb": lake(tmp_path / "team", "postgres:" + postgres.dsn(postgres.create_database("lake"))),
-                      "export": pipeline_resources["export"].model_copy(
-                          update={"export_dir": str(tmp_path / "team_exports")})}
+                      # A new resource, not model_copy: a copied resource keeps the config it
+                      # was made with, which is what a run builds it from.
+                      "export": type(pipeline_resources["export"])(
+                          **{**pipeline_resources["export"].model_dump(), "export_dir": str(tmp_path / "team_exports")})}
     # Entered, as `make run` does: Dagster then reads its definitions state from this
     # instance, not from whichever instance an earlier test left current.
     with team_instance(tmp_path / "team_home", postgres, monkeypatch) as team_instance_:

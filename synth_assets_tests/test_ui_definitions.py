@@ -26,6 +26,9 @@ EXPECTED = {
     "sharegpt_examples": ("export", {"duckdb", "great_expectations"}),
     "training_dataset": ("export", {"huggingface", "duckdb", "great_expectations"}),
     "published_dataset": ("export", {"huggingface"}),
+    "human_examples": ("export", {"duckdb"}),
+    "review_sample": ("review", {"duckdb"}),
+    "reviewed_qa_pairs": ("review", {"duckdb"}),
 }
 
 

@@ -19,6 +19,7 @@ import pytest
 from synth_assets.generation.base import GenerationRequest
 from synth_assets.generation.cache import GenerationCache
 from synth_assets.generation.prompts import qa_json_schema
+from synth_assets.generation import vllm_backend
 from synth_assets.generation.vllm_backend import VLLMBackend, VLLMUnavailableError, build_engine
 from synth_assets.resources.generation import GenerationResource
 
@@ -35,10 +36,19 @@ class FakeRequestOutput:
     prompt_token_ids: list[int] = field(default_factory=lambda: [1] * 300)
 
 
+class FakeEngineCore:
+    def __init__(self):
+        self.shutdowns = 0
+
+    def shutdown(self):
+        self.shutdowns += 1
+
+
 class FakeLLM:
     """Records every chat call; replies with valid JSON unless told to garble a chunk."""
 
     def __init__(self, garble_first_attempt_of: set[str] = frozenset(), always_garble: set[str] = frozenset()):
+        self.llm_engine = types.SimpleNamespace(engine_core=FakeEngineCore())
         self.calls: list[tuple[list, object]] = []
         self.garble_first = set(garble_first_attempt_of)
         self.always_garble = set(always_garble)
@@ -83,9 +93,18 @@ def fake_vllm(monkeypatch):
     module.LLM = LLM
     module.built = built
     sampling_module.StructuredOutputsParams = StructuredOutputsParams
+    # What shutdown_engine tears down after the engine, in order.
+    module.torn_down = []
+    parallel_state = types.ModuleType("vllm.distributed.parallel_state")
+    parallel_state.destroy_model_parallel = lambda: module.torn_down.append("model_parallel")
+    parallel_state.destroy_distributed_environment = lambda: module.torn_down.append("distributed_environment")
     monkeypatch.setitem(sys.modules, "vllm", module)
     monkeypatch.setitem(sys.modules, "vllm.sampling_params", sampling_module)
-    return module
+    monkeypatch.setitem(sys.modules, "vllm.distributed", types.ModuleType("vllm.distributed"))
+    monkeypatch.setitem(sys.modules, "vllm.distributed.parallel_state", parallel_state)
+    yield module
+    # The process's engine must not outlive the fake it was built from.
+    vllm_backend.shutdown_engine()
 
 
 def requests_for(*names: str) -> list[GenerationRequest]:
@@ -236,6 +255,49 @@ def test_the_vllm_judge_sends_every_pair_in_one_greedy_schema_call(fake_vllm, tm
     second = FakeJudgeLLM()
     assert backend_with(second, cache=cache).judge(requests).scores == outcome.scores
     assert second.calls == []  # both judgements came from the cache
+
+
+def test_two_runs_in_one_process_build_one_engine_and_exit_shuts_it_down_once(
+        fake_vllm, monkeypatch, pipeline_resources, instance):
+    import torch
+
+    from synth_assets.definitions import build_definitions
+    from synth_assets.jobs import PROCESS_DOCUMENTS_JOB
+    from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # build_engine asks for a GPU
+    at_exit = []
+    monkeypatch.setattr(vllm_backend, "atexit", types.SimpleNamespace(register=at_exit.append))
+    monkeypatch.setattr(vllm_backend, "_registered", False)
+    generation = GenerationResource(backend="vllm", model="m", cache_path=None)
+    job = build_definitions({**pipeline_resources, "generation": generation}).resolve_job_def(PROCESS_DOCUMENTS_JOB)
+    key = next(k for k in pipeline_resources["documents"].discover() if k.endswith(".md"))
+    instance.add_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME, [key])
+    selection = [dg.AssetKey(name) for name in
+                 ("raw_documents", "parsed_documents", "document_chunks", "generated_qa_pairs")]
+    for _ in range(2):  # two runs in one process, as make run makes them (no cache: both ask)
+        assert job.execute_in_process(instance=instance, partition_key=key, asset_selection=selection).success
+
+    assert len(fake_vllm.built) == 1
+    engine = vllm_backend._shared[1]
+    assert len(engine.calls) >= 2  # both runs asked the same engine
+    assert at_exit == [vllm_backend.shutdown_engine]
+    at_exit[0]()  # the interpreter exits
+    at_exit[0]()
+    assert engine.llm_engine.engine_core.shutdowns == 1
+    assert fake_vllm.torn_down == ["model_parallel", "distributed_environment"]
+    assert vllm_backend._shared is None
+
+
+def test_another_model_in_the_same_process_shuts_the_first_engine_down_first(fake_vllm, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    first = vllm_backend.shared_engine("m", {"seed": 0})
+    assert vllm_backend.shared_engine("m", {"seed": 0}) is first
+    second = vllm_backend.shared_engine("other", {"seed": 0})
+    assert second is not first and first.llm_engine.engine_core.shutdowns == 1
+    assert [model for model, _ in fake_vllm.built] == ["m", "other"]
 
 
 def test_engine_batch_size_is_set_by_its_variable_and_bounds_each_engine_call(fake_vllm, monkeypatch):

@@ -1,4 +1,4 @@
-"""The pipeline's assets, one module per stage: ingest, chunks, generate, curate, export."""
+"""The pipeline's assets, one module per stage: ingest, chunks, generate, curate, review, export."""
 
 import dagster as dg
 
@@ -12,9 +12,12 @@ from synth_assets.assets.export import (
     training_dataset,
 )
 from synth_assets.assets.generate import generated_qa_pairs
+from synth_assets.assets.human import human_examples
 from synth_assets.assets.ingest import parsed_documents, raw_documents
+from synth_assets.assets.review import review_sample, reviewed_qa_pairs
 from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.generation import GenerationResource
+from synth_assets.resources.review import ReviewSettings
 
 PIPELINE_ASSETS = [
     raw_documents,
@@ -24,13 +27,16 @@ PIPELINE_ASSETS = [
     filtered_qa_pairs,
     alpaca_examples,
     sharegpt_examples,
+    review_sample,
+    reviewed_qa_pairs,
+    human_examples,
     training_dataset,
     published_dataset,
 ]
 
 
 def build_pipeline_assets(
-    generation: GenerationResource, curation: CurationResource, catch_up_cron: str
+    generation: GenerationResource, curation: CurationResource, catch_up_cron: str, review: ReviewSettings
 ) -> list[dg.AssetsDefinition]:
     """The assets as the configured resources make them: the settings that decide an
     asset's rows join its code version (so changing the model, the prompt version, a
@@ -41,6 +47,9 @@ def build_pipeline_assets(
         document_chunks.key: generation.chunking_version(),
         generated_qa_pairs.key: generation.output_version(),
         filtered_qa_pairs.key: curation.output_version(),
+        review_sample.key: f"size{review.sample_size}-random{review.random_share}-seed{review.seed}",
+        # The folder and the ratio decide which human rows the dataset gets (stale, and rebuilt, when changed).
+        human_examples.key: f"folder={review.human_data_dir}-ratio={review.human_ratio}",
     }
 
     def configured(spec: dg.AssetSpec) -> dg.AssetSpec:

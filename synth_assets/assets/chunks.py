@@ -7,14 +7,17 @@ import dagster as dg
 
 from synth_assets.assets.factory import INGEST_GROUP, document_asset
 from synth_assets.batch import for_each_document
-from synth_assets.core.chunking import HEADING_SEPARATOR, chunk_document, load_tokenizer
+from synth_assets.core.chunking import HEADING_SEPARATOR, chunk_document, load_tokenizer, no_text_reason
+from synth_assets.core.parsing import NO_TEXT
 from synth_assets.resources.generation import GenerationResource
 from synth_assets.resources.storage import PipelineDatabase
-from synth_assets.storage import DOCUMENT_CHUNKS_TABLE, read_parsed_document, replace_partition_rows
-
-
-# What a document without extractable text (images only, empty slides) ends as.
-NO_TEXT = "no text to learn from (no extractable text: images only, empty pages or slides); 0 chunks, 0 pairs"
+from synth_assets.storage import (
+    DOCUMENT_CHUNKS_TABLE,
+    NO_TEXT_DOCUMENTS_TABLE,
+    PARSED_DOCUMENTS_TABLE,
+    read_parsed_document,
+    replace_partition_rows,
+)
 
 
 def chunk_id_for(document_id: str, chunk_index: int) -> str:
@@ -38,10 +41,14 @@ def document_chunks(
     generation model's tokenizer (an offline MiniLM tokenizer when the model's own is
     not available), with an overlap from the previous chunk. Navigation lists and other
     non-prose chunks are flagged as boilerplate and not sent to generation.
+
+    A document none of whose chunks go to generation (no text, titles only, boilerplate
+    only) ends here with the status "no text to learn from" and the reason: zero pairs
+    below, not a failure, and up to date until its file changes.
     """
     tokenizer, tokenizer_name = load_tokenizer(generation.tokenizer_name)
     return for_each_document(
-        context, duckdb, "document_chunks", [DOCUMENT_CHUNKS_TABLE],
+        context, duckdb, "document_chunks", [DOCUMENT_CHUNKS_TABLE, NO_TEXT_DOCUMENTS_TABLE],
         lambda key: chunk_one(context, key, tokenizer, tokenizer_name, generation, duckdb),
     )
 
@@ -53,6 +60,10 @@ def chunk_one(context, document_id: str, tokenizer, tokenizer_name: str, generat
     if parsed is None:
         raise dg.Failure(f"document '{document_id}' has not been parsed yet")
     document, file_name = parsed
+    with duckdb.get_connection() as con:
+        [(num_text_items, parsed_no_text)] = con.execute(
+            f"SELECT num_text_items, no_text FROM {PARSED_DOCUMENTS_TABLE} WHERE document_id = ?", [document_id]
+        ).fetchall()
     chunks = chunk_document(
         document,
         tokenizer=tokenizer,
@@ -78,15 +89,20 @@ def chunk_one(context, document_id: str, tokenizer, tokenizer_name: str, generat
             for chunk in chunks
         ]
     )
+    # A status, not a crash: the document ends with zero pairs, and says why.
+    no_text = parsed_no_text or no_text_reason(num_text_items or 0, chunks)
     with duckdb.get_connection() as con:
         replace_partition_rows(con, DOCUMENT_CHUNKS_TABLE, document_id, rows)
+        replace_partition_rows(con, NO_TEXT_DOCUMENTS_TABLE, document_id,
+                               pd.DataFrame([{"reason": no_text}] if no_text else []))
     boilerplate = int(rows["boilerplate"].sum()) if len(rows) else 0
-    if rows.empty:  # a status, not a crash: the document ends with zero pairs
-        context.log.warning(f"{file_name}: {NO_TEXT}")
+    if no_text:
+        context.log.warning(f"{file_name}: {NO_TEXT}: {no_text}; 0 pairs")
     else:
         context.log.info(f"{file_name}: {len(rows)} chunks ({boilerplate} boilerplate) with {tokenizer_name}")
     return dg.MaterializeResult(
         metadata={
+            "status": f"{NO_TEXT}: {no_text}" if no_text else f"{len(rows) - boilerplate} chunks for generation",
             "dagster/row_count": len(rows),
             "boilerplate_chunks": boilerplate,
             "max_tokens_per_chunk": generation.chunk_tokens,
@@ -94,6 +110,6 @@ def chunk_one(context, document_id: str, tokenizer, tokenizer_name: str, generat
             "largest_chunk_tokens": int(rows["n_tokens"].max()) if len(rows) else 0,
             "tokenizer": tokenizer_name,
             "preview": dg.MetadataValue.md(rows.head(5)[["chunk_id", "heading_path", "n_tokens", "boilerplate"]]
-                                           .to_markdown(index=False)) if len(rows) else NO_TEXT,
+                                           .to_markdown(index=False)) if len(rows) else f"{NO_TEXT}: {no_text}",
         }
     )

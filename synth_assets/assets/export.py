@@ -9,20 +9,25 @@ import pandas as pd
 import dagster as dg
 
 from synth_assets.assets.factory import OWNERS, document_asset
-from synth_assets.batch import blocked_documents, for_each_document
+from synth_assets.assets.human import NO_HUMAN_DATA, human_examples, mix_human_rows
+from synth_assets.batch import blocked_documents, for_each_document, no_text_documents
 from synth_assets.core.dedup import cross_document_duplicates
 from synth_assets.core.exporting import (
     PROVENANCE_COLUMNS,
     build_format_rows,
     pairs_digest,
+    pairs_digests,
     publish,
     published_version,
     write_export,
 )
 from synth_assets.core.formats import split_documents, split_note, to_alpaca, to_sharegpt
+from synth_assets.core.review import apply_reviews, precision_recall_markdown, review_summary
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
 from synth_assets.quality import validate_alpaca, validate_sharegpt
+from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.export import ExportSettings
+from synth_assets.resources.review import ReviewSettings
 from synth_assets.resources.storage import PipelineDatabase
 from synth_assets.storage import (
     ALPACA_EXAMPLES_TABLE,
@@ -31,7 +36,9 @@ from synth_assets.storage import (
     FILTERED_QA_PAIRS_TABLE,
     RAW_DOCUMENTS_TABLE,
     REJECTED_QA_PAIRS_TABLE,
+    REVIEWED_QA_PAIRS_TABLE,
     SHAREGPT_EXAMPLES_TABLE,
+    load_kept_pairs_of_documents,
     load_kept_pairs_with_provenance,
     replace_partition_rows,
 )
@@ -46,7 +53,19 @@ def source_digest(con, document_id: str, pairs: pd.DataFrame | None = None) -> s
     if pairs is None:
         pairs = load_kept_pairs_with_provenance(con, document_id)
     sha = con.execute(f"SELECT sha256 FROM {RAW_DOCUMENTS_TABLE} WHERE document_id = ?", [document_id]).fetchall()
-    return f"{pairs_digest(pairs)}/{sha[0][0][:16] if sha else 'no file'}"
+    return _source_digest(pairs_digest(pairs), sha[0][0] if sha else None)
+
+
+def source_digests(con, document_ids: list[str]) -> dict[str, str]:
+    """source_digest of many documents, in two queries (not two per document)."""
+    digests = pairs_digests(load_kept_pairs_of_documents(con, document_ids), document_ids)
+    sha = dict(con.execute(f"SELECT document_id, sha256 FROM {RAW_DOCUMENTS_TABLE} "
+                           "WHERE document_id IN (SELECT unnest(?))", [document_ids]).fetchall())
+    return {document_id: _source_digest(digests[document_id], sha.get(document_id)) for document_id in document_ids}
+
+
+def _source_digest(of_pairs: str, sha256: str | None) -> str:
+    return f"{of_pairs}/{sha256[:16] if sha256 is not None else 'no file'}"
 
 
 def _format_partition(context, duckdb: PipelineDatabase, table: str, to_row, extra=()) -> dg.MaterializeResult:
@@ -75,14 +94,15 @@ def _format_document(document_id: str, duckdb: PipelineDatabase, table: str, to_
     )
 
 
-@document_asset(group_name=EXPORT_GROUP, kinds={"duckdb", "great_expectations"}, code_version="1",
+# code_version 2 (both formats): the rows carry the pair's language.
+@document_asset(group_name=EXPORT_GROUP, kinds={"duckdb", "great_expectations"}, code_version="2",
                 deps=["filtered_qa_pairs"])
 def alpaca_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabase) -> dg.MaterializeResult:
     """Kept pairs as Alpaca rows ({instruction, input, output}) with their provenance beside them."""
     return _format_partition(context, duckdb, ALPACA_EXAMPLES_TABLE, to_alpaca, extra=("reasoning",))
 
 
-@document_asset(group_name=EXPORT_GROUP, kinds={"duckdb", "great_expectations"}, code_version="1",
+@document_asset(group_name=EXPORT_GROUP, kinds={"duckdb", "great_expectations"}, code_version="2",
                 deps=["filtered_qa_pairs"])
 def sharegpt_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabase) -> dg.MaterializeResult:
     """Kept pairs as ShareGPT conversations ({from: human, value}, {from: gpt, value})."""
@@ -106,14 +126,17 @@ def rebuilt_after_documents_change(catch_up_cron: str) -> dg.AutomationCondition
 
 # Its automation condition, which takes the catch-up cron, is set by build_pipeline_assets.
 @dg.asset(
-    deps=[alpaca_examples, sharegpt_examples],
+    # reviewed_qa_pairs: the experts' verdicts, applied here (a new verdict rebuilds it).
+    # human_examples: rows people wrote, mixed into train (none when no folder is set).
+    deps=[alpaca_examples, sharegpt_examples, "reviewed_qa_pairs", human_examples],
     group_name=EXPORT_GROUP,
     kinds={"huggingface", "duckdb", "great_expectations"},
     owners=OWNERS,
     code_version="2",
 )
 def training_dataset(
-    context: dg.AssetExecutionContext, duckdb: PipelineDatabase, export: ExportSettings
+    context: dg.AssetExecutionContext, duckdb: PipelineDatabase, export: ExportSettings, curation: CurationResource,
+    review: ReviewSettings,
 ) -> dg.MaterializeResult:
     """Every document's kept pairs merged into one training dataset: Alpaca, ShareGPT and
     chat-messages formats, split into train and validation by document (no document in
@@ -127,23 +150,38 @@ def training_dataset(
     from the content, so the same inputs give the same version and a new export never
     overwrites an older one. This is a candidate: published_dataset publishes it once the
     checks below pass.
+
+    Experts' verdicts (reviewed_qa_pairs) are applied: an edit replaces the generated
+    question and answer, a rejected pair is left out. The review counts and each filter
+    rule's precision and recall on the reviewed pairs are shown here and in the card.
+
+    Human-labelled rows (human_examples) that repeat no synthetic question are mixed into
+    the train split at SYNTH_ASSETS_HUMAN_RATIO, with generator `human`; the mix is shown
+    here and in the card.
     """
     registered = set(context.instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME))
     blocked = blocked_documents(duckdb)
+    # Documents with nothing to learn from give no rows; listed, not counted as failing.
+    no_text = {key: reason for key, reason in no_text_documents(duckdb).items() if key in registered}
     with duckdb.get_connection() as con:
         alpaca = con.execute(f"SELECT * FROM {ALPACA_EXAMPLES_TABLE} ORDER BY pair_id").df()
         sharegpt = con.execute(f"SELECT * FROM {SHAREGPT_EXAMPLES_TABLE} ORDER BY pair_id").df()
         documents = sorted(set(alpaca["document_id"]) | set(sharegpt["document_id"]) | set(blocked))
-        sources = {d: source_digest(con, d) for d in documents}
+        sources = source_digests(con, documents)
         excluded, kept_last_good = _excluded_documents(documents, registered, blocked, sources, alpaca, sharegpt,
                                                        export.blocked_documents)
-        included = [d for d in documents if d not in excluded and d in set(alpaca["document_id"])]
+        formatted = set(alpaca["document_id"])
+        included = [d for d in documents if d not in excluded and d in formatted]
         # The rows read are the formatted rows that passed their checks, not the current
         # filtered pairs: what was vetted is what is exported.
         pairs = alpaca[alpaca["document_id"].isin(included)].rename(
             columns={"instruction": "question", "output": "answer"})[["question", "answer", "reasoning",
                                                                        *PROVENANCE_COLUMNS]].reset_index(drop=True)
         stats = _curation_stats(con, included)
+        # Every reviewed pair measures the rules; the verdicts on included pairs are applied.
+        reviewed = con.execute(f"SELECT * FROM {REVIEWED_QA_PAIRS_TABLE} ORDER BY pair_id").df()
+        pairs, applied = apply_reviews(pairs, reviewed)
+        stats["review"] = review_summary(reviewed, applied, curation.filter_config().min_judge_score)
         # A question another document already asks (exactly or nearly) is left out of
         # the dataset, kept in its own table with the pair it repeats.
         duplicates = cross_document_duplicates(pairs.to_dict("records"))
@@ -162,14 +200,21 @@ def training_dataset(
     for document_id, reason in excluded.items():
         context.log.warning(f"{document_id} left out of the training dataset: {reason}")
     live = published_version(Path(export.export_dir))
+    verdicts = stats["review"]  # not `review`: that is the ReviewSettings resource
     listed = {
+        "pairs_reviewed": verdicts["reviewed"],
+        "review_verdicts": dg.MetadataValue.json(
+            {"accepted": verdicts["accepted"], "edited": verdicts["edited"], "rejected": verdicts["rejected"],
+             "applied_to_this_dataset": verdicts["applied"]}),
+        "precision_recall_per_rule": dg.MetadataValue.md(precision_recall_markdown(verdicts["precision_recall"])),
         "excluded_documents": dg.MetadataValue.json(excluded),
         "kept_last_good_rows": dg.MetadataValue.json(kept_last_good),
+        "no_text_documents": dg.MetadataValue.json(no_text),
         "published_version": live or "none yet",
     }
     if pairs.empty:
         # Nothing to learn from: a status, not a crash. No candidate; the published one stays.
-        message = (f"no document has vetted rows to export ({len(excluded)} left out); "
+        message = (f"no document has vetted rows to export ({len(excluded)} left out, {len(no_text)} with no text); "
                    f"the published dataset stays {live or 'unpublished'}")
         context.log.warning(message)
         return dg.MaterializeResult(metadata={"dagster/row_count": 0, "version": "none", "status": message,
@@ -178,10 +223,13 @@ def training_dataset(
     splits = split_documents(list(pairs["document_id"]), export.validation_ratio, export.seed)
     pairs["split"] = pairs["document_id"].map(splits)
     note = split_note(list(pairs["document_id"]), splits, export.validation_ratio)
+    human, stats["human_mix"] = mix_human_rows(context, duckdb, review, pairs, export.seed)
+    pairs = pd.concat([pairs, human], ignore_index=True) if len(human) else pairs
     options = export.options()
     frames = build_format_rows(pairs, options)
     result = write_export(frames, Path(export.export_dir), options,
-                          {**stats, "excluded_documents": excluded, "split_note": note})
+                          {**stats, "excluded_documents": excluded, "no_text_documents": no_text,
+                           "split_note": note})
     context.log.info(
         f"candidate export {result.version} {'written' if result.created else 'already existed, unchanged'}: "
         f"{result.path} (published once its checks pass)"
@@ -198,6 +246,8 @@ def training_dataset(
             "validation_documents": sum(1 for s in splits.values() if s == "validation"),
             "validation_share_of_rows": round(validation_rows / len(pairs), 3),
             "split_note": note or "near the asked ratio",
+            "human_rows": len(human),
+            "human_mix": dg.MetadataValue.json(stats["human_mix"] or {"status": NO_HUMAN_DATA}),
             "rows_per_format_and_split": dg.MetadataValue.json(result.rows),
             **listed,
             "cross_document_duplicates_removed": len(duplicates),
@@ -267,6 +317,11 @@ def _excluded_documents(documents, registered, blocked, sources, alpaca, sharegp
     suites = [(label, frame, validate) for label, frame, validate in
               (("alpaca", alpaca, validate_alpaca), ("sharegpt", sharegpt, validate_sharegpt))
               if not validate(frame).success]
+    # What each document's rows were made from, in one pass (not one scan per document).
+    digests: dict[str, set] = {}
+    for frame in (alpaca, sharegpt):
+        for document_id, digest in zip(frame["document_id"], frame["source_digest"]):
+            digests.setdefault(document_id, set()).add(digest)
     for document_id in documents:
         if document_id not in registered:
             excluded[document_id] = "no longer registered"
@@ -277,14 +332,15 @@ def _excluded_documents(documents, registered, blocked, sources, alpaca, sharegp
                 excluded[document_id] = f"{label} check failed: {', '.join(result.failed)}"
         if document_id in excluded:
             continue
-        made_from = {*alpaca.loc[alpaca["document_id"] == document_id, "source_digest"],
-                     *sharegpt.loc[sharegpt["document_id"] == document_id, "source_digest"]}
+        made_from = digests.get(document_id, set())
         if len(made_from) > 1:
             excluded[document_id] = "its alpaca and sharegpt rows were made from different pairs"
             continue
         stale = None
         if document_id in blocked:
             stale = f"blocked by checks: {blocked[document_id]}"
+        elif made_from and sources[document_id].endswith("/no file"):
+            stale = "its file failed at raw_documents (unreadable, too large or gone): its rows describe an older version"
         elif made_from and made_from != {sources[document_id]}:
             stale = "its file or its pairs changed since its rows were formatted and checked"
         if stale and policy == "keep_last_good" and made_from:

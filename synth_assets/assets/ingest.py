@@ -9,7 +9,7 @@ from synth_assets.assets.factory import INGEST_GROUP, document_asset
 from synth_assets.batch import for_each_document
 
 from synth_assets.core.documents import DocumentError, check_document_file, file_fingerprint
-from synth_assets.core.parsing import parse_document
+from synth_assets.core.parsing import NO_TEXT, parse_document
 from synth_assets.resources.documents import DocumentsFolder
 from synth_assets.resources.storage import PipelineDatabase
 from synth_assets.storage import (
@@ -35,8 +35,10 @@ def raw_documents(
     """The source file of one document: its path, format, size and SHA-256.
 
     The SHA-256 is the data version, so a document whose content has not changed
-    does not make its downstream assets stale. Empty, oversized or unsupported files
-    fail here, naming the file and the reason.
+    does not make its downstream assets stale. Oversized or unsupported files fail
+    here, naming the file and the reason (and the rows made from an earlier version of
+    the file leave the next training dataset). An empty file passes: it has no text to
+    learn from, which parsed_documents says.
     """
     return for_each_document(context, duckdb, "raw_documents", [RAW_DOCUMENTS_TABLE],
                              lambda key: fingerprint_document(key, documents, duckdb))
@@ -47,6 +49,10 @@ def fingerprint_document(document_id: str, documents: DocumentsFolder, duckdb: P
     try:
         check_document_file(path, documents.max_bytes)
     except DocumentError as error:
+        # The fingerprint of the file's last good version no longer describes it: without
+        # it, the rows made from that version are refused by training_dataset.
+        with duckdb.get_connection() as con:
+            replace_partition_rows(con, RAW_DOCUMENTS_TABLE, document_id, pd.DataFrame())
         raise _document_failure(error, "raw_documents") from None
     fingerprint = file_fingerprint(path, documents.root)
     with duckdb.get_connection() as con:
@@ -70,7 +76,9 @@ def parsed_documents(
 
     PDFs use docling's layout models when they are installed locally
     (SYNTH_ASSETS_DOCLING_ARTIFACTS) and otherwise the model-free native pipeline with
-    paragraphs rebuilt from text lines. The parser that ran is recorded per document.
+    paragraphs rebuilt from text lines. The parser that ran is recorded per document. A
+    document without text (an empty file, scanned pages or images only, empty slides) is
+    not a failure: its status says there is no text to learn from, and it gives no pairs.
     """
     return for_each_document(context, duckdb, "parsed_documents", [PARSED_DOCUMENTS_TABLE],
                              lambda key: parse_one(context, key, documents, duckdb))
@@ -89,12 +97,17 @@ def parse_one(context, document_id: str, documents: DocumentsFolder, duckdb: Pip
         "num_text_items": parsed.num_text_items,
         "markdown": parsed.markdown,
         "docling_json": parsed.document.model_dump_json(),
+        "no_text": parsed.no_text,
     }
     with duckdb.get_connection() as con:
         replace_partition_rows(con, PARSED_DOCUMENTS_TABLE, document_id, pd.DataFrame([row]))
-    context.log.info(f"{path.name}: parsed with {parsed.parser}, {parsed.num_text_items} text items")
+    if parsed.no_text:
+        context.log.warning(f"{path.name}: {NO_TEXT}: {parsed.no_text}")
+    else:
+        context.log.info(f"{path.name}: parsed with {parsed.parser}, {parsed.num_text_items} text items")
     return dg.MaterializeResult(
         metadata={
+            "status": f"{NO_TEXT}: {parsed.no_text}" if parsed.no_text else "parsed",
             "parser": parsed.parser,
             "pages": parsed.num_pages or 0,
             "text_items": parsed.num_text_items,

@@ -284,6 +284,16 @@ def chunk_document(
     return chunks
 
 
+def no_text_reason(num_text_items: int, chunks: list[Chunk]) -> str | None:
+    """Why a parsed document's chunks give nothing to learn from (no chunk goes to
+    generation), or None when some do."""
+    if not chunks:
+        return f"its {num_text_items} text item(s) are titles or headings only, with no body text"
+    if all(chunk.boilerplate for chunk in chunks):
+        return f"its {len(chunks)} chunk(s) are all navigation or other boilerplate"
+    return None
+
+
 def _word_count(text: str) -> int:
     """Words, counting two CJK characters as one word (those scripts use no spaces)."""
     return len(text.split()) + len(_CJK_CHAR.findall(text)) // 2

@@ -20,7 +20,12 @@ removing punctuation and extra spaces. Near-duplicates ask the same thing in oth
   plain Jaccard similarity ("capital city of France": 2 of 3 words, 0.67).
 - MinHash LSH (datasketch) proposes the candidate pairs, so the work grows about
   linearly with the number of questions; each candidate is then checked exactly as
-  above, so MinHash's estimation noise only matters for which pairs are looked at.
+  above. MinHash's estimation noise decides which pairs are looked at, so the bands
+  are set to propose nearly every pair at the threshold (_lsh_params).
+- Questions in another language than English (when their language is given) are
+  compared by character n-grams of their words, not whole words (_shingles): German
+  compounds and participles, Arabic clitics and Korean particles and verb stems
+  otherwise hide the words two phrasings share.
 
 Why content words (word 1-shingles) and not word 3-grams: questions are short (5 to 10
 content words) and a paraphrase changes the frame and a word or two; one changed word
@@ -45,7 +50,14 @@ from typing import Any, NamedTuple
 
 from datasketch import MinHash, MinHashLSH
 
-from synth_assets.core.language import split_unsegmented, stopwords
+from synth_assets.core.language import (
+    CJK,
+    HANGUL,
+    PLACEHOLDER_LANGUAGE,
+    split_unsegmented,
+    stopwords,
+    strip_korean_ending,
+)
 from synth_assets.core.text import STEMS, STOPWORDS, normalise_question
 
 # Reason codes of the curate step (filters.py describes them).
@@ -55,6 +67,10 @@ NEAR_DUPLICATE_QUESTION = "near_duplicate_question"
 DEFAULT_NEAR_DUPLICATE_THRESHOLD = 0.4
 DEFAULT_NUM_PERM = 64
 DEFAULT_SEED = 1
+# The LSH only proposes candidates, each checked exactly: a pair it misses is a missed
+# near-duplicate, a pair it proposes in vain costs one check. So its bands are chosen to
+# propose a pair at the threshold with at least this probability (see _lsh_params).
+LSH_RECALL_AT_THRESHOLD = 0.99
 MIN_COMMON = 100  # see near_duplicate_of: a word in more questions is not indexed
 # Two questions set in different sections are different questions, even when the
 # section titles share words ("Future of Word Processing", "Specialized Word Processing
@@ -111,6 +127,9 @@ class QuestionKey(NamedTuple):
     kind: str  # "what" (also which/explain/describe...), "who", "when", "where", "why", "how"
     subject: frozenset[str]  # content words of what is asked
     context: frozenset[str]  # content words of an "in the context of ..." clause
+    # (shingle, share) for words cut into character n-grams (_shingles): each n-gram of a
+    # word of k n-grams weighs 1/k, so a long word counts as much as a short one, not more.
+    shares: tuple[tuple[str, float], ...] = ()
 
 
 # Function words of German, Arabic and Russian, less single letters and the German ones
@@ -121,19 +140,65 @@ _ENGLISH_TOO = frozenset(
     "die man war hat bis gross gut elf ernst gott los mann rund weg tag tat tel statt satt ende "
     "offen eben sache kam mag hoch mal ei sa en au ag na tun so also".split()
 )
+# Questions in these languages (or of no known language) are compared by whole words
+# (English stopwords dropped, crude stems); every other language by character n-grams.
+_WORD_LANGUAGES = frozenset({"en", PLACEHOLDER_LANGUAGE})
 _OTHER_STOPWORDS = frozenset(
     w for w in stopwords("de") | stopwords("ar") | stopwords("ru") | stopwords("ko")
     if len(w) > 1 and w not in _ENGLISH_TOO
 )
 
 
-def _content_words(text: str) -> list[str]:
+def _char_ngrams(word: str, n: int) -> list[str]:
+    """The character n-grams of a word marked at both ends ("_wasser_"), or the word itself
+    when it is not longer than n."""
+    if len(word) <= n:
+        return [word]
+    marked = f"_{word}_"
+    return [marked[i : i + n] for i in range(len(marked) - n + 1)]
+
+
+def _shingles(word: str, language: str, listed: frozenset[str]) -> list[str]:
+    """What a word of a question in `language` (not English) contributes to its key.
+
+    English words are compared whole after crude stemming. Where words inflect and
+    compound more than English ones, a whole word misses its other forms: German
+    "brachte" / "gebracht", "Ostsee" / "Ostseewasser", Arabic "النيل" / "بالنيل" (clitics
+    joined to the word), Korean "만드나요" / "만들어지나요" (the ㄹ of the stem drops).
+    Overlapping character n-grams of the word keep what two forms share without a
+    stemmer or a dictionary per language (the language-independent indexing of
+    McNamee and Mayfield, "Character N-Gram Tokenization for European Language Text
+    Retrieval", 2004: 4-grams about as good as or better than stemming for most
+    European languages, and better for compounding ones). A Korean word is
+    taken apart into its letters (jamo, Unicode NFD) after its ending is dropped, and
+    cut into 3-grams of letters (about a syllable each): an irregular stem changes a
+    letter, not a whole syllable. Chinese and Japanese keep their character pairs
+    (split_unsegmented). Stopwords of the language are dropped first."""
+    if HANGUL.search(word):
+        stem = strip_korean_ending(word)
+        return [] if stem in listed else _char_ngrams(unicodedata.normalize("NFD", stem), 3)
+    if CJK.search(word):
+        return split_unsegmented(word)
+    return [] if word in listed or word.isdigit() and len(word) < 3 else _char_ngrams(word, 4)
+
+
+def _content_words(text: str, language: str | None = None, shares: dict[str, float] | None = None) -> list[str]:
     words = _WORD.findall(_FRAME_PHRASES.sub(" ", text))
+    if language is not None and language not in _WORD_LANGUAGES:
+        listed = stopwords(language)
+        result = []
+        for word in words:
+            pieces = _shingles(word, language, listed)
+            # A Chinese or Japanese run is a phrase, not a word: its pairs weigh 1 each.
+            if shares is not None and len(pieces) > 1 and (HANGUL.search(word) or not CJK.search(word)):
+                shares.update((piece, 1.0 / len(pieces)) for piece in pieces)
+            result += pieces
+        return result
     kept = [w for w in words if w not in STOPWORDS and w not in _FRAME_WORDS and w not in _OTHER_STOPWORDS]
     return [STEMS[piece] for w in kept for piece in split_unsegmented(w)]
 
 
-def question_key(text: Any) -> QuestionKey:
+def question_key(text: Any, language: str | None = None) -> QuestionKey:
     """The kind of a question, the content words of its subject and of its context.
 
     "What's the capital city of France?" -> ("what", {"capital", "city", "france"}, {});
@@ -159,15 +224,17 @@ def question_key(text: Any) -> QuestionKey:
     if clause is not None:
         rest = lowered[clause.end():]
         comma = rest.find(",")
-        if comma >= 0 and not _content_words(lowered[: clause.start()]):
+        if comma >= 0 and not _content_words(lowered[: clause.start()], language):
             # "In the context of X, explain Y."
             context_text, subject_text = rest[:comma], lowered[: clause.start()] + rest[comma + 1 :]
         else:  # "Explain Y in the context of X."
             context_text, subject_text = rest, lowered[: clause.start()]
-    subject = _content_words(subject_text)
+    shares: dict[str, float] = {}
+    subject = _content_words(subject_text, language, shares)
     if not subject and not context_text:
         subject = [STEMS[w] for w in _WORD.findall(lowered)]
-    return QuestionKey(kind, frozenset(subject), frozenset(_content_words(context_text)))
+    context = frozenset(_content_words(context_text, language))
+    return QuestionKey(kind, frozenset(subject), context, tuple(sorted(shares.items())))
 
 
 def exact_duplicate_of(
@@ -189,11 +256,18 @@ def exact_duplicate_of(
     return result
 
 
-def _jaccard(a: frozenset[str], b: frozenset[str], weight: dict[str, float] | None = None) -> float:
-    """Jaccard similarity, weighted by `weight` when given (1.0 for two empty sets)."""
+def _jaccard(
+    a: frozenset[str], b: frozenset[str], weight: dict[str, float] | None = None,
+    shares: dict[str, float] | None = None,
+) -> float:
+    """Jaccard similarity, weighted by `weight` (and a word's n-grams by their `shares`)
+    when given (1.0 for two empty sets)."""
     if weight is None:
         union = len(a | b)
         return len(a & b) / union if union else 1.0
+    if shares:
+        union = sum(weight[s] * shares.get(s, 1.0) for s in a | b)
+        return sum(weight[s] * shares.get(s, 1.0) for s in a & b) / union if union else 1.0
     union = sum(weight[s] for s in a | b)
     return sum(weight[s] for s in a & b) / union if union else 1.0
 
@@ -205,14 +279,23 @@ def _similar(a: QuestionKey, b: QuestionKey, threshold: float, weight: dict[str,
     min_context = max(threshold, MIN_CONTEXT_SIMILARITY)
     if a.context and b.context and _jaccard(a.context, b.context) < min_context:
         return False
-    return _jaccard(a.subject, b.subject, weight) >= threshold
+    shares = {**dict(a.shares), **dict(b.shares)} if a.shares or b.shares else None
+    return _jaccard(a.subject, b.subject, weight, shares) >= threshold
 
 
 @lru_cache(maxsize=32)
 def _lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
-    """Bands and rows for the LSH, computed once per setting (datasketch integrates)."""
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    return lsh.b, lsh.r
+    """Bands and rows for the LSH: the most rows per band (the fewest candidates in vain)
+    with which two questions of Jaccard similarity `threshold` share a band with
+    probability LSH_RECALL_AT_THRESHOLD. datasketch's own choice weighs missed and vain
+    candidates alike: at 0.4 with 64 permutations, 16 bands of 4 rows, which propose a
+    pair at the threshold only 34% of the time (a pair at 0.6, 89%); 32 bands of 2 rows
+    propose it 99.6% of the time."""
+    for rows in range(num_perm, 0, -1):
+        bands = num_perm // rows
+        if 1 - (1 - threshold**rows) ** bands >= LSH_RECALL_AT_THRESHOLD:
+            return bands, rows
+    return num_perm, 1
 
 
 def near_duplicate_of(
@@ -222,6 +305,7 @@ def near_duplicate_of(
     seed: int = DEFAULT_SEED,
     can_keep: Sequence[bool] | None = None,
     groups: Sequence[Any] | None = None,
+    languages: Sequence[str | None] | None = None,
 ) -> list[int | None]:
     """For each text, the index of the earliest kept text it nearly duplicates, or None.
 
@@ -233,8 +317,12 @@ def near_duplicate_of(
     are datasketch's optimum for `threshold`. Time grows about linearly with the
     number of texts: each is hashed once and looked up among the kept ones. With
     `groups` (e.g. document ids), a text is only compared with texts of other groups.
+    `languages` (ISO 639-1 codes, None where unknown) choose how each question's words
+    are compared (see _shingles); without them every question is read as English.
     """
-    keys = [question_key(t) for t in texts]
+    if languages is None:
+        languages = [None] * len(texts)
+    keys = [question_key(t, language) for t, language in zip(texts, languages)]
     # How many distinct questions contain each word (exact copies must not make their
     # own words look common); see the module docstring for the weights.
     distinct = set(keys)
@@ -277,8 +365,8 @@ def cross_document_duplicates(
 ) -> dict[Any, tuple[str, Any]]:
     """Pairs whose question repeats one of another document: {pair_id: (reason, kept pair_id)}.
 
-    `rows` are the kept pairs of all documents (dicts with "document_id", "pair_id" and
-    "question"). They are taken in (document_id, pair_id) order and the first of each
+    `rows` are the kept pairs of all documents (dicts with "document_id", "pair_id",
+    "question" and, when known, "language"). They are taken in (document_id, pair_id) order and the first of each
     group of duplicates is kept (ids are compared as text, as the pipeline stores them).
     Only repeats of a pair of a *different* document are reported: repeats within a
     document were settled by filter_pairs, so any left there are deliberate. Reason is
@@ -288,8 +376,10 @@ def cross_document_duplicates(
     questions = [r.get("question") for r in ordered]
     documents = [r["document_id"] for r in ordered]
     exact = exact_duplicate_of(questions)
+    languages = [r.get("language") if isinstance(r.get("language"), str) else None for r in ordered]
     near = near_duplicate_of(
-        questions, threshold, num_perm, seed, can_keep=[e is None for e in exact], groups=documents
+        questions, threshold, num_perm, seed, can_keep=[e is None for e in exact], groups=documents,
+        languages=languages,
     )
     result: dict[Any, tuple[str, Any]] = {}
     for row, e, n in zip(ordered, exact, near):

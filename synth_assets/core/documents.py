@@ -183,8 +183,9 @@ def check_document_file(path: Path, max_bytes: int) -> None:
     """Cheap checks before parsing; raises DocumentError naming the problem.
 
     Rejects a missing file, a symbolic link (discovery already resolved the
-    links it accepts, so a link here was swapped in or passed by hand), an
-    empty file, a file over `max_bytes` and an unsupported extension.
+    links it accepts, so a link here was swapped in or passed by hand), a file
+    over `max_bytes` and an unsupported extension. An empty file passes: it is a
+    document with no text to learn from (see parsing.parse_document), not a bad one.
     """
     name = path.name
     if path.is_symlink():
@@ -198,8 +199,6 @@ def check_document_file(path: Path, max_bytes: int) -> None:
         supported = ", ".join(sorted(SUPPORTED_FORMATS))
         raise DocumentError(name, f"unsupported format '{suffix or name}'; supported: {supported}")
     size = path.stat().st_size
-    if size == 0:
-        raise DocumentError(name, "the file is empty (0 bytes)")
     if size > max_bytes:
         raise DocumentError(
             name,

@@ -19,16 +19,21 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from synth_assets.core.formats import to_alpaca, to_messages, to_sharegpt
+from synth_assets.core.review import precision_recall_markdown
 
 PROVENANCE_COLUMNS = [
     "pair_id", "document_id", "chunk_id", "source_file", "heading_path",
     "page_start", "page_end", "generator", "model", "prompt_version",
+    # The pair's language (ISO 639-1, empty when undetermined; core/language.py), so a
+    # fine-tuner can select or balance languages.
+    "language",
 ]
 TRAINING_COLUMNS = {
     "alpaca": ["instruction", "input", "output"],
@@ -61,10 +66,30 @@ def pairs_digest(pairs: pd.DataFrame) -> str:
     """A fingerprint of a document's kept pairs (ids, questions, answers, reasoning): the
     formatted rows record the one they were made from, so rows whose source changed since
     (new pairs that did not pass their checks) are recognised and refused."""
-    columns = ["pair_id", "question", "answer", "reasoning"]
-    frame = pairs.reindex(columns=columns).sort_values("pair_id").astype(object)
-    frame = frame.where(frame.notna(), None)
-    return hashlib.sha256(frame.to_json(orient="values", force_ascii=False).encode()).hexdigest()[:16]
+    return _digest(_digest_rows(pairs))
+
+
+def pairs_digests(pairs: pd.DataFrame, document_ids: Iterable[str]) -> dict[str, str]:
+    """pairs_digest of each of these documents' pairs (rows of `pairs` by `document_id`;
+    a document with none gets the digest of no pairs). The frame is prepared once: per
+    document, that preparation costs milliseconds, which is seconds over thousands."""
+    rows = _digest_rows(pairs)
+    groups = dict(iter(rows.groupby(pairs["document_id"], sort=False))) if len(pairs) else {}
+    none = _digest(rows.iloc[:0])
+    return {document_id: _digest(groups[document_id]) if document_id in groups else none
+            for document_id in document_ids}
+
+
+def _digest_rows(pairs: pd.DataFrame) -> pd.DataFrame:
+    # A stable sort, so a document's rows are in the same order whether they are sorted
+    # alone or among every document's.
+    frame = pairs.reindex(columns=["pair_id", "question", "answer", "reasoning"])
+    frame = frame.sort_values("pair_id", kind="stable").astype(object)
+    return frame.where(frame.notna(), None)
+
+
+def _digest(rows: pd.DataFrame) -> str:
+    return hashlib.sha256(rows.to_json(orient="values", force_ascii=False).encode()).hexdigest()[:16]
 
 
 def build_format_rows(pairs: pd.DataFrame, options: ExportOptions) -> dict[str, pd.DataFrame]:
@@ -81,7 +106,9 @@ def build_format_rows(pairs: pd.DataFrame, options: ExportOptions) -> dict[str, 
         records = {"alpaca": [], "sharegpt": [], "messages": []}
         for pair in pairs.to_dict("records"):
             reasoning = pair.get("reasoning") if use_reasoning else None
-            q, a, system = pair["question"], pair["answer"], options.system_prompt
+            q, a = pair["question"], pair["answer"]
+            # A human-labelled row may bring its own system turn; the others get the configured one.
+            system = pair["system"] if isinstance(pair.get("system"), str) else options.system_prompt
             records["alpaca"].append(to_alpaca(q, a, reasoning=reasoning))
             records["sharegpt"].append({"conversations": to_sharegpt(q, a, system=system, reasoning=reasoning)})
             records["messages"].append({"messages": to_messages(q, a, system=system, reasoning=reasoning)})
@@ -133,7 +160,11 @@ def dataset_card(version: str, rows: dict[str, dict[str, int]], options: ExportO
     reasons = stats.get("rejections_by_reason", {})
     reason_lines = "\n".join(f"| {reason} | {count} |" for reason, count in sorted(reasons.items())) or "| none | 0 |"
     excluded = stats.get("excluded_documents") or {}
-    excluded_lines = "\n".join(f"- `{document}`: {reason}" for document, reason in sorted(excluded.items())) or "none"
+    # A document with no text to learn from is listed as such, not as failing.
+    no_text = stats.get("no_text_documents") or {}
+    excluded_lines = "\n".join(
+        [f"- `{document}`: {reason}" for document, reason in sorted(excluded.items())]
+        + [f"- `{document}`: no text: {reason}" for document, reason in sorted(no_text.items())]) or "none"
     counts = "\n".join(
         f"| {name} | {split_rows['train']} | {split_rows['validation']} |" for name, split_rows in sorted(rows.items())
     )
@@ -192,6 +223,47 @@ trace every row to its chunk, heading or page, and file.
 | reason | pairs |
 | --- | --- |
 {reason_lines}
+{review_section(stats.get("review"))}{human_mix_section(stats.get("human_mix"))}"""
+
+
+def human_mix_section(mix: dict | None) -> str:
+    """The card's account of the human-labelled rows mixed in (nothing when none are configured)."""
+    if not mix:
+        return ""
+    asked = "every valid row" if mix["ratio_asked"] is None else f"{mix['ratio_asked']} human rows per synthetic row"
+    return f"""
+## Human-labelled rows
+
+| synthetic train rows | human rows | ratio asked | ratio got |
+| --- | --- | --- | --- |
+| {mix['synthetic_train_rows']} | {mix['human_rows_mixed']} | {asked} | {mix['ratio_got']} |
+
+{mix['human_rows_read']} valid rows written by people were read; {mix['repeating_synthetic_questions']}
+repeat a synthetic question and are left out; {mix['note']}. They are in the train split
+only: the validation split measures the model on documents it did not see, and human rows
+come from none. Their provenance is generator `human`, with the file in `source_file`
+and `file:line` in `chunk_id`.
+"""
+
+
+def review_section(review: dict | None) -> str:
+    """The card's account of the experts' review: how many pairs they reviewed, what
+    they decided, and how far each filter rule agrees with them."""
+    if not review:
+        return ""
+    applied = review["applied"]
+    return f"""
+## Expert review
+
+{review['reviewed']} sampled pairs reviewed by domain experts: {review['accepted']} accepted,
+{review['edited']} edited, {review['rejected']} rejected. In this dataset, {applied.get('edit', 0)}
+edits replace the generated text and {applied.get('reject', 0)} rejected pairs are left out.
+
+Precision and recall of each filter rule and of the judge on the reviewed pairs (the
+expert rejecting a pair is "bad"; a rule "fires" on a pair it rejected). The sample puts
+uncertain pairs first, so these describe the hard cases more than the rest:
+
+{precision_recall_markdown(review['precision_recall'])}
 """
 
 

@@ -13,6 +13,9 @@ from collections import Counter
 
 SHAREGPT_HUMAN = "human"
 SHAREGPT_ASSISTANT = "gpt"
+# The turns an exported row has: one question and its answer, after an optional system
+# turn (the format check holds stored rows to these, and human-labelled rows are read by them).
+SHAREGPT_ROLE_SEQUENCES = (f"{SHAREGPT_HUMAN},{SHAREGPT_ASSISTANT}", f"system,{SHAREGPT_HUMAN},{SHAREGPT_ASSISTANT}")
 FORMATS = ("alpaca", "sharegpt", "messages")
 
 

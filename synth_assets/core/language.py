@@ -62,7 +62,7 @@ UNSEGMENTED_LANGUAGES = frozenset({"zh", "ja", "ko", "th"})
 # of real Latin would need this changed).
 PLACEHOLDER_LANGUAGE = "la"
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
 @lru_cache(maxsize=1)
@@ -89,10 +89,10 @@ def _language(code: str) -> Language:
 
 
 def letter_count(text: str) -> int:
-    return len(_LETTER.findall(text)) + len(_CJK.findall(text))
+    return len(_LETTER.findall(text)) + len(CJK.findall(text))
 
 
-_HANGUL = re.compile(r"[\uac00-\ud7af]")
+HANGUL = re.compile(r"[\uac00-\ud7af]")
 # Endings of Korean questions and the commonest particles, longest first: stripped from
 # a word (like the crude English stemmer of text.py) before it is cut into pairs.
 _KOREAN_ENDINGS = (
@@ -103,8 +103,16 @@ _KOREAN_ENDINGS = (
 
 @lru_cache(maxsize=1)
 def _chinese_function_words() -> re.Pattern[str]:
-    words = sorted((w for w in stopwords("zh") if len(w) > 1 and _CJK.fullmatch(w[0])), key=len, reverse=True)
+    words = sorted((w for w in stopwords("zh") if len(w) > 1 and CJK.fullmatch(w[0])), key=len, reverse=True)
     return re.compile("|".join(map(re.escape, words)))
+
+
+def strip_korean_ending(word: str) -> str:
+    """A Korean word without its question ending or particle ("높이는" -> "높이")."""
+    for ending in _KOREAN_ENDINGS:
+        if word.endswith(ending) and len(word) > len(ending):
+            return word[: -len(ending)]
+    return word
 
 
 def split_unsegmented(word: str) -> list[str]:
@@ -113,14 +121,10 @@ def split_unsegmented(word: str) -> list[str]:
     word: its pairs stand in for words when texts are compared), after dropping Chinese
     function words ("什么", "哪些") and Korean endings ("나요", "는"); any other word as
     itself."""
-    if not _CJK.search(word):
+    if not CJK.search(word):
         return [word]
-    if _HANGUL.search(word):
-        for ending in _KOREAN_ENDINGS:
-            if word.endswith(ending) and len(word) > len(ending):
-                word = word[: -len(ending)]
-                break
-        pieces = [word]
+    if HANGUL.search(word):
+        pieces = [strip_korean_ending(word)]
     else:
         pieces = [p for p in _chinese_function_words().split(word) if p]
     return [p[i : i + 2] if len(p) > 1 else p for p in pieces for i in range(max(1, len(p) - 1))]
@@ -130,7 +134,7 @@ def weighted_length(text: str) -> int:
     """Length in characters, a Chinese, Japanese or Korean character counting twice, so
     that one length limit fits every script ("鸭子吃什么？" says as much as "What do ducks
     eat?")."""
-    return len(text) + len(_CJK.findall(text))
+    return len(text) + len(CJK.findall(text))
 
 
 def detect_chunk_language(text: str) -> str | None:

@@ -8,7 +8,10 @@ Other formats use docling's own backends.
 
 Every bad input ends in `DocumentError(file name, human reason)`, never a bare
 docling stack trace: the checks that can be done cheaply (zip bombs, encrypted
-or page-less PDFs, non-UTF-8 Markdown) run before docling sees the file.
+or page-less PDFs, non-UTF-8 Markdown) run before docling sees the file. A file
+that reads fine but holds no text (empty, images only, empty slides) is not bad
+input: it parses to a document with `no_text` saying why there is nothing to
+learn from.
 """
 
 from __future__ import annotations
@@ -80,6 +83,14 @@ class ParsedDocument:
     parser: str  # e.g. "docling-docx", "docling-native-pdf+paragraphs"
     num_pages: int | None  # None for formats without pages (HTML, Markdown, ...)
     num_text_items: int  # items carrying text (paragraphs, headings, tables, ...)
+    no_text: str | None = None  # why there is no text to learn from, None when there is text
+
+
+# A document that parsed but holds nothing to learn from ends with this status (not
+# failed): "no text to learn from: <why>", zero chunks and zero pairs.
+NO_TEXT = "no text to learn from"
+EMPTY_FILE = "the file is empty (0 bytes)"
+NO_EXTRACTABLE_TEXT = "no text could be extracted (scanned pages, images only or empty slides)"
 
 
 def find_layout_models_dir(candidates: Iterable[str]) -> Path | None:
@@ -146,7 +157,8 @@ def _input_format(fmt: str) -> Any:
 
 
 def parse_document(path: Path, *, layout_models_dir: Path | None = None) -> ParsedDocument:
-    """Parse one document file; raise DocumentError for any bad input.
+    """Parse one document file; raise DocumentError for any bad input. A file without
+    text (empty, images only) is not bad input: its result says so in `no_text`.
 
     Call `check_document_file` first for the size limit; this function repeats
     only the checks it needs to give a sensible error. PDFs use docling's
@@ -161,7 +173,8 @@ def parse_document(path: Path, *, layout_models_dir: Path | None = None) -> Pars
     if not path.is_file():
         raise DocumentError(name, "the file does not exist")
     if path.stat().st_size == 0:
-        raise DocumentError(name, "the file is empty (0 bytes)")
+        return ParsedDocument(document=DoclingDocument(name=path.stem), markdown="", parser="none (empty file)",
+                              num_pages=None, num_text_items=0, no_text=EMPTY_FILE)
 
     if fmt == "pdf":
         _check_pdf(path)
@@ -189,14 +202,13 @@ def parse_document(path: Path, *, layout_models_dir: Path | None = None) -> Pars
         num_pages = len(document.pages) or None
 
     num_text_items = count_text_items(document)
-    if num_text_items == 0:
-        raise DocumentError(name, "no text could be extracted (scanned image or empty document)")
     return ParsedDocument(
         document=document,
         markdown=document.export_to_markdown(),
         parser=parser,
         num_pages=num_pages,
         num_text_items=num_text_items,
+        no_text=None if num_text_items else NO_EXTRACTABLE_TEXT,
     )
 
 

@@ -78,6 +78,58 @@ _REFUSAL = re.compile(
     r"|\b(?:my|the model's) (?:training data|knowledge cutoff|knowledge cut-off)\b",
     re.IGNORECASE,
 )
+# Refusals and meta-talk in the other languages with phrasings here, one entry per
+# language: apologies and "I cannot answer" at the start of the answer (as in English),
+# and anywhere in it "as an AI model", "the text does not mention", "no information
+# about", "according to the text".
+_REFUSAL_PHRASES: dict[str, tuple[str, ...]] = {
+    "de": (
+        r"^\W*(?:es tut mir leid|tut mir leid|entschuldigung|leider (?:kann|können|ist es nicht|lässt sich)"
+        r"|ich (?:kann|könnte|darf) (?:\w+ ){0,3}?(?:nicht|keine)"
+        r"|ich bin (?:leider )?nicht in der lage)",
+        r"\bals (?:eine? )?(?:KI|künstliche Intelligenz|KI-Modell|KI-Sprachmodell|Sprachmodell|KI-Assistent)\b",
+        r"\b(?:der|die|das|dem|diese[rms]?) (?:vorliegende |angegebene |gegebene )?(?:Text|Abschnitt|Dokument"
+        r"|Artikel|Absatz|Auszug|Passage|Kontext|Quelle) (?:\w+ )?(?:sagt|nennt|erwähnt|enthält|gibt|beschreibt"
+        r"|macht|liefert|erklärt)(?: \w+){0,3}? (?:nicht|keine[n]?|nichts)\b",
+        r"\b(?:im|in der|in dem|in diese[mr]) (?:vorliegenden |angegebenen |gegebenen |obigen )?(?:Text|Abschnitt|Dokument|Artikel|Absatz|Auszug|Passage|Kontext)"
+        r" (?:\w+ ){0,4}?(?:nicht|nirgends) (?:erwähnt|genannt|angegeben|beschrieben|erklärt|aufgeführt)",
+        r"\b(?:geht|gehen) aus (?:dem|der|diesem|dieser) (?:Text|Abschnitt|Dokument|Artikel|Absatz|Auszug"
+        r"|Passage|Kontext) nicht hervor",
+        r"\bkeine (?:Informationen|Angaben|Hinweise|Details) (?:über|zu|dazu|darüber|vor|enthalten|gegeben)\b",
+        r"\b(?:laut|gemäß|basierend auf|auf der Grundlage) (?:de[mn] |der |des )?(?:vorliegenden |angegebenen "
+        r"|gegebenen )?(?:Text|Textes|Abschnitt|Abschnitts|Auszug|Auszugs|Kontext|Kontexts|Passage)\b",
+    ),
+    "ar": (
+        r"^\W*(?:عذرا|عذرًا|عذراً|آسف|أنا آسف|أعتذر|للأسف|لا أستطيع|لا يمكنني|لا أملك)",
+        r"(?:بصفتي|كوني|ك)\s?(?:نموذج|نموذجا|نموذجًا) (?:لغوي|لغويا|ذكاء اصطناعي|للذكاء الاصطناعي)",
+        r"(?:لا|لم) (?:يذكر|يتضمن|يحتوي|يوضح|يحدد|يقدم|يشير)\S* (?:\S+ )?(?:ال)?(?:نص|مقطع|فقرة|مستند|سياق)",
+        r"(?:ال)?(?:نص|مقطع|فقرة|مستند|سياق) (?:لا|لم) (?:يذكر|يتضمن|يحتوي|يوضح|يحدد|يقدم|يشير)",
+        r"لا (?:توجد|تتوفر|يوجد) (?:أي )?(?:معلومات|تفاصيل|بيانات)",
+        r"(?:وفقا|وفقًا|وفقاً|طبقا|بناء|بناءً|استنادا|استنادًا)\s(?:لل|على\s?ال|إلى\s?ال)(?:نص|مقطع|فقرة|سياق)",
+        r"(?:حسب|بحسب) (?:ال)?(?:نص|مقطع|فقرة|سياق)",
+    ),
+    "ko": (
+        r"^\W*(?:죄송|미안|유감스럽게도|안타깝게도)",
+        r"(?:답변|대답|답|확인|판단)(?:을|를|해)? ?(?:드릴|할|하기) 수 없",
+        r"(?:AI|인공지능|언어 ?모델|AI 언어 ?모델)(?:로서|으로서)",
+        r"(?:언급|명시|제시|설명|기재|제공)(?:되어|돼|하고|되)(?: 있)?지 않",
+        r"(?:정보|내용)(?:가|는|이|은)? (?:없|나와 있지 않|포함되어 있지 않)",
+        r"(?:본문|지문|글|텍스트|문맥|주어진 (?:글|텍스트|자료))(?:에|에서)? 따르면",
+    ),
+    "zh": (
+        r"^\W*(?:抱歉|对不起|很抱歉|不好意思|我无法|我不能|我没法)",
+        r"作为(?:一个|一名)?(?:AI|人工智能|语言模型|AI语言模型|人工智能语言模型|AI助手|人工智能助手)",
+        r"(?:文中|本文|原文|上文|文本|材料|文章|段落|所给|提供的)(?:中|里)?(?:并)?(?:没有|未|没)"
+        r"(?:提到|提及|说明|指出|给出|涉及|包含|提供|明确)",
+        r"(?:没有|缺乏|无)(?:相关|足够|具体)?(?:的)?(?:信息|资料|内容)(?:可以|能够|来)?",
+        r"(?:根据|依据|按照|基于)(?:所给|提供的|给定的)?(?:文本|本文|原文|上文|文中|材料|文章|段落|内容)",
+    ),
+}
+_REFUSAL_MORE = re.compile("|".join(p for phrases in _REFUSAL_PHRASES.values() for p in phrases), re.IGNORECASE)
+# The German entries' words that an English answer would hardly contain: an ASCII answer
+# with none of them skips the pattern.
+_REFUSAL_MORE_HINTS = ("leid", "entschuldig", "leider", "ich ", "als ", "nicht", "keine", "laut", "gem", "basierend",
+                       "grundlage", "hervor")
 # Every branch of _REFUSAL contains one of these. Searching the whole pattern costs
 # ~35 us per answer (3.5 s per 100,000 pairs); most answers contain none of them.
 _REFUSAL_HINTS = (
@@ -380,12 +432,17 @@ def is_question(text: str) -> bool:
 
 def is_refusal(answer: str) -> bool:
     """True when the answer refuses, or talks about itself or its source instead of
-    answering ("As an AI language model ...", "The text does not say ...")."""
+    answering ("As an AI language model ...", "The text does not say ...", "Der Text
+    nennt keine ...", "لا يذكر النص ...", "본문에는 언급되어 있지 않습니다", "文中没有提到")."""
     answer = as_text(answer)
     if _REFUSAL_START.match(answer):
         return True
     lowered = answer.lower()
-    return any(hint in lowered for hint in _REFUSAL_HINTS) and _REFUSAL.search(answer) is not None
+    if any(hint in lowered for hint in _REFUSAL_HINTS) and _REFUSAL.search(answer) is not None:
+        return True
+    if answer.isascii() and not any(hint in lowered for hint in _REFUSAL_MORE_HINTS):
+        return False
+    return _REFUSAL_MORE.search(answer) is not None
 
 
 def is_passage_dependent(question: str) -> bool:

@@ -1,4 +1,4 @@
-"""In-process vLLM: one engine per run process, every prompt of the step in one call.
+"""In-process vLLM: one engine per process, every prompt of the step in one call.
 
 `vllm.LLM.chat` takes a list of conversations and schedules them all at once, so
 continuous batching keeps the GPU full; JSON-schema structured output
@@ -7,12 +7,21 @@ parsing, retries (each with a new seed) and stats are model_backend.py's, shared
 the openai backend; this module is the send step. It imports without vllm: the import
 happens when the engine is built.
 
+The engine lives as long as the process (`shared_engine`): every run `make run` makes
+in one process uses it, since a second `LLM` would ask for its share of GPU memory
+while the first still holds it, and loading costs 30-90 s. It is shut down at exit
+(`shutdown_engine`, registered with atexit) as vLLM's own tests free an engine.
+
 Not run on a GPU by the test suite: the tests drive this code through a test double
 of `vllm.LLM` (see docs/GENERATION.md).
 """
 
 from __future__ import annotations
 
+import atexit
+import gc
+import json
+import threading
 from typing import Any
 
 from synth_assets.generation.cache import GenerationCache
@@ -45,6 +54,57 @@ def build_engine(model: str, engine_options: dict[str, Any]):
         raise VLLMUnavailableError(f"{VLLM_INSTALL_HINT} (no CUDA device is visible)")
     options = {key: value for key, value in engine_options.items() if value is not None}
     return vllm.LLM(model=model, **options)
+
+
+# The process's engine: (model and options as JSON, vllm.LLM), or None.
+_shared: tuple[str, Any] | None = None
+_shared_lock = threading.Lock()
+_registered = False
+
+
+def shared_engine(model: str, engine_options: dict[str, Any]):
+    """The process's engine for this model and options, built on first use. Another
+    model or other options shut the current engine down first: one engine holds the
+    GPU at a time."""
+    global _shared, _registered
+    key = json.dumps([model, engine_options], sort_keys=True, default=str)
+    with _shared_lock:
+        if _shared is not None and _shared[0] == key:
+            return _shared[1]
+        _shutdown_locked()
+        engine = build_engine(model, engine_options)
+        _shared = (key, engine)
+        if not _registered:
+            atexit.register(shutdown_engine)
+            _registered = True
+        return engine
+
+
+def shutdown_engine() -> None:
+    """Free the process's engine and its GPU memory (at exit; safe to call again)."""
+    with _shared_lock:
+        _shutdown_locked()
+
+
+def _shutdown_locked() -> None:
+    global _shared
+    if _shared is None:
+        return
+    engine, _shared = _shared[1], None
+    # vLLM's V1 engine runs its core in a child process: stop it first, then drop the
+    # last reference, tear down the (tensor-parallel) process groups, collect and
+    # release the CUDA cache, as vLLM's tests do between engines.
+    engine.llm_engine.engine_core.shutdown()
+    del engine
+    from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+
+    destroy_model_parallel()
+    destroy_distributed_environment()
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 class VLLMBackend(ModelBackend):
@@ -80,11 +140,12 @@ class VLLMBackend(ModelBackend):
     @property
     def engine(self):
         if self._engine is None:
-            self._engine = build_engine(self.model, self.engine_options)
+            self._engine = shared_engine(self.model, self.engine_options)
         return self._engine
 
     def close(self) -> None:
-        # Dropping the engine frees the GPU memory at resource teardown.
+        # The engine outlives the run: the next run of this process uses it, and
+        # shutdown_engine frees it at exit.
         self._engine = None
 
     def _qa_task(self):

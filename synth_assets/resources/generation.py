@@ -5,8 +5,9 @@ Backends (SYNTH_ASSETS_GENERATION_BACKEND):
 - `openai`: any OpenAI-compatible server at `base_url` (vllm serve, SGLang, TGI,
   llama.cpp, Ollama, hosted APIs), or a fleet of them at `base_urls`; async, bounded
   concurrency, retries.
-- `vllm`: vLLM in this process (the `[vllm]` extra and a CUDA GPU); one engine per run
-  process, every prompt of the step in one call.
+- `vllm`: vLLM in this process (the `[vllm]` extra and a CUDA GPU); one engine per
+  process, shared by every run the process makes and shut down at exit, every prompt
+  of the step in one call.
 - `vllm_serve`: uses the generation service (`generation/service.py`, `make serve`): a
   `vllm serve` from `vllm_executable` on 127.0.0.1 that outlives runs, found in the
   instance directory or started on first use, stopped after `service_idle_s` idle.
@@ -92,6 +93,11 @@ class GenerationResource(dg.ConfigurableResource):
     _lease: Any = PrivateAttr(default=None)
 
     @property
+    def uses_a_model(self) -> bool:
+        """Whether runs load a model or reach one (every backend but model_free)."""
+        return self.backend != "model_free"
+
+    @property
     def chunk_tokens(self) -> int:
         return chunk_size_for(self.max_seq_len, self.generation_tokens, self.buffer_tokens)
 
@@ -169,11 +175,11 @@ class GenerationResource(dg.ConfigurableResource):
         elif self.backend in ("openai", "vllm_serve"):
             backend = self._openai_backend(log)
         elif self.backend == "vllm":
-            from synth_assets.generation.vllm_backend import VLLMBackend, VLLMUnavailableError, build_engine
+            from synth_assets.generation.vllm_backend import VLLMBackend, VLLMUnavailableError, shared_engine
 
             model = self._require_model()
             try:
-                engine = build_engine(model, self.engine_options())
+                engine = shared_engine(model, self.engine_options())
             except VLLMUnavailableError as error:
                 raise dg.Failure(str(error), allow_retries=False) from None
             backend = VLLMBackend(

@@ -24,6 +24,7 @@ class ReviewSettings(dg.ConfigurableResource):
     # A folder of Alpaca, ShareGPT or messages files (.json/.jsonl) written by people;
     # None: no human data.
     human_data_dir: str | None = None
-    # Human rows per synthetic row in the training dataset (0.25: one human row for four
-    # synthetic ones, as far as there are human rows); None: every valid human row.
+    # Human rows per synthetic row of the train split, where human rows go (0.25: one human
+    # row for four synthetic ones, a seeded pick when there are more, all when fewer);
+    # None: every valid human row.
     human_ratio: float | None = None

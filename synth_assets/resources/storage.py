@@ -172,7 +172,7 @@ def _attach_ducklake(catalog: str, data_path: str) -> duckdb.DuckDBPyConnection:
             Path(data_path).mkdir(parents=True, exist_ok=True)
         if not catalog.startswith("postgres:"):
             Path(catalog).parent.mkdir(parents=True, exist_ok=True)
-        con.execute(f"ATTACH {_literal('ducklake:' + catalog)} AS {LAKE_ALIAS} (DATA_PATH {_literal(data_path)})")
+        con.execute(f"ATTACH {sql_literal('ducklake:' + catalog)} AS {LAKE_ALIAS} (DATA_PATH {sql_literal(data_path)})")
     except BaseException:
         con.close()
         raise
@@ -207,6 +207,6 @@ def extension_file(package: str, name: str | None = None) -> str:
     return str(link)
 
 
-def _literal(text: str) -> str:
+def sql_literal(text: str) -> str:
     """A SQL string literal (ATTACH takes no parameters)."""
     return "'" + text.replace("'", "''") + "'"
