@@ -17,7 +17,7 @@ instance and DuckDB in a temporary folder.
    loop (Dagster's direct invocation: same code, same DuckDB writes, no runs, no event
    log), against the cold single-run materialisation (target: at most 1.3x).
 
-Prints the figures and writes benchmarks/results/incremental.json.
+Prints the figures and writes benchmarks/results/incremental_<documents>.json.
 """
 
 from __future__ import annotations
