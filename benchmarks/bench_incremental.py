@@ -105,6 +105,20 @@ def steps_since(instance: dg.DagsterInstance, run_ids: set[str]) -> tuple[int, i
     return len(runs), steps, partitions
 
 
+def step_seconds(instance: dg.DagsterInstance, run_ids: set[str] | None = None) -> dict[str, float]:
+    """Seconds of each step (STEP_START to STEP_SUCCESS) of the given runs (all runs by default)."""
+    def records(event_type):
+        found = instance.get_event_records(dg.EventRecordsFilter(event_type=event_type), limit=1_000_000)
+        return [r.event_log_entry for r in found if run_ids is None or r.event_log_entry.run_id in run_ids]
+
+    starts = {(e.run_id, e.step_key): e.timestamp for e in records(dg.DagsterEventType.STEP_START)}
+    seconds: dict[str, float] = {}
+    for entry in records(dg.DagsterEventType.STEP_SUCCESS):
+        took = entry.timestamp - starts.get((entry.run_id, entry.step_key), entry.timestamp)
+        seconds[entry.step_key] = round(seconds.get(entry.step_key, 0.0) + took, 2)
+    return dict(sorted(seconds.items(), key=lambda item: -item[1]))
+
+
 def plain_loop(work: Path, folder: Path, keys: list[str]) -> float:
     """Every asset and check function of every document, called directly in order."""
     res = resources(work, folder, "plain")
@@ -175,11 +189,15 @@ def main() -> None:
                 summary = run_all(defs, instance, show_progress=False)
                 timings[name] = time.perf_counter() - started
                 runs, steps, partitions = steps_since(instance, before)
+                new_runs = {run.run_id for run in instance.get_runs()} - before
+                took = step_seconds(instance, new_runs)
                 results[name] = {
                     "seconds": round(timings[name], 1), "runs": runs, "steps": steps,
                     "partitions_run": len(partitions), "processed": len(summary["processed"]),
                     "failed": len(summary["failed"]), "blocked": len(summary["blocked_by_checks"]),
                     "pairs_kept": summary["pairs_kept"],
+                    "outside_steps_seconds": round(timings[name] - sum(took.values()), 1),
+                    "step_seconds": took,
                 }
                 print(name, json.dumps(results[name]), flush=True)
         results["uptime_after_runs"] = os.popen("uptime").read().strip()

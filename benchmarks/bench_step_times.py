@@ -12,7 +12,6 @@ rather than with the document.
 from __future__ import annotations
 
 import argparse
-import collections
 import sys
 import tempfile
 import time
@@ -24,19 +23,6 @@ import bench_incremental as corpus  # noqa: E402  (also sets the offline environ
 import dagster as dg  # noqa: E402
 
 from synth_assets.checks import quality_checks  # noqa: E402
-
-
-def step_seconds(instance: dg.DagsterInstance) -> dict[str, float]:
-    def records(event_type):
-        return instance.get_event_records(dg.EventRecordsFilter(event_type=event_type), limit=100_000)
-
-    starts = {(r.event_log_entry.run_id, r.event_log_entry.step_key): r.event_log_entry.timestamp
-              for r in records(dg.DagsterEventType.STEP_START)}
-    seconds: dict[str, float] = collections.defaultdict(float)
-    for record in records(dg.DagsterEventType.STEP_SUCCESS):
-        entry = record.event_log_entry
-        seconds[entry.step_key] += entry.timestamp - starts.get((entry.run_id, entry.step_key), entry.timestamp)
-    return dict(seconds)
 
 
 def main() -> None:
@@ -54,7 +40,7 @@ def main() -> None:
         started = time.perf_counter()
         summary = corpus.run_all(defs, instance, show_progress=False)
         cold = time.perf_counter() - started
-        steps = step_seconds(instance)
+        steps = corpus.step_seconds(instance)
     print(f"cold, {args.documents} documents: {cold:.1f} s, {cold / args.documents:.3f} s a document, "
           f"{summary['pairs_kept']} pairs kept")
     check_names = {spec.name for checks in quality_checks for spec in checks.check_specs}

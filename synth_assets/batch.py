@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable
 
 import dagster as dg
 
+from synth_assets.dagster_internals import add_partition_metadata
 from synth_assets.resources.storage import PipelineDatabase
 from synth_assets.storage import BLOCKED_DOCUMENTS_TABLE, DOCUMENT_FAILURES_TABLE, NO_TEXT_DOCUMENTS_TABLE
 
@@ -154,8 +155,7 @@ def _materialize_each(context, duckdb: PipelineDatabase, stage: str, tables: lis
             skipped[key] = stopped[key]
             with duckdb.get_connection() as con:
                 _delete_rows(con, tables, key)
-            context.add_asset_metadata({"skipped": f"stopped earlier in this run ({stopped[key]})"},
-                                       partition_key=key)
+            add_partition_metadata(context, {"skipped": f"stopped earlier in this run ({stopped[key]})"}, key)
             continue
         try:
             result = process(key)
@@ -166,11 +166,11 @@ def _materialize_each(context, duckdb: PipelineDatabase, stage: str, tables: lis
                 _delete_rows(con, tables, key)
                 con.execute(f"INSERT INTO {DOCUMENT_FAILURES_TABLE} VALUES (?, ?, ?, ?)",
                             [key, stage, failed[key], context.run_id])
-            context.add_asset_metadata({"failed": failed[key]}, partition_key=key)
+            add_partition_metadata(context, {"failed": failed[key]}, key)
             continue
         done.append(key)
         versions.append(f"{key}={result.data_version.value}" if result.data_version else None)
-        context.add_asset_metadata(dict(result.metadata or {}), partition_key=key)
+        add_partition_metadata(context, dict(result.metadata or {}), key)
     if not done:
         raise dg.Failure(
             f"{stage}: every document of this run failed or was stopped: "

@@ -258,7 +258,8 @@ def run_all(
         progress.set_postfix_str(planned.documents[0][:40])
         _run_one(job, instance, planned, outcome)
     if todo:  # remember which of them are now up to date, so the next look is quick
-        planning.remember_up_to_date(instance, planning.documents_needing_work(instance, graph, todo))
+        completed = [key for key in todo if key not in outcome.failed and key not in outcome.blocked]
+        planning.remember_up_to_date(instance, planning.up_to_date_after_run(instance, graph, todo, completed))
     # A document blocked by this run leaves the dataset, so it changes it too; so does one
     # that failed while it has rows there (its file changed: they are now refused).
     with duckdb.get_connection() as con:

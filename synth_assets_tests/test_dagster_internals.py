@@ -5,6 +5,7 @@ import dagster as dg
 
 from synth_assets.dagster_internals import (
     StaleStatus,
+    add_partition_metadata,
     failed_checks,
     failed_checks_by_partition,
     free_concurrency_slots,
@@ -85,3 +86,23 @@ def test_values_kept_in_the_instance_and_freed_slots() -> None:
         write_instance_value(instance, "synth_assets/test", '{"a": 1}')
         assert read_instance_value(instance, "synth_assets/test") == '{"a": 1}'
         free_concurrency_slots(instance, "no-such-run")  # nothing held: nothing to free, no error
+
+
+@dg.asset(partitions_def=documents, backfill_policy=dg.BackfillPolicy.single_run())
+def per_document_notes(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    for key in context.partition_keys:
+        add_partition_metadata(context, {"note": f"about {key}"}, key)
+    return dg.MaterializeResult(metadata={"documents": len(context.partition_keys)})
+
+
+def test_metadata_added_per_partition_lands_on_each_partitions_materialization() -> None:
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("documents", ["a", "b", "c"])
+        job = dg.Definitions(assets=[per_document_notes]).resolve_implicit_global_asset_job_def()
+        result = job.execute_in_process(instance=instance, tags={
+            "dagster/asset_partition_range_start": "a", "dagster/asset_partition_range_end": "c"})
+        assert result.success
+        events = {e.partition: e.metadata for e in result.asset_materializations_for_node("per_document_notes")}
+        assert {key: metadata["note"].value for key, metadata in events.items()} == {
+            "a": "about a", "b": "about b", "c": "about c"}
+        assert all(metadata["documents"].value == 3 for metadata in events.values())

@@ -162,8 +162,10 @@ def test_removed_documents_are_dropped_only_when_asked(monkeypatch) -> None:
 
 
 def test_looking_writes_nothing_and_remembering_makes_the_next_look_quick(monkeypatch) -> None:
-    graph = TINY.resolve_asset_graph()
     with dg.instance_for_test() as instance:
+        # Inside the instance: Dagster reads definitions state from the current one, and
+        # an earlier test's instance may be gone (its weakref fails).
+        graph = TINY.resolve_asset_graph()
         materialize(instance, "done")
         instance.add_dynamic_partitions("documents", ["new", "changed file"])
         found = documents_needing_work(instance, graph, ["done", "new", "changed file"], whole=["changed file"])
@@ -188,3 +190,24 @@ def test_looking_writes_nothing_and_remembering_makes_the_next_look_quick(monkey
         asked.clear()
         documents_needing_work(instance, graph, ["done"])
         assert asked == ["done"]
+
+
+def test_what_a_run_completed_is_remembered_without_asking_dagster_and_the_rest_is_asked(monkeypatch) -> None:
+    with dg.instance_for_test() as instance:
+        graph = TINY.resolve_asset_graph()
+        for key in ("completed", "blocked"):
+            materialize(instance, key)
+        asked = []
+        real = planning.assets_needing_work
+        monkeypatch.setattr(planning, "assets_needing_work",
+                            lambda instance_, graph_, key, resolver=None: asked.append(key) or real(
+                                instance_, graph_, key, resolver))
+        found = planning.up_to_date_after_run(instance, graph, ["completed", "blocked"], ["completed"])
+        assert list(found.up_to_date) == ["completed"] and asked == []
+        remember_up_to_date(instance, found)
+        again = documents_needing_work(instance, graph, ["completed", "blocked"])
+        assert again.work["completed"] == UP_TO_DATE and asked == ["blocked"]
+        materialize(instance, "completed")  # a newer materialization than the one remembered
+        asked.clear()
+        documents_needing_work(instance, graph, ["completed"])
+        assert asked == ["completed"]

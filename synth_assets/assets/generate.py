@@ -9,6 +9,7 @@ from synth_assets.assets.factory import document_asset
 from synth_assets.batch import stopped_in_run
 from synth_assets.core.chunking import HEADING_SEPARATOR
 from synth_assets.core.previews import pairs_preview
+from synth_assets.dagster_internals import add_partition_metadata
 from synth_assets.assets.curate import pairs_to_judge
 from synth_assets.generation.base import GenerationRequest
 from synth_assets.generation.model_backend import ModelBackend
@@ -65,7 +66,7 @@ def generated_qa_pairs(
         for key in stopped:
             replace_partition_rows(con, GENERATED_QA_PAIRS_TABLE, key, pd.DataFrame())
             replace_partition_rows(con, GENERATION_FAILURES_TABLE, key, pd.DataFrame())
-            context.add_asset_metadata({"skipped": f"stopped earlier in this run ({stopped[key]})"}, partition_key=key)
+            add_partition_metadata(context, {"skipped": f"stopped earlier in this run ({stopped[key]})"}, key)
     requests = []
     chunk_language: dict[str, str | None] = {}
     boilerplate_skipped = 0
@@ -145,8 +146,8 @@ def generated_qa_pairs(
                                    failures[failures["document_id"] == document_id])
     if len(keys) > 1:
         for document_id in document_ids:
-            context.add_asset_metadata({"pairs": int((pairs["document_id"] == document_id).sum())},
-                                       partition_key=document_id)
+            add_partition_metadata(context, {"pairs": int((pairs["document_id"] == document_id).sum())},
+                                   document_id)
     for failure in outcome.failures:
         context.log.warning(f"{failure.chunk_id}: no pairs after {failure.attempts} attempts: {failure.error}")
     context.log.info(

@@ -1,5 +1,7 @@
 """Ingest: find each document, fingerprint it, and parse it with docling."""
 
+from collections.abc import Mapping
+from pathlib import Path
 
 import pandas as pd
 
@@ -40,12 +42,14 @@ def raw_documents(
     the file leave the next training dataset). An empty file passes: it has no text to
     learn from, which parsed_documents says.
     """
+    discovered = documents.discover()  # once for the step's documents
     return for_each_document(context, duckdb, "raw_documents", [RAW_DOCUMENTS_TABLE],
-                             lambda key: fingerprint_document(key, documents, duckdb))
+                             lambda key: fingerprint_document(key, documents, duckdb, discovered))
 
 
-def fingerprint_document(document_id: str, documents: DocumentsFolder, duckdb: PipelineDatabase) -> dg.MaterializeResult:
-    path = documents.path_for(document_id)
+def fingerprint_document(document_id: str, documents: DocumentsFolder, duckdb: PipelineDatabase,
+                         discovered: Mapping[str, Path] | None = None) -> dg.MaterializeResult:
+    path = documents.path_for(document_id, discovered)
     try:
         check_document_file(path, documents.max_bytes)
     except DocumentError as error:
@@ -80,12 +84,14 @@ def parsed_documents(
     document without text (an empty file, scanned pages or images only, empty slides) is
     not a failure: its status says there is no text to learn from, and it gives no pairs.
     """
+    discovered = documents.discover()  # once for the step's documents
     return for_each_document(context, duckdb, "parsed_documents", [PARSED_DOCUMENTS_TABLE],
-                             lambda key: parse_one(context, key, documents, duckdb))
+                             lambda key: parse_one(context, key, documents, duckdb, discovered))
 
 
-def parse_one(context, document_id: str, documents: DocumentsFolder, duckdb: PipelineDatabase) -> dg.MaterializeResult:
-    path = documents.path_for(document_id)
+def parse_one(context, document_id: str, documents: DocumentsFolder, duckdb: PipelineDatabase,
+              discovered: Mapping[str, Path] | None = None) -> dg.MaterializeResult:
+    path = documents.path_for(document_id, discovered)
     try:
         parsed = parse_document(path, layout_models_dir=documents.layout_models_path)
     except DocumentError as error:

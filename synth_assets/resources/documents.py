@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -43,8 +44,11 @@ class DocumentsFolder(dg.ConfigurableResource):
             raise dg.Failure(f"documents folder {self.root} does not exist ({DOCUMENTS_DIR_ENV})")
         return discover_documents(self.root)
 
-    def path_for(self, document_id: str) -> Path:
-        documents = self.discover()
+    def path_for(self, document_id: str, discovered: Mapping[str, Path] | None = None) -> Path:
+        """The file of a registered document. `discovered`: the folder as discover() found
+        it once for a step over many documents (a walk per document would make a step's
+        cost grow with the square of the folder)."""
+        documents = self.discover() if discovered is None else discovered
         if document_id not in documents:
             raise dg.Failure(
                 f"document '{document_id}' is registered as a partition but no file in "
