@@ -383,12 +383,16 @@ def up_to_date_after_run(
     """What runs over the documents `ran` leave, for remember_up_to_date: those in
     `completed` (every asset they needed materialised in order, none failed or blocked)
     are up to date now, so Dagster's stale status is not asked for each (about 0.1 s a
-    document, the largest cost of a cold run outside its steps); the others are
-    forgotten, so the next look asks."""
-    records = _latest_records(instance, asset_graph)
+    document, the largest cost of a cold run outside its steps). The others, failed or
+    blocked, are looked at as documents_needing_work does: one blocked inside a run over
+    many documents has every asset materialised (its later ones as "skipped"), so it is
+    up to date until it changes, and stays blocked."""
     ran = list(ran)
     completed = set(completed) & set(ran)
-    return WorkFound({key: WHOLE for key in ran}, {key: records(key) for key in ran if key in completed},
+    looked = documents_needing_work(instance, asset_graph, [key for key in ran if key not in completed])
+    records = _latest_records(instance, asset_graph)
+    return WorkFound({**{key: WHOLE for key in completed}, **looked.work},
+                     {**{key: records(key) for key in ran if key in completed}, **looked.up_to_date},
                      _definitions(asset_graph))
 
 

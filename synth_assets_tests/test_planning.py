@@ -196,17 +196,21 @@ def test_what_a_run_completed_is_remembered_without_asking_dagster_and_the_rest_
     with dg.instance_for_test() as instance:
         graph = TINY.resolve_asset_graph()
         for key in ("completed", "blocked"):
-            materialize(instance, key)
+            materialize(instance, key)  # blocked inside a batch: its later assets "skipped", still materialised
+        instance.add_dynamic_partitions("documents", ["failed"])
+        TINY.resolve_implicit_global_asset_job_def().execute_in_process(  # failed before downstream
+            instance=instance, partition_key="failed", asset_selection=[upstream.key])
         asked = []
         real = planning.assets_needing_work
         monkeypatch.setattr(planning, "assets_needing_work",
                             lambda instance_, graph_, key, resolver=None: asked.append(key) or real(
                                 instance_, graph_, key, resolver))
-        found = planning.up_to_date_after_run(instance, graph, ["completed", "blocked"], ["completed"])
-        assert list(found.up_to_date) == ["completed"] and asked == []
+        found = planning.up_to_date_after_run(instance, graph, ["completed", "blocked", "failed"], ["completed"])
+        assert sorted(asked) == ["blocked", "failed"] and sorted(found.up_to_date) == ["blocked", "completed"]
         remember_up_to_date(instance, found)
-        again = documents_needing_work(instance, graph, ["completed", "blocked"])
-        assert again.work["completed"] == UP_TO_DATE and asked == ["blocked"]
+        asked.clear()
+        again = documents_needing_work(instance, graph, ["completed", "blocked", "failed"])
+        assert again.work["completed"] == again.work["blocked"] == UP_TO_DATE and asked == ["failed"]
         materialize(instance, "completed")  # a newer materialization than the one remembered
         asked.clear()
         documents_needing_work(instance, graph, ["completed"])
