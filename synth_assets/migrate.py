@@ -69,17 +69,22 @@ class Migrated:
         ])
 
 
+def check_tables_can_move(source_file: str, lake: PipelineDatabase) -> None:
+    """Raise MigrationError, saying what to set, when there is no DuckLake or no DuckDB file."""
+    if not lake.ducklake_catalog:
+        raise MigrationError("SYNTH_ASSETS_DUCKLAKE_CATALOG is not set: there is no DuckLake to migrate into "
+                             "(docs/DEPLOYMENT.md, the team profile)")
+    if not Path(source_file).is_file():
+        raise MigrationError(f"{source_file}: no DuckDB file there to migrate (SYNTH_ASSETS_DUCKDB_PATH)")
+
+
 def copy_tables(source_file: str, lake: PipelineDatabase) -> tuple[dict[str, int], bool]:
     """Copy every pipeline table of the DuckDB file `source_file` into the DuckLake `lake`,
     in one transaction; return the rows per table and whether they were already there.
 
     Columns a newer version of the pipeline added, which the file lacks, arrive as NULL.
     """
-    if not lake.ducklake_catalog:
-        raise MigrationError("SYNTH_ASSETS_DUCKLAKE_CATALOG is not set: there is no DuckLake to migrate into "
-                             "(docs/DEPLOYMENT.md, the team profile)")
-    if not Path(source_file).is_file():
-        raise MigrationError(f"{source_file}: no DuckDB file there to migrate (SYNTH_ASSETS_DUCKDB_PATH)")
+    check_tables_can_move(source_file, lake)
     with lake.get_connection() as con:
         try:
             con.execute(f"ATTACH {sql_literal(source_file)} AS {EMBEDDED_ALIAS} (READ_ONLY)")
@@ -246,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (home / "dagster.yaml").is_file():
             raise MigrationError(f"{home}: no embedded Dagster instance there (no dagster.yaml); "
                                  "set SYNTH_ASSETS_MIGRATE_FROM_DAGSTER_HOME to its folder")
+        check_tables_can_move(lake.database, lake)  # before saying where to, which it names
         with dg.DagsterInstance.from_config(str(home)) as source, dg.DagsterInstance.get() as target:
             print(f"from {lake.database} and {home}\n"
                   f"into the DuckLake {lake.ducklake_catalog} ({lake.ducklake_data_path}) and the instance in "

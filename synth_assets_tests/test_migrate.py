@@ -111,3 +111,19 @@ def test_a_lake_holding_other_rows_is_refused(tmp_path):
         copy_tables(embedded.database, embedded)
     with pytest.raises(MigrationError, match="no DuckDB file there"):
         copy_tables(str(tmp_path / "missing.duckdb"), lake)
+
+
+def test_make_migrate_without_a_ducklake_refuses_before_naming_where_to(tmp_path, monkeypatch, capsys):
+    from synth_assets import definitions, migrate as migrate_command
+    from synth_assets.settings import Settings
+
+    home = tmp_path / "embedded_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("")
+    monkeypatch.setattr(definitions, "settings", Settings.from_env({
+        "SYNTH_ASSETS_MIGRATE_FROM_DAGSTER_HOME": str(home),
+        "SYNTH_ASSETS_DUCKDB_PATH": str(tmp_path / "embedded.duckdb")}))
+    assert migrate_command.main([]) == 1
+    printed = capsys.readouterr()
+    assert "SYNTH_ASSETS_DUCKLAKE_CATALOG is not set" in printed.err
+    assert "into the DuckLake" not in printed.out

@@ -315,7 +315,7 @@ def near_duplicate_of(
     False: rejected for another reason) and later texts are compared with it. Exact
     copies count as near-duplicates too (callers that report them apart run
     `exact_duplicate_of` first). `num_perm` and `seed` are MinHash's; the LSH bands
-    are datasketch's optimum for `threshold`. Time grows about linearly with the
+    are _lsh_params's for `threshold`. Time grows about linearly with the
     number of texts: each is hashed once and looked up among the kept ones. With
     `groups` (e.g. document ids), a text is only compared with texts of other groups.
     `languages` (ISO 639-1 codes, None where unknown) choose how each question's words
