@@ -389,7 +389,9 @@ def up_to_date_after_run(
     up to date until it changes, and stays blocked."""
     ran = list(ran)
     completed = set(completed) & set(ran)
-    looked = documents_needing_work(instance, asset_graph, [key for key in ran if key not in completed])
+    others = [key for key in ran if key not in completed]
+    # Usually none: then no resolver and no second read of the storage ids.
+    looked = documents_needing_work(instance, asset_graph, others) if others else WorkFound({}, {}, "")
     records = _latest_records(instance, asset_graph)
     return WorkFound({**{key: WHOLE for key in completed}, **looked.work},
                      {**{key: records(key) for key in ran if key in completed}, **looked.up_to_date},
