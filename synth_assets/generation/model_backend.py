@@ -90,6 +90,9 @@ class Prompt:
     key: str = ""
     attempts: int = 0
     error: str = "not sent"
+    # Its own task when a call mixes tasks (a reasoning prompt beside multi-hop ones);
+    # None: the run's task.
+    task: Task | None = None
 
 
 @dataclass(frozen=True)
@@ -130,19 +133,23 @@ class Run:
     # Called with (item_id, results) as each prompt's results arrive (cached ones first).
     on_result: Callable[[str, list[Any]], None] | None = None
 
+    def task_of(self, prompt: Prompt) -> Task:
+        """What the prompt asks: its own task, or the run's."""
+        return prompt.task or self.task
+
     def sampling(self, prompt: Prompt) -> dict[str, Any]:
         """The sampling of the prompt's next attempt: seed + attempts made."""
-        sampling = self.task.sampling
+        sampling = self.task_of(prompt).sampling
         if sampling.get("seed") is None or not prompt.attempts:
             return sampling
         return {**sampling, "seed": sampling["seed"] + prompt.attempts}
 
-    def parse(self, texts: list[str]) -> tuple[list[Any], list[str], str]:
+    def parse(self, texts: list[str], task: Task | None = None) -> tuple[list[Any], list[str], str]:
         """The results of the completions that parse, their texts, and the last error."""
         results, good, error = [], [], "the model returned no completion"
         for text in texts:
             try:
-                results.append(self.task.parse(text))
+                results.append((task or self.task).parse(text))
             except ReplyParseError as failure:
                 error = f"unparseable reply: {failure.reason}"
             else:
@@ -153,7 +160,7 @@ class Run:
         self.prompt_tokens += reply.prompt_tokens
         self.completion_tokens += reply.completion_tokens
         try:
-            results, good, error = self.parse(reply.texts)
+            results, good, error = self.parse(reply.texts, self.task_of(prompt))
         except Exception as bug:  # a bug on one chunk is that chunk's failure, not the run's
             return self.fail(prompt, f"{type(bug).__name__}: {bug}")
         if not results:
@@ -164,7 +171,7 @@ class Run:
             self.on_result(prompt.item_id, results)
         self.pairs += sum(len(r) if isinstance(r, list) else 1 for r in results)
         if self.writer is not None:
-            self.writer.put(CacheEntry(prompt.key, self.backend.model, self.task.prompt_version,
+            self.writer.put(CacheEntry(prompt.key, self.backend.model, self.task_of(prompt).prompt_version,
                                        _cache_value(good), reply.prompt_tokens, reply.completion_tokens))
         self._settled()
         return False
@@ -355,12 +362,12 @@ class ModelBackend(abc.ABC):
              on_result: Callable[[str, list[Any]], None] | None = None) -> tuple[Run, dict[str, float]]:
         run = Run(self, task, len(prompts), self._extra_stats(), on_result=on_result)
         for prompt in prompts:
-            prompt.key = cache_key(self.model, task.key_params, prompt.messages)
+            prompt.key = cache_key(self.model, (prompt.task or task).key_params, prompt.messages)
         cached = self.cache.get_many([p.key for p in prompts]) if self.cache is not None else {}
         pending = []
         for prompt in prompts:
             hit = cached.get(prompt.key)
-            results = run.parse(_cached_texts(hit.reply))[0] if hit is not None else []
+            results = run.parse(_cached_texts(hit.reply), run.task_of(prompt))[0] if hit is not None else []
             if results:
                 run.results[prompt.item_id] = results
                 if on_result is not None:

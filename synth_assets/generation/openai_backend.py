@@ -335,7 +335,7 @@ class OpenAIBackend(ModelBackend):
 
     async def _post(self, client: httpx.AsyncClient, prompt: Prompt, run: Run) -> Reply:
         """One chat completion, or _Retryable/_Fatal."""
-        task = run.task
+        task = run.task_of(prompt)
         while True:  # loops once more only when the server refuses response_format
             body: dict[str, Any] = {"model": self.model, "messages": prompt.messages, **run.sampling(prompt)}
             with_schema = self.use_json_schema

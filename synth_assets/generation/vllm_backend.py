@@ -163,14 +163,22 @@ class VLLMBackend(ModelBackend):
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
-        # The prompts have made the same number of attempts, so they share one seed.
-        params = SamplingParams(**run.sampling(prompts[0]),
-                                structured_outputs=StructuredOutputsParams(json=run.task.schema))
+        # The prompts have made the same number of attempts, so they share one seed; a
+        # call mixing tasks gives each prompt its task's schema (LLM.chat takes a list
+        # of SamplingParams, one per conversation).
+        params = {}
+        for prompt in prompts:
+            task = run.task_of(prompt)
+            if task.schema_name not in params:
+                params[task.schema_name] = SamplingParams(
+                    **run.sampling(prompt), structured_outputs=StructuredOutputsParams(json=task.schema))
         again = []
         size = self.engine_batch_size or len(prompts)
         for start in range(0, len(prompts), size):
             wave = prompts[start : start + size]
-            outputs = self.engine.chat([p.messages for p in wave], params, use_tqdm=False)
+            wave_params = [params[run.task_of(p).schema_name] for p in wave]
+            outputs = self.engine.chat([p.messages for p in wave],
+                                       wave_params[0] if len(params) == 1 else wave_params, use_tqdm=False)
             run.extra["engine_calls"] += 1
             run.requests += len(wave)
             retry = [prompt for prompt, output in zip(wave, outputs) if run.settle(prompt, _reply(output))]
