@@ -10,33 +10,61 @@ appended to the review_verdicts table (who, when, what changed; an edit keeps th
 original), where the reviewed_qa_pairs asset picks them up.
 
 The page opens a connection per request and closes it at once: Dagster runs write the
-same DuckDB file, and DuckDB lets one process at a time hold it.
+same DuckDB file, and DuckDB lets one process at a time hold it. Inside the page's own
+process one request at a time holds a connection (uvicorn runs requests in threads); a
+request that cannot get the database within `lock_wait_s` is answered at once: a page
+asks to reload, a verdict is refused, not saved, with what was typed kept in the form.
+
+Only the page's own forms write: each carries a token derived from a secret of this
+process (and the signed-in reviewer), which a page on another site cannot read; a Host
+header that is not the page's own is refused (TrustedHostMiddleware), so a web page
+cannot reach it through a name it points at this machine. Reviewers sign in with HTTP
+basic auth when `password_env` names the variable holding their password, and must
+where page_url is not a loopback address.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
+import hmac
+import ipaddress
+import os
+import secrets
 import sys
+import threading
 import warnings
+from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import dagster as dg
+import duckdb
 import pandas as pd
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from synth_assets.core.review import VERDICTS, reviewed_pairs
+from synth_assets.resources.review import DEFAULT_REVIEW_PAGE_URL
 from synth_assets.resources.storage import PipelineDatabase
-from synth_assets.storage import REVIEW_SAMPLE_TABLE, REVIEW_VERDICTS_TABLE, record_verdict
+from synth_assets.storage import REVIEW_SAMPLE_TABLE, REVIEW_VERDICTS_TABLE, is_lock_error, record_verdict
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 REVIEWER_COOKIE = "synth_assets_reviewer"
 REVIEWER_COOKIE_DAYS = 365
+# Where the sign-in middleware leaves the signed-in reviewer's name in the request scope.
+SIGNED_IN = "synth_assets.reviewer"
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 
 def _reviewed(con, document_id: str | None = None) -> pd.DataFrame:
@@ -76,15 +104,114 @@ def _reviewer(request: Request) -> str:
     return unquote(request.cookies.get(REVIEWER_COOKIE, ""))
 
 
-def build_app(database: PipelineDatabase) -> Starlette:
-    """The review page on this database."""
+class DatabaseBusy(Exception):
+    """A run held the database longer than the page waits."""
+
+
+class BasicAuthSignIn:
+    """HTTP basic auth with the reviewers' password: the user name is the reviewer's
+    name, kept in the request scope under SIGNED_IN."""
+
+    def __init__(self, app: ASGIApp, password: str) -> None:
+        self.app, self.password = app, password.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        name = self.signed_in(Headers(scope=scope).get("authorization", ""))
+        if name is None:
+            await PlainTextResponse(
+                "Sign in to review: your name as the user name, the reviewers' password as the password.",
+                status_code=401, headers={"WWW-Authenticate": 'Basic realm="synth_assets review", charset="UTF-8"'},
+            )(scope, receive, send)
+            return
+        scope[SIGNED_IN] = name
+        await self.app(scope, receive, send)
+
+    def signed_in(self, authorization: str) -> str | None:
+        """The reviewer's name when `authorization` carries it with the right password."""
+        kind, _, credentials = authorization.partition(" ")
+        if kind.lower() != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        name, _, password = decoded.partition(b":")
+        # Browsers send UTF-8 when asked (charset="UTF-8"); older ones Latin-1, which always decodes.
+        try:
+            name_text = name.decode("utf-8")
+        except UnicodeDecodeError:
+            name_text = name.decode("latin-1")
+        if not hmac.compare_digest(password, self.password) or not name_text.strip():
+            return None
+        return name_text.strip()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a page_url's host name) is only reachable from this machine."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name: it may resolve anywhere
+        return False
+
+
+def build_app(database: PipelineDatabase, *, page_url: str = DEFAULT_REVIEW_PAGE_URL,
+              allowed_hosts: Iterable[str] = (), password: str | None = None) -> Starlette:
+    """The review page on this database, answering for page_url's host (and
+    `allowed_hosts`); with `password`, every request signs in (HTTP basic auth).
+
+    A request waits for the database at most `database.lock_timeout_s` (main sets it
+    from SYNTH_ASSETS_REVIEW_LOCK_WAIT_S) for this process's connection and as long
+    again for the file."""
+    host = urlsplit(page_url).hostname or ""
+    hosts = {host, *allowed_hosts, *(LOOPBACK_NAMES if is_loopback(host) else ())}
+    hosts |= {f"[{name}]" for name in hosts if ":" in name and not name.startswith("[")}  # IPv6, as Host has it
+    # The form token: a page on another site can make the browser post the form, but
+    # cannot read this, which only the review page's own pages show.
+    secret = secrets.token_bytes(32)
+    # DuckDB's in-process handling of one file opened from several threads is not ours
+    # to rely on ("Unique file handle conflict" is not a lock error): one at a time.
+    one_at_a_time = threading.Lock()
+    wait_s = database.lock_timeout_s
+
+    def form_token(request: Request) -> str:
+        return hmac.new(secret, request.scope.get(SIGNED_IN, "").encode(), "sha256").hexdigest()
+
+    @contextmanager
+    def connection():
+        if not one_at_a_time.acquire(timeout=wait_s):
+            raise DatabaseBusy(f"another request of this page held the database for {wait_s:.0f} s")
+        try:
+            with database.get_connection() as con:
+                yield con
+        except duckdb.IOException as error:
+            if not is_lock_error(error):
+                raise
+            raise DatabaseBusy(str(error)) from None
+        finally:
+            one_at_a_time.release()
 
     def read(query, *args):
-        with database.get_connection() as con:
+        with connection() as con:
             return query(con, *args)
 
+    def busy(request: Request, fields: dict | None = None, *, message: str | None = None) -> Response:
+        """The answer when a run holds the database: reload, or (a verdict) press again."""
+        return TEMPLATES.TemplateResponse(request, "review_retry.html", {
+            "title": "The pipeline is writing", "fields": fields, "resend": fields is not None,
+            "document_id": request.path_params.get("document_id"), "signed_in": request.scope.get(SIGNED_IN),
+            "csrf_token": form_token(request), "message": message, "busy": True,
+        }, status_code=503, headers={"Retry-After": str(max(1, round(wait_s)))})
+
     async def index(request: Request) -> Response:
-        documents = await run_in_threadpool(read, _documents)
+        try:
+            documents = await run_in_threadpool(read, _documents)
+        except DatabaseBusy:
+            return busy(request)
         return TEMPLATES.TemplateResponse(request, "review_index.html", {
             "documents": documents, "database": database.ducklake_catalog or database.database})
 
@@ -96,12 +223,16 @@ def build_app(database: PipelineDatabase) -> Starlette:
                                               status_code=404)
         return TEMPLATES.TemplateResponse(request, "review_document.html", {
             "document_id": document_id, "pairs": pairs, "reviewer": _reviewer(request), "error": error,
+            "signed_in": request.scope.get(SIGNED_IN), "csrf_token": form_token(request),
             "saved": request.query_params.get("saved"),
             "reviewed": sum(pair["verdict"] is not None for pair in pairs),
         }, status_code=status_code)
 
     async def document(request: Request) -> Response:
-        return await run_in_threadpool(document_page, request, request.path_params["document_id"])
+        try:
+            return await run_in_threadpool(document_page, request, request.path_params["document_id"])
+        except DatabaseBusy:
+            return busy(request)
 
     async def verdict(request: Request) -> Response:
         document_id = request.path_params["document_id"]
@@ -111,8 +242,14 @@ def build_app(database: PipelineDatabase) -> Starlette:
             return Response("the verdict form is posted as application/x-www-form-urlencoded", status_code=415)
         fields = {name: values[-1] for name, values in
                   parse_qs((await request.body()).decode("utf-8"), keep_blank_values=True).items()}
+        if not hmac.compare_digest(fields.get("csrf_token", "").encode(), form_token(request).encode()):
+            # No form to press again here: that would send another site's text with a good token.
+            return TEMPLATES.TemplateResponse(request, "review_retry.html", {
+                "title": "Not saved", "fields": fields, "resend": False, "busy": False,
+                "document_id": request.path_params["document_id"]}, status_code=403)
         pair_id, choice = fields.get("pair_id", ""), fields.get("verdict", "")
-        reviewer, reason = fields.get("reviewer", "").strip(), fields.get("reason", "").strip()
+        signed_in = request.scope.get(SIGNED_IN)
+        reviewer, reason = signed_in or fields.get("reviewer", "").strip(), fields.get("reason", "").strip()
         # Browsers send a textarea's line breaks as CRLF, whatever the text had.
         question, answer = (fields[name].replace("\r\n", "\n") if name in fields else None
                             for name in ("question", "answer"))
@@ -120,7 +257,7 @@ def build_app(database: PipelineDatabase) -> Starlette:
         def save() -> Response:
             if choice == "reject" and not reason:
                 raise ValueError("a rejection needs a reason: say what is wrong with the pair")
-            with database.get_connection() as con:
+            with connection() as con:
                 sampled = con.execute(f"SELECT document_id, question, answer FROM {REVIEW_SAMPLE_TABLE} "
                                       "WHERE pair_id = ?", [pair_id]).fetchone()
                 if sampled is not None and sampled[0] != document_id:
@@ -137,15 +274,23 @@ def build_app(database: PipelineDatabase) -> Starlette:
 
         try:
             response = await run_in_threadpool(save)
+        except DatabaseBusy:
+            return busy(request, fields)
         except ValueError as error:
-            response = await run_in_threadpool(document_page, request, document_id, status_code=400, error={
-                "pair_id": pair_id, "message": str(error), "fields": fields})
-        if reviewer:
+            try:
+                response = await run_in_threadpool(document_page, request, document_id, status_code=400, error={
+                    "pair_id": pair_id, "message": str(error), "fields": fields})
+            except DatabaseBusy:
+                return busy(request, fields, message=str(error))
+        if reviewer and not signed_in:
             response.set_cookie(REVIEWER_COOKIE, quote(reviewer), max_age=REVIEWER_COOKIE_DAYS * 86400,
                                 samesite="lax")
         return response
 
-    return Starlette(routes=[
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=sorted(hosts), www_redirect=False)]
+    if password is not None:
+        middleware.append(Middleware(BasicAuthSignIn, password=password))
+    return Starlette(middleware=middleware, routes=[
         Route("/", index),
         Route("/documents/{document_id}", document),
         Route("/documents/{document_id}/verdicts", verdict, methods=["POST"]),
@@ -170,15 +315,37 @@ def main(argv: list[str] | None = None) -> int:
     from synth_assets.settings import Settings
 
     settings = Settings.from_env()
-    page_url = settings.resources["review"].page_url
+    review = settings.resources["review"]
     try:
-        host, port = host_and_port(page_url)
+        host, port = host_and_port(review.page_url)
+        password = reviewers_password(review.password_env, os.environ)
+        if password is None and not is_loopback(host):
+            raise ValueError(
+                f"SYNTH_ASSETS_REVIEW_PAGE_URL={review.page_url!r} is reachable from other machines, where "
+                "anyone could write verdicts: set SYNTH_ASSETS_REVIEW_PASSWORD_ENV to the name of a variable "
+                "holding the reviewers' password (they sign in with it), or listen on 127.0.0.1")
     except ValueError as error:
         print(f"synth_assets review page: {error}", file=sys.stderr)
         return 2
-    print(f"review page on {page_url}", flush=True)
-    uvicorn.run(build_app(settings.resources["duckdb"]), host=host, port=port, log_level="warning")
+    # A request waits this long for a run's write, then is answered (see the module).
+    pipeline = settings.resources["duckdb"]
+    database = type(pipeline)(**{**pipeline.model_dump(), "lock_timeout_s": review.lock_wait_s})
+    app = build_app(database, page_url=review.page_url, allowed_hosts=review.allowed_hosts, password=password)
+    signing_in = " (reviewers sign in)" if password is not None else ""
+    print(f"review page on {review.page_url}{signing_in}", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
     return 0
+
+
+def reviewers_password(password_env: str | None, environ) -> str | None:
+    """The password in the variable `password_env` names; None when it names none."""
+    if not password_env:
+        return None
+    password = environ.get(password_env, "")
+    if not password:
+        raise ValueError(f"{password_env} (named by SYNTH_ASSETS_REVIEW_PASSWORD_ENV) is not set or empty: "
+                         "put the reviewers' password there")
+    return password
 
 
 if __name__ == "__main__":

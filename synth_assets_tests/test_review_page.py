@@ -3,7 +3,12 @@ what each verdict writes to review_verdicts, and the errors a wrong form gets.""
 
 from __future__ import annotations
 
+import base64
 import re
+import subprocess
+import sys
+import threading
+import time
 
 import pandas as pd
 import pytest
@@ -44,9 +49,12 @@ def database(tmp_path) -> PipelineDatabase:
     return database
 
 
+PAGE_URL = "http://127.0.0.1:8765"
+
+
 @pytest.fixture
 def client(database) -> TestClient:
-    return TestClient(build_app(database))
+    return TestClient(build_app(database), base_url=PAGE_URL)
 
 
 def verdicts(database: PipelineDatabase) -> list[dict]:
@@ -54,11 +62,18 @@ def verdicts(database: PipelineDatabase) -> list[dict]:
         return con.execute(f"SELECT * FROM {REVIEW_VERDICTS_TABLE} ORDER BY reviewed_at").df().to_dict("records")
 
 
-def post(client: TestClient, pair_id: str, verdict: str, document: str = DOCUMENT, **fields):
+def page_token(client: TestClient, document: str = DOCUMENT, **request) -> str:
+    """The form token the page puts in every form."""
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(f"/documents/{document}", **request).text)[1]
+
+
+def post(client: TestClient, pair_id: str, verdict: str, document: str = DOCUMENT, *, token: str | None = None,
+         **fields):
     """The pair's form as the page fills it, with `fields` typed over it."""
     row = sample_row(pair_id)
     form = {"pair_id": pair_id, "question": row["question"], "answer": row["answer"], "reason": "",
-            "reviewer": "Ada Expert", "verdict": verdict, **fields}
+            "reviewer": "Ada Expert", "verdict": verdict,
+            "csrf_token": page_token(client) if token is None else token, **fields}
     return client.post(f"/documents/{document}/verdicts", data=form, follow_redirects=False)
 
 
@@ -73,7 +88,7 @@ def test_the_index_lists_each_sampled_document_with_its_review_counts(client) ->
 
 
 def test_the_index_says_how_to_get_a_sample_when_there_is_none(tmp_path) -> None:
-    page = TestClient(build_app(PipelineDatabase(database=str(tmp_path / "empty.duckdb")))).get("/")
+    page = TestClient(build_app(PipelineDatabase(database=str(tmp_path / "empty.duckdb"))), base_url=PAGE_URL).get("/")
     assert page.status_code == 200
     assert "No document has a review sample yet" in page.text and "review_sample" in page.text
 
@@ -206,7 +221,7 @@ def test_main_serves_the_configured_database_on_the_configured_address(monkeypat
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, **options))
     assert review_page.main([]) == 0
     assert (served["host"], served["port"]) == ("127.0.0.1", 9123)
-    assert f">{DOCUMENT}</a>" in TestClient(served["app"]).get("/").text
+    assert f">{DOCUMENT}</a>" in TestClient(served["app"], base_url="http://127.0.0.1:9123").get("/").text
 
     monkeypatch.setenv("SYNTH_ASSETS_REVIEW_PAGE_URL", "localhost:9123")
     assert review_page.main([]) == 2
@@ -221,3 +236,120 @@ def test_a_pair_id_with_hashes_comes_back_marked(client, database) -> None:
         f"/documents/{DOCUMENT}?saved=report.pdf%23c0001%23q01#pair-report.pdf%23c0001%23q01")
     page = client.get(response.headers["location"]).text
     assert "Verdict saved." in page.split(f'id="pair-{pair_id}"')[1]
+
+
+# Only the page's own forms write (issue 28, item 8): a page elsewhere that the reviewer
+# visits can post the form, but cannot read the token the review page puts in it.
+@pytest.mark.parametrize("token", ["", "0" * 64])
+def test_a_verdict_posted_from_another_site_is_refused(client, database, token) -> None:
+    response = client.post(f"/documents/{DOCUMENT}/verdicts", follow_redirects=False,
+                           headers={"Origin": "https://elsewhere.example"},
+                           data={"pair_id": "a", "verdict": "reject", "reason": "forged", "reviewer": "Ada Expert",
+                                 "csrf_token": token})
+    assert response.status_code == 403
+    assert "Not saved: this form was not sent by the review page" in response.text
+    assert verdicts(database) == []
+    # what was typed is shown to copy, but not in a form that one more press would send
+    assert "forged" in response.text and "<form" not in response.text
+
+
+def test_a_request_for_another_host_name_is_refused(database) -> None:
+    # DNS rebinding: a name the attacker controls, pointed at 127.0.0.1
+    assert TestClient(build_app(database), base_url="http://rebound.example:8765").get("/").status_code == 400
+    for url in (PAGE_URL, "http://localhost:8765"):
+        assert TestClient(build_app(database), base_url=url).get("/").status_code == 200
+    # behind a reverse proxy that keeps the browser's Host, the proxy's name is added
+    app = build_app(database, page_url="http://review.internal:8765", allowed_hosts=["review.example.com"])
+    for url, status in (("https://review.example.com", 200), ("http://review.internal:8765", 200), (PAGE_URL, 400)):
+        assert TestClient(app, base_url=url).get("/").status_code == status, url
+
+
+def test_with_a_password_reviewers_sign_in_and_the_verdict_bears_the_signed_in_name(database) -> None:
+    client = TestClient(build_app(database, password="correct horse"), base_url=PAGE_URL)
+    refused = client.get("/")
+    assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic ")
+    assert client.get("/", auth=("Ada Expert", "wrong")).status_code == 401
+    assert client.get("/", auth=("", "correct horse")).status_code == 401  # the name is the reviewer's
+    client.auth = ("Ada Expert", "correct horse")
+    page = client.get(f"/documents/{DOCUMENT}").text
+    assert "Signed in as Ada Expert" in page and 'name="reviewer"' not in page
+    assert post(client, "a", "accept", reviewer="Someone Else").status_code == 303
+    assert [row["reviewer"] for row in verdicts(database)] == ["Ada Expert"]
+    # a token is the signed-in reviewer's own: another's page cannot post as Ada
+    other = page_token(client, auth=("Bob", "correct horse"))
+    assert post(client, "b", "accept", token=other).status_code == 403
+    assert len(verdicts(database)) == 1
+
+
+@pytest.mark.parametrize("address", ["http://0.0.0.0:8765", "http://192.168.1.20:8765", "http://review.internal"])
+def test_main_listens_where_others_reach_it_only_when_reviewers_sign_in(monkeypatch, database, capsys,
+                                                                        address) -> None:
+    import uvicorn
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, **options))
+    monkeypatch.setenv("SYNTH_ASSETS_DUCKDB_PATH", database.database)
+    monkeypatch.setenv("SYNTH_ASSETS_REVIEW_PAGE_URL", address)
+    monkeypatch.delenv("SYNTH_ASSETS_REVIEW_PASSWORD_ENV", raising=False)
+    assert review_page.main([]) == 2 and served == {}
+    assert "set SYNTH_ASSETS_REVIEW_PASSWORD_ENV" in capsys.readouterr().err
+    monkeypatch.setenv("SYNTH_ASSETS_REVIEW_PASSWORD_ENV", "REVIEW_PASSWORD")
+    monkeypatch.delenv("REVIEW_PASSWORD", raising=False)
+    assert review_page.main([]) == 2 and served == {}  # the variable it names is not set
+    assert "REVIEW_PASSWORD (named by SYNTH_ASSETS_REVIEW_PASSWORD_ENV) is not set" in capsys.readouterr().err
+    monkeypatch.setenv("REVIEW_PASSWORD", "correct horse")
+    assert review_page.main([]) == 0
+    client = TestClient(served["app"], base_url=address)
+    assert client.get("/").status_code == 401
+    assert client.get("/", auth=("Ada Expert", "correct horse")).status_code == 200
+
+
+# A run holding the database file: this process waits, then fails (issue 28, item 9).
+HOLD_THE_FILE = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+con.close()
+"""
+
+
+def test_verdicts_that_meet_a_run_holding_the_database_are_saved_or_refused_never_lost(database) -> None:
+    # The page gives up on the file after 1 s; the "run" holds it 3 s.
+    database = PipelineDatabase(database=database.database, lock_timeout_s=1.0)
+    app = build_app(database)
+    token = page_token(TestClient(app, base_url=PAGE_URL))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_FILE, database.database, "3"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "holding"
+    refusals, problems = [], []
+
+    def reviewer(thread: int) -> None:
+        client = TestClient(app, base_url=PAGE_URL)
+        for number in range(5):
+            reason = f"thread {thread} verdict {number}"
+            for _ in range(40):  # the reviewer presses again until it is saved
+                try:
+                    response = post(client, "abc"[number % 3], "accept", token=token, reason=reason)
+                except Exception as error:  # noqa: BLE001 - a lost verdict, reported below
+                    problems.append(f"{reason}: {error!r}")
+                    break
+                if response.status_code == 303:
+                    break
+                if response.status_code != 503 or "your verdict was not saved" not in response.text \
+                        or f'value="{reason}"' not in response.text:
+                    problems.append(f"{reason}: {response.status_code} {response.text[:300]}")
+                    break
+                refusals.append(reason)
+                time.sleep(0.2)
+
+    threads = [threading.Thread(target=reviewer, args=(number,)) for number in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    holder.wait(timeout=30)
+    assert problems == []
+    reasons = sorted(row["reason"] for row in verdicts(database))
+    assert reasons == sorted(f"thread {t} verdict {n}" for t in range(4) for n in range(5))  # each once
+    assert refusals  # the file was really held while they were posted

@@ -21,6 +21,18 @@ class ReviewSettings(dg.ConfigurableResource):
     seed: int = 42
     # Where `make review` serves the review page (linked from review_sample's metadata).
     page_url: str = DEFAULT_REVIEW_PAGE_URL
+    # The NAME of the environment variable holding the reviewers' password; set, every
+    # request signs in with HTTP basic auth (the user name is the reviewer's name, the
+    # password this one). Required when page_url is not a loopback address, where
+    # anyone on the network could otherwise write verdicts. The password is never kept here.
+    password_env: str | None = None
+    # Host names the page answers to besides page_url's (and, when that is loopback,
+    # localhost's): those a reverse proxy forwards unchanged. Any other Host header is
+    # refused, so a web page cannot reach the review page through a name it controls.
+    allowed_hosts: list[str] = []
+    # Seconds a request waits for the database while a run writes it; then a read asks
+    # to reload and a verdict is refused, not saved, with the typed text kept.
+    lock_wait_s: float = 5.0
     # A folder of Alpaca, ShareGPT or messages files (.json/.jsonl) written by people;
     # None: no human data.
     human_data_dir: str | None = None
