@@ -5,6 +5,7 @@ Every test goes through real runs (run_all on the real definitions)."""
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import dagster as dg
@@ -13,7 +14,7 @@ import duckdb
 import pytest
 
 from synth_assets.core.documents import document_key
-from synth_assets.core.exporting import LATEST_FILE
+from synth_assets.core.exporting import LATEST_FILE, publish, published_version
 from synth_assets.core.formats import split_documents, split_note
 from synth_assets.core.parsing import NO_EXTRACTABLE_TEXT
 from synth_assets.definitions import build_definitions
@@ -21,6 +22,7 @@ from synth_assets.resources.documents import DocumentsFolder
 from synth_assets.resources.export import ExportSettings
 from synth_assets.run import format_summary, run_all
 from synth_assets_tests.conftest import EXAMPLE_DOCUMENTS
+from synth_assets_tests.test_exports import export
 
 DOCLING_DATA = Path(__file__).parent / "data" / "docling"
 
@@ -237,3 +239,54 @@ def test_a_document_whose_new_version_fails_leaves_the_next_published_dataset(
     assert "wiki.md" not in exported_documents(second)
     assert second["excluded_documents"]["wiki.md"] == (
         "its file or its pairs changed since its rows were formatted and checked")
+
+
+# Writing and publishing a version (issue 28, item 11): LATEST is replaced whole, and two
+# runs writing the same version both succeed.
+def test_latest_is_replaced_whole_so_a_reader_never_sees_it_empty(tmp_path):
+    exports = tmp_path / "exports"
+    versions = [export(tmp_path).version, export(tmp_path, dataset_name="other").version]
+    publish(exports, versions[0])
+    reader = (exports / LATEST_FILE).open()  # a fine-tuner that opened LATEST just before
+    publish(exports, versions[1])
+    assert reader.read().strip() == versions[0]  # the file it opened was not rewritten under it
+    reader.close()
+
+    seen, done = set(), threading.Event()
+
+    def read_while_publishing() -> None:
+        while not done.is_set():
+            seen.add(published_version(exports))
+
+    thread = threading.Thread(target=read_while_publishing)
+    thread.start()
+    for number in range(300):
+        publish(exports, versions[number % 2])
+    done.set()
+    thread.join()
+    assert seen <= set(versions), seen  # never None (empty) nor a part of a version
+    assert sorted(path.name for path in exports.iterdir() if path.is_file()) == [LATEST_FILE]  # no temp file left
+    assert (exports / LATEST_FILE).stat().st_mode & 0o044 == 0o044  # readable by the team, as before
+
+
+def test_two_runs_writing_the_same_version_both_succeed(tmp_path):
+    start = threading.Barrier(2)
+    results, errors = [], []
+
+    def run() -> None:
+        start.wait()  # both find the version missing, then both write it
+        try:
+            results.append(export(tmp_path))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len({result.version for result in results}) == 1 and sorted(r.created for r in results) == [False, True]
+    version = results[0].version
+    assert sorted(path.name for path in (tmp_path / "exports").iterdir()) == [version]  # no staging folder left
+    assert datasets.load_from_disk(str(tmp_path / "exports" / version / "alpaca" / "hf"))["train"].num_rows
