@@ -16,7 +16,9 @@ same latest materialization and observation per document.
 
 Running it again is safe: tables already copied are checked, not copied twice (a lake
 holding other rows is refused, naming the table), runs copied whole are skipped, a run
-copied halfway is copied again, and what the team instance has of its own is kept.
+copied halfway is copied again, and what the team instance has of its own is kept. A
+team instance whose own runs materialized or observed the embedded assets is refused,
+naming the asset; every refusal comes before anything is copied.
 """
 
 from __future__ import annotations
@@ -141,12 +143,29 @@ def _check_tables(con: duckdb.DuckDBPyConnection, selected: dict[str, str], rows
                 "copied into it; migrate into an empty DuckLake (a new catalog database and data path)")
 
 
-def copy_instance(source: dg.DagsterInstance, target: dg.DagsterInstance, migrated: Migrated) -> None:
-    """Copy the runs, event logs, partitions, remembered documents, sensor states and
-    backfills of `source` into `target`, then check them (see the module)."""
+def check_instance_can_move(source: dg.DagsterInstance, target: dg.DagsterInstance) -> None:
+    """Raise MigrationError when `target` is `source` itself, or holds materializations or
+    observations of the embedded assets from runs of its own: after copying, each asset's
+    events would not be the embedded ones (what _matched_asset_events checks), so this is
+    refused before anything is copied. Events of runs copied by an earlier call are fine."""
     if Path(source.root_directory).resolve() == Path(target.root_directory).resolve():
         raise MigrationError(f"DAGSTER_HOME ({target.root_directory}) is the embedded instance itself: set it to the "
                              "folder holding the team profile's dagster.yaml (deploy/team/dagster.yaml)")
+    embedded_runs = {run.run_id for run in source.get_runs()}
+    for key in source.get_asset_keys():
+        for fetch, kind in (("fetch_materializations", "materialization"), ("fetch_observations", "observation")):
+            own = [record for record in _asset_events(target, fetch, key) if record.run_id not in embedded_runs]
+            if own:
+                raise MigrationError(
+                    f"{key.to_user_string()}: the team instance already holds {len(own)} {kind}"
+                    f"{'s' if len(own) > 1 else ''} of its own (run {own[0].run_id}), so nothing was copied: "
+                    "migrate into a team instance that has not run these assets (a new DAGSTER_HOME storage)")
+
+
+def copy_instance(source: dg.DagsterInstance, target: dg.DagsterInstance, migrated: Migrated) -> None:
+    """Copy the runs, event logs, partitions, remembered documents, sensor states and
+    backfills of `source` into `target`, then check them (see the module). Call
+    check_instance_can_move first (migrate does, before the tables)."""
     for run in reversed(source.get_runs()):  # oldest first, as they happened
         events = source.all_logs(run.run_id)
         if target.has_run(run.run_id) and len(target.all_logs(run.run_id)) != len(events):
@@ -234,7 +253,9 @@ def _check_latest(source: dg.DagsterInstance, target: dg.DagsterInstance, new_st
 def migrate(source_file: str, lake: PipelineDatabase, source: dg.DagsterInstance,
             target: dg.DagsterInstance) -> Migrated:
     """Copy the tables, then the instance (see the module); raise MigrationError on what
-    cannot be copied or did not arrive whole."""
+    cannot be copied or did not arrive whole. What would be refused is refused before
+    anything is copied: the instance is checked here, the lake's tables before copying."""
+    check_instance_can_move(source, target)
     migrated = Migrated()
     migrated.rows, migrated.tables_already_there = copy_tables(source_file, lake)
     copy_instance(source, target, migrated)

@@ -127,3 +127,32 @@ def test_make_migrate_without_a_ducklake_refuses_before_naming_where_to(tmp_path
     printed = capsys.readouterr()
     assert "SYNTH_ASSETS_DUCKLAKE_CATALOG is not set" in printed.err
     assert "into the DuckLake" not in printed.out
+
+
+def test_a_team_instance_holding_its_own_materializations_is_refused_before_anything_is_copied(tmp_path):
+    # Issue 28, item 12: this used to be found after the tables and the runs were copied.
+    embedded = PipelineDatabase(database=str(tmp_path / "embedded.duckdb"))
+    with embedded.get_connection() as con:
+        con.register("incoming", pairs("a", 2))
+        con.execute(f"INSERT INTO {GENERATED_QA_PAIRS_TABLE} BY NAME SELECT *, 'a' AS document_id FROM incoming")
+    lake = PipelineDatabase(ducklake_catalog=str(tmp_path / "catalog.ducklake"),
+                            ducklake_data_path=str(tmp_path / "lake_data"))
+
+    @dg.asset(name="parsed_documents")
+    def parsed_documents() -> None:
+        pass
+
+    for home in ("embedded_home", "team_home"):
+        (tmp_path / home).mkdir()
+    with dg.DagsterInstance.local_temp(str(tmp_path / "embedded_home")) as source, \
+            dg.DagsterInstance.local_temp(str(tmp_path / "team_home")) as target:
+        for instance in (source, source, target):
+            assert dg.materialize([parsed_documents], instance=instance).success
+        [own_run] = target.get_runs()
+        with pytest.raises(MigrationError, match=(
+                f"parsed_documents: the team instance already holds 1 materialization of its own "
+                f"\\(run {own_run.run_id}\\)")):
+            migrate(embedded.database, lake, source, target)
+        assert [run.run_id for run in target.get_runs()] == [own_run.run_id]
+    with lake.get_connection() as con:
+        assert con.execute(f"SELECT count(*) FROM {GENERATED_QA_PAIRS_TABLE}").fetchone()[0] == 0
