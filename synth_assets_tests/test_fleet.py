@@ -73,7 +73,9 @@ def test_a_dead_servers_chunks_complete_on_the_other_none_twice(sim: Server) -> 
     answered_a, answered_b = _answered(stats_a), _answered(stats_b)
     assert sorted((answered_a + answered_b).values()) == [1] * 40  # every chunk once, across both
     assert answered_b.total() == 40 - answered_a.total() >= 40 - 10 - 4
-    assert outcome.stats["servers_taken_out"] == 1 and outcome.stats["retries"] >= 1
+    # The requests A had in flight failed over to B without spending an attempt.
+    assert outcome.stats["servers_taken_out"] == 1 and outcome.stats["failovers"] >= 1
+    assert outcome.stats["retries"] == 0
     assert any(level == "warning" and f"{url_a} stopped answering" in line for level, line in log.lines)
 
 
@@ -126,3 +128,42 @@ def test_the_fleet_comes_from_a_comma_separated_variable() -> None:
     single = Settings.from_env({"SYNTH_ASSETS_GENERATION_BACKEND": "openai", "SYNTH_ASSETS_MODEL": "m",
                                 "SYNTH_ASSETS_OPENAI_BASE_URL": "http://router:4000/v1"})
     assert single.resources["generation"].create_backend().base_urls == ("http://router:4000/v1",)
+
+
+def test_with_two_of_three_servers_dead_the_survivor_holds_at_most_its_bound(sim: Server) -> None:
+    dead = [f"http://127.0.0.1:{_free_port()}/v1" for _ in range(2)]
+    url, stats, _ = sim()
+    backend = _backend(url, base_urls=[*dead, url], max_concurrency=8, health_interval_s=60)
+    outcome = backend.generate(_requests(60))
+    assert _generated(outcome) == {f"doc#{i}" for i in range(60)} and not outcome.failures
+    # The 24 workers of three servers wait for the survivor's 8, never 24 at once.
+    assert stats.snapshot()["peak_in_flight"] == 8
+    assert outcome.stats["servers_taken_out"] == 2
+
+
+def test_a_slow_server_is_not_taken_out(sim: Server) -> None:
+    (url_a, stats_a, _), (url_b, _, _) = sim(stall=0.5, stall_s=2.0), sim()
+    log = Recorder()
+    backend = _backend(url_a, base_urls=[url_a, url_b], max_concurrency=4, timeout_s=0.5,
+                       health_interval_s=0.05, max_attempts=8, log=log)
+    outcome = backend.generate(_requests(30))
+    assert _generated(outcome) == {f"doc#{i}" for i in range(30)} and not outcome.failures
+    assert stats_a.snapshot()["outcomes"]["stall"] > 0
+    # Timeouts are retried as slow replies: the server stays in, no warning, no flapping.
+    assert outcome.stats["servers_taken_out"] == 0
+    assert not [line for level, line in log.lines if level == "warning"]
+    assert outcome.stats["retries"] == stats_a.snapshot()["outcomes"]["stall"]
+
+
+def test_a_failover_is_not_an_attempt(sim: Server) -> None:
+    # Server A computes every reply and drops the connection while sending it.
+    (url_a, stats_a, _), (url_b, stats_b, _) = sim(answer_drop=1.0), sim()
+    backend = _backend(url_a, base_urls=[url_a, url_b], max_concurrency=4, max_attempts=1,
+                       health_interval_s=60)
+    outcome = backend.generate(_requests(20))
+    # One attempt each, yet no chunk fails: the requests A cut off went to B for free.
+    assert _generated(outcome) == {f"doc#{i}" for i in range(20)} and not outcome.failures
+    cut = stats_a.snapshot()["outcomes"]["answer_drop"]
+    assert cut >= 1 and outcome.stats["failovers"] == cut and outcome.stats["retries"] == 0
+    assert outcome.stats["servers_taken_out"] == 1
+    assert sorted(_answered(stats_b).values()) == [1] * 20

@@ -3,8 +3,8 @@
 vllm serve, SGLang, TGI, llama.cpp server, Ollama and hosted APIs all take
 POST {base_url}/chat/completions with chat messages; the server applies the model's
 chat template. A GPU server batches whatever is in flight, so throughput comes from
-keeping many requests open at once: `max_concurrency` workers, an asyncio.Semaphore
-bounding requests in flight, one pooled httpx client sized to match.
+keeping many requests open at once: `max_concurrency` requests in flight per server,
+each worker with a client of its own.
 
 Resilience, per chunk:
 - 429, 5xx, timeouts and connection errors are retried with exponential backoff and
@@ -12,7 +12,8 @@ Resilience, per chunk:
   worker: it rejoins the queue when its backoff ends, ahead of chunks not sent yet.
 - A reply that does not parse is asked again with a different seed (the same seed
   would give a deterministic server the same bad reply). Every request counts as an
-  attempt; after `max_attempts` the chunk becomes a GenerationFailure with its error.
+  attempt (but a failover in a fleet, below); after `max_attempts` the chunk becomes a
+  GenerationFailure with its error.
 - Other 4xx fail the chunk at once. 401/403/404 mean the server or model is wrong for
   every chunk, so the rest are recorded as failures instead of being sent.
 - A 400 about response_format/json_schema turns structured output off for the rest of
@@ -23,18 +24,21 @@ the vllm backend; this module is the send step. Each parsed reply goes to the ca
 soon as it arrives, so a killed run loses at most the replies of the last moment.
 
 A fleet (`base_urls`, several servers serving the same model, e.g. vLLM replicas):
-each request goes to the server with the fewest requests in flight, and
-`max_concurrency` bounds the requests in flight per server. A server that stops
-answering (a connection error or a timeout on a request, or no answer to the health
-check, GET {base_url}/models every `health_interval_s`) is taken out: its failed
-requests are sent again at once to the others (each counts as an attempt, so a chunk
-is never lost without a trace and a server answering nothing cannot keep a chunk
-going forever), and nothing more goes to it until the health check sees it answer
-again. A reply is recorded once per chunk, so a chunk is generated again only when a
-server computed it but did not return it (it died sending). While every server is out,
-requests still go to all of them, with backoff, so the run ends with each chunk
-generated or failed. One URL (one server, or a router in front of replicas) is used
-as before, without health checks.
+each request goes to the server with the fewest requests in flight among those below
+`max_concurrency`, a bound per server that holds when others are out (a request waits
+for a place rather than pile onto the survivors). A server is taken out on a
+connection error (refused, reset, cut while answering) or a failed health check
+(GET {base_url}/models every `health_interval_s`), never on a timeout: a slow server
+is still computing, and resending its work elsewhere would do it twice and bring the
+server back at the next health check, to be taken out again. A request cut off by
+the server being taken out fails over at once to another server with the same seed,
+without spending an attempt (once per server and chunk, so a flapping server cannot
+keep a chunk going forever); nothing more goes to the server until the health check
+sees it answer again. A reply is recorded once per chunk, so a chunk is generated
+again only when a server computed it but did not return it (it died sending). While
+every server is out, requests still go to all of them, with backoff, each one an
+attempt, so the run ends with each chunk generated or failed. One URL (one server,
+or a router in front of replicas) is used as before, without health checks.
 
 The API key is read from the environment at call time, is kept only by the clients'
 request headers and the run (never the backend), and is scrubbed from every error
@@ -97,14 +101,40 @@ class _Server:
 
 
 class _Fleet:
-    def __init__(self, urls: Sequence[str]) -> None:
+    def __init__(self, urls: Sequence[str], bound: int) -> None:
         self.servers = [_Server(url) for url in urls]
+        self.bound = bound  # requests in flight per server
+        self.changed = asyncio.Condition()  # a place freed, or a server out or back
 
-    def pick(self) -> _Server:
-        """The server with the fewest requests in flight among those answering (all of
-        them when none is: the attempts then decide, instead of waiting forever)."""
-        answering = [server for server in self.servers if server.up] or self.servers
-        return min(answering, key=lambda server: server.in_flight)
+    async def take(self) -> _Server:
+        """A place on the server with the fewest requests in flight among those answering
+        (all of them when none is: the attempts then decide, instead of waiting forever),
+        once one of them is below its bound."""
+        async with self.changed:
+            while True:
+                answering = [server for server in self.servers if server.up] or self.servers
+                free = [server for server in answering if server.in_flight < self.bound]
+                if free:
+                    server = min(free, key=lambda server: server.in_flight)
+                    server.in_flight += 1
+                    return server
+                await self.changed.wait()
+
+    async def give_back(self, server: _Server) -> None:
+        async with self.changed:
+            server.in_flight -= 1
+            self.changed.notify_all()
+
+    async def set_up(self, server: _Server, up: bool) -> bool:
+        """Take a server back or out; False when it already was."""
+        if server.up == up:
+            return False
+        async with self.changed:
+            server.up = up
+            if not up:
+                server.down_at = asyncio.get_running_loop().time()
+            self.changed.notify_all()  # the waiting requests may go elsewhere now
+        return True
 
 
 class OpenAIBackend(ModelBackend):
@@ -181,7 +211,7 @@ class OpenAIBackend(ModelBackend):
     def _extra_stats(self) -> dict[str, float]:
         return {"peak_in_flight": 0, "max_concurrency": self.max_concurrency,
                 "json_schema": int(self.use_json_schema), "servers": len(self.base_urls),
-                "servers_taken_out": 0}
+                "servers_taken_out": 0, "failovers": 0}
 
     def _send(self, prompts: list[Prompt], run: Run) -> list[Prompt]:
         # The key is read at call time and kept only on this run, to be scrubbed.
@@ -201,17 +231,17 @@ class OpenAIBackend(ModelBackend):
             pool.submit(asyncio.run, coroutine).result()
 
     async def _send_all(self, todo: list[Prompt], run: Run) -> None:
-        """max_concurrency workers take prompts from a priority queue, one request each.
+        """max_concurrency workers per server take prompts from a priority queue, one
+        request each, on a server below its bound (_Fleet.take).
 
         A prompt to retry goes back on the queue (after its backoff, via call_later)
         ahead of the prompts not sent yet: its attempts happen while the server is busy
         with the rest, not in a tail of retries at the end of the run, and a worker
         never sleeps while there is work."""
         headers = {"Authorization": f"Bearer {run.secret}"} if run.secret else {}
-        fleet = _Fleet(self.base_urls)
-        bound = self.max_concurrency * len(fleet.servers)
-        slots = asyncio.Semaphore(bound)  # the bound on requests in flight
-        workers = min(bound, len(todo))
+        fleet = _Fleet(self.base_urls, self.max_concurrency)
+        workers = min(self.max_concurrency * len(fleet.servers), len(todo))
+        failed_over: set[tuple[str, str]] = set()  # (item_id, url): one free failover each
         order = itertools.count()  # ties in the queue break by order, never by Prompt
         queue: asyncio.PriorityQueue[tuple[int, int, Prompt | None]] = asyncio.PriorityQueue()
         for prompt in todo:
@@ -236,18 +266,18 @@ class OpenAIBackend(ModelBackend):
                     _, _, prompt = await queue.get()
                     if prompt is None:
                         return
-                    server = fleet.pick()
+                    server = await fleet.take()
                     if server.url not in client_for:
                         client_for[server.url] = await clients.enter_async_context(httpx.AsyncClient(
                             base_url=server.url, headers=headers, timeout=httpx.Timeout(self.timeout_s),
                             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
                             verify=ssl_context,
                         ))
-                    server.in_flight += 1  # counted at once: the next pick sees it
                     try:
-                        delay = await self._attempt(client_for[server.url], slots, prompt, run, fleet, server)
+                        delay = await self._attempt(client_for[server.url], prompt, run, fleet, server,
+                                                    failed_over)
                     finally:
-                        server.in_flight -= 1
+                        await fleet.give_back(server)
                     if delay is not None:
                         loop.call_later(delay, queue.put_nowait, (_RETRY, next(order), prompt))
                         continue
@@ -283,27 +313,25 @@ class OpenAIBackend(ModelBackend):
                 else:
                     problem = f"health check: HTTP {status}" if status >= 500 else None
                 if problem is not None:
-                    self._take_out(fleet, server, problem, run)
+                    await self._take_out(fleet, server, problem, run)
                 elif not server.up and server.down_at < started:
-                    server.up = True
+                    await fleet.set_up(server, True)
                     self._info(f"{server.url} answers again: taken back")
 
             while True:
                 await asyncio.sleep(self.health_interval_s)
                 await asyncio.gather(*(check(server) for server in fleet.servers))
 
-    def _take_out(self, fleet: _Fleet, server: _Server, reason: str, run: Run) -> None:
-        if not server.up:
+    async def _take_out(self, fleet: _Fleet, server: _Server, reason: str, run: Run) -> None:
+        if not await fleet.set_up(server, False):
             return
-        server.up = False
-        server.down_at = asyncio.get_running_loop().time()
         run.extra["servers_taken_out"] += 1
         answering = sum(other.up for other in fleet.servers)
         self._warning(f"{server.url} stopped answering ({run.scrub(reason)}): taken out, "
                       f"{answering} of {len(fleet.servers)} servers left")
 
-    async def _attempt(self, client: httpx.AsyncClient, slots: asyncio.Semaphore, prompt: Prompt,
-                       run: Run, fleet: _Fleet, server: _Server) -> float | None:
+    async def _attempt(self, client: httpx.AsyncClient, prompt: Prompt, run: Run, fleet: _Fleet,
+                       server: _Server, failed_over: set[tuple[str, str]]) -> float | None:
         """One request for a prompt. Returns the delay before the next attempt, or None
         when the prompt is settled. Never raises for one prompt's trouble: it cannot
         fail the others."""
@@ -311,16 +339,19 @@ class OpenAIBackend(ModelBackend):
             run.fail(prompt, run.stop_reason, sent=False)
             return None
         try:
-            async with slots:
-                reply = await self._post(client, prompt, run)
+            reply = await self._post(client, prompt, run)
         except _Retryable as failure:
             fleet_of_many = len(fleet.servers) > 1
             if failure.unreachable and fleet_of_many:
-                self._take_out(fleet, server, str(failure), run)
+                await self._take_out(fleet, server, str(failure), run)
+                # The server is gone, not the chunk's fault: another server gets the same
+                # request (same attempt, same seed) at once.
+                if (prompt.item_id, server.url) not in failed_over and any(other.up for other in fleet.servers):
+                    failed_over.add((prompt.item_id, server.url))
+                    run.extra["failovers"] += 1
+                    return 0.0
             if not run.retry(prompt, f"{server.url}: {failure}" if fleet_of_many else str(failure)):
                 return None
-            if fleet_of_many and failure.unreachable and any(other.up for other in fleet.servers):
-                return 0.0  # to another server at once
             return self._backoff(prompt.attempts, failure.delay)
         except _Fatal as failure:
             run.fail(prompt, str(failure))
@@ -349,9 +380,10 @@ class OpenAIBackend(ModelBackend):
             run.extra["peak_in_flight"] = max(run.extra["peak_in_flight"], run.in_flight)
             try:
                 response = await client.post("/chat/completions", json=body)
-            except httpx.TimeoutException as error:
-                raise _Retryable(f"timeout after {self.timeout_s}s ({type(error).__name__})",
-                                 unreachable=True) from None
+            except httpx.ConnectTimeout as error:  # no connection at all: as good as refused
+                raise _Retryable(f"connection error: {type(error).__name__}: {error}", unreachable=True) from None
+            except httpx.TimeoutException as error:  # slow, not gone: the server may still be computing
+                raise _Retryable(f"timeout after {self.timeout_s}s ({type(error).__name__})") from None
             except httpx.TransportError as error:
                 raise _Retryable(f"connection error: {type(error).__name__}: {error}", unreachable=True) from None
             finally:
