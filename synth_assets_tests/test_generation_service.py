@@ -2,7 +2,9 @@
 
 `vllm` is played by a stand-in executable that logs each start, sleeps as weight
 loading does, then serves the simulated server (benchmarks/sim_server.py) under the
-model's name.
+model's name. Like vLLM it has an engine process in its process group, which frees the
+"GPU" only when it exits (after FAKE_VLLM_ENGINE_EXIT_S seconds of SIGTERM, 0 unless
+set); FAKE_VLLM_LOAD_S sets the load time (1 s).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -30,16 +33,37 @@ LOAD_SECONDS = 1
 
 @pytest.fixture
 def fake_vllm(tmp_path):
-    """(executable, starts log): `vllm serve MODEL --port P ...` that loads for 1 s."""
+    """(executable, starts log): `vllm serve MODEL --port P ...` that loads for 1 s.
+    Its events (start, engine stopping, engine exit) go to vllm_events.log beside the
+    starts log, in the order they happened."""
     starts = tmp_path / "vllm_starts.log"
+    events = tmp_path / "vllm_events.log"
+    engine = tmp_path / "fake_engine.py"
+    engine.write_text(textwrap.dedent(f"""
+        import ctypes, os, signal, sys, time
+        signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGTERM}})
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: no engine outlives its server
+        if os.getppid() != int(sys.argv[1]):  # it died before that
+            sys.exit()
+        def note(event):
+            with open({str(events)!r}, "a") as log:
+                log.write(event + " " + sys.argv[1] + "\\n")
+        signal.sigwait({{signal.SIGTERM}})
+        note("stopping")
+        time.sleep(float(os.environ.get("FAKE_VLLM_ENGINE_EXIT_S", "0")))  # freeing the GPU
+        note("exit")
+    """))
     script = tmp_path / "fake_vllm.py"
     script.write_text(textwrap.dedent(f"""
-        import runpy, sys, time
+        import os, runpy, subprocess, sys, time
         args = sys.argv[1:]
         assert args[0] == "serve", args
         with open({str(starts)!r}, "a") as log:
             log.write(" ".join(args) + "\\n")
-        time.sleep({LOAD_SECONDS})  # loading the weights
+        with open({str(events)!r}, "a") as log:
+            log.write(f"start {{os.getpid()}}\\n")
+        subprocess.Popen([sys.executable, {str(engine)!r}, str(os.getpid())])  # same process group
+        time.sleep(float(os.environ.get("FAKE_VLLM_LOAD_S", {LOAD_SECONDS})))  # loading the weights
         port = args[args.index("--port") + 1]
         sys.argv = ["sim_server", "--port", port, "--max-seconds", "300", "--model", args[1],
                     "--ttft", "0.001", "--tpot", "0.0001", "--output-tokens", "20"]
@@ -132,7 +156,7 @@ def test_a_dead_owner_is_cleaned_up_by_the_next_start(fake_vllm, home):
     lease.release()
     assert any(f"owner (pid {old.owner_pid}) died" in line and f"stopped its server (pid {old.server_pid})" in line
                for line in said), said
-    wait_until(lambda: not alive(old.server_pid, old.server_started), "the orphaned server is stopped")
+    assert not alive(old.server_pid, old.server_started)  # stopped before the new one started
     new = ServiceDir(home).read()
     assert new.owner_pid != old.owner_pid and healthy(new)
     assert loads(starts) == 2
@@ -153,6 +177,56 @@ def test_the_service_stops_when_idle_and_on_serve_stop(fake_vllm, home):
     assert not alive(record.server_pid, record.server_started)
     assert stop(home) == "no generation service is running"
     assert loads(starts) == 2
+
+
+def test_a_run_arriving_while_the_idle_service_stops_waits_for_its_server_to_exit(fake_vllm, home,
+                                                                                 monkeypatch):
+    executable, starts = fake_vllm
+    events = starts.with_name("vllm_events.log")
+    monkeypatch.setenv("FAKE_VLLM_ENGINE_EXIT_S", "3")  # the engine frees the GPU 3 s after SIGTERM
+    spec = ServiceSpec(executable, "sim-model")
+    acquire(home, spec, idle_s=1).release()
+    wait_until(lambda: "stopping" in events.read_text(), "the idle owner stops its server")
+    acquire(home, spec, idle_s=120).release()  # in the gap: the first server is still exiting
+    # The second server started only after the first one's engine had exited: never two.
+    assert [line.split()[0] for line in events.read_text().splitlines()] == ["start", "stopping", "exit", "start"]
+    assert loads(starts) == 2
+
+
+def test_a_stray_file_in_the_leases_folder_does_not_stop_the_service(fake_vllm, home):
+    executable, _ = fake_vllm
+    acquire(home, ServiceSpec(executable, "sim-model"), idle_s=2).release()
+    directory = ServiceDir(home)
+    (directory.leases / "notes.txt").write_text("not a lease")
+    (directory.leases / "abc-def").touch()
+    # The owner reads the leases every half second: it stops for idleness, not a crash.
+    wait_until(lambda: directory.read() is None, "the idle service removes its record")
+    log = directory.log_path.read_text()
+    assert "idle for 2 s, stopping" in log and "Traceback" not in log, log
+    assert (directory.leases / "notes.txt").exists()  # not ours to remove
+
+
+def test_serve_stop_during_the_model_load_stops_it(fake_vllm, home, monkeypatch):
+    executable, starts = fake_vllm
+    monkeypatch.setenv("FAKE_VLLM_LOAD_S", "120")
+    refused: list[Exception] = []
+
+    def run() -> None:
+        try:
+            acquire(home, ServiceSpec(executable, "sim-model"), idle_s=120, startup_timeout_s=60)
+        except ServiceError as error:
+            refused.append(error)
+
+    waiting = threading.Thread(target=run, daemon=True)
+    waiting.start()
+    wait_until(lambda: getattr(ServiceDir(home).read(), "server_pid", None) is not None, "the model is loading")
+    record = ServiceDir(home).read()
+    assert "stopped the generation service" in stop(home, grace_s=10)
+    assert not alive(record.server_pid, record.server_started) and ServiceDir(home).read() is None
+    # The run that was waiting for the load is told, and does not start another server.
+    waiting.join(10)
+    assert "stopped while it was starting" in str(refused[0])
+    assert loads(starts) == 1
 
 
 def test_a_service_for_another_model_is_not_used(fake_vllm, home):

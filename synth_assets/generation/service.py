@@ -9,7 +9,8 @@ they use it, so the owner knows it is busy, and a run killed with its lease stil
 there is noticed (its pid is gone) and does not keep the server up for ever.
 
 Files, in `<instance dir>/generation_service/` (the instance dir is $DAGSTER_HOME):
-- `service.json`: owner pid, server pid, port, model, options, fingerprint, start times;
+- `service.json`: owner pid, server pid, port, model, options, fingerprint, start times,
+  and `stopping` once the owner has begun to stop the server;
 - `lock`: an flock held while the record is read or changed, so two runs starting at
   once start one server, not two;
 - `leases/<pid>`: the runs using the server;
@@ -19,6 +20,11 @@ A record whose owner died (SIGKILL, a crash) is stale: the next start stops the 
 that owner left behind (it holds the GPU and nobody would stop it) and removes the
 record. Pids are checked with their start time, so a reused pid is not taken for the
 owner.
+
+Never two servers at once: a server holds its GPU memory until every process of its
+group has exited (vLLM's engine processes can outlive the API server process), so the
+record stays, marked `stopping`, until then, and a run that comes in meanwhile waits
+for it to go before it starts a new one.
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ class Record:
     fingerprint: str
     server_pid: int | None = None
     server_started: str | None = None
+    stopping: bool = False
 
     @property
     def base_url(self) -> str:
@@ -91,6 +98,32 @@ def process_start(pid: int) -> str | None:
 
 def alive(pid: int | None, started: str | None) -> bool:
     return pid is not None and started is not None and process_start(pid) == started
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of the process group is still alive (zombies aside)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # exited while we looked
+            continue
+        state, _, group = text[text.rindex(")") + 2 :].split()[:3]
+        if state != "Z" and int(group) == pgid:
+            return True
+    return False
+
+
+def wait_group_gone(pgid: int, grace_s: float) -> None:
+    """Returns when no process of the group is left: after `grace_s` what remains is
+    killed. The kernel gives a process's GPU memory back only when it has exited."""
+    deadline = time.monotonic() + grace_s
+    killed = False
+    while group_alive(pgid):
+        if not killed and time.monotonic() >= deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            killed = True
+        time.sleep(0.1)
 
 
 class ServiceDir:
@@ -138,6 +171,8 @@ class ServiceDir:
         count = 0
         for lease in self.leases.glob("*"):
             pid, _, started = lease.name.partition("-")
+            if not (pid.isdigit() and started.isdigit()):  # not a lease: someone's file, left alone
+                continue
             if alive(int(pid), started):
                 count += 1
             else:
@@ -161,8 +196,7 @@ def stop_stale(directory: ServiceDir, record: Record) -> str:
     """Stop what a dead owner left running and remove its record; says what was done."""
     done = f"removed the record of a service whose owner (pid {record.owner_pid}) died"
     if alive(record.server_pid, record.server_started):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(record.server_pid, signal.SIGKILL)
+        wait_group_gone(record.server_pid, grace_s=0)  # SIGKILL at once: nobody is using it
         done += f", and stopped its server (pid {record.server_pid})"
     directory.clear(record)
     return done
@@ -189,6 +223,7 @@ def acquire(instance_dir: str | Path, spec: ServiceSpec, *, idle_s: float, start
     directory = ServiceDir(instance_dir)
     deadline = time.monotonic() + startup_timeout_s
     started_here = False
+    waiting_for = "become healthy"
     while True:
         with directory.locked():
             record = directory.read()
@@ -198,9 +233,16 @@ def acquire(instance_dir: str | Path, spec: ServiceSpec, *, idle_s: float, start
                     raise ServiceError(f"the generation service exited while starting; see {directory.log_path}")
                 log(f"generation service: {stop_stale(directory, record)}")
                 record = None
-            if record is None:
+            if record is None and started_here:  # `make serve-stop` while it loaded: not restarted behind it
+                raise ServiceError("the generation service was stopped while it was starting")
+            if record is not None and record.stopping:
+                if waiting_for != "stop":
+                    waiting_for = "stop"
+                    log(f"generation service: waiting for the service that is stopping (owner pid "
+                        f"{record.owner_pid}) to free its GPU")
+            elif record is None:
                 record = start_owner(directory, spec, idle_s)
-                started_here = True
+                started_here, waiting_for = True, "become healthy"
                 log(f"generation service: started {spec.model} on port {record.port} (owner pid "
                     f"{record.owner_pid}, log {directory.log_path}); it stops after {idle_s:.0f} s idle")
             elif record.fingerprint != spec.fingerprint:
@@ -218,7 +260,7 @@ def acquire(instance_dir: str | Path, spec: ServiceSpec, *, idle_s: float, start
                         f"(owner pid {record.owner_pid})")
                 return Lease(lease, record)
         if time.monotonic() > deadline:
-            raise ServiceError(f"the generation service did not become healthy within {startup_timeout_s:.0f} s; "
+            raise ServiceError(f"the generation service did not {waiting_for} within {startup_timeout_s:.0f} s; "
                                f"see {directory.log_path}")
         time.sleep(0.5)
 
@@ -238,7 +280,7 @@ def start_owner(directory: ServiceDir, spec: ServiceSpec, idle_s: float) -> Reco
     return record
 
 
-def stop(instance_dir: str | Path, grace_s: float = 30.0) -> str:
+def stop(instance_dir: str | Path, grace_s: float = 45.0) -> str:
     """Stop the service (`make serve-stop`): SIGTERM to its owner, which stops the server."""
     directory = ServiceDir(instance_dir)
     with directory.locked():
@@ -256,11 +298,22 @@ def stop(instance_dir: str | Path, grace_s: float = 30.0) -> str:
     return f"stopped the generation service ({record.model} on port {record.port})"
 
 
+class _Stopped(Exception):
+    """SIGTERM while the model loads: the wait for it is cut short."""
+
+
 def own(directory: ServiceDir, spec: ServiceSpec, port: int, idle_s: float, poll_s: float = 0.5) -> None:
     """The owner's life: start the server, record it, stop it when idle, on SIGTERM or
-    when it dies, then remove the record."""
+    when it dies, wait until its whole process group has exited, then remove the record."""
     stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append("SIGTERM"))
+    loading = []  # not empty while the load may be cut short
+
+    def on_sigterm(*_) -> None:
+        stopping.append("SIGTERM")
+        if loading:  # a load takes minutes: `make serve-stop` must not wait for it
+            raise _Stopped
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     options = dict(spec.options)
     server = ManagedVLLMServer(vllm_serve_command(spec.executable, spec.model, port, options), port,
                                log_line=lambda line: print(line, flush=True))
@@ -278,9 +331,26 @@ def own(directory: ServiceDir, spec: ServiceSpec, port: int, idle_s: float, poll
                 raise ServiceError("the service record is not this owner's")
             record.server_pid, record.server_started = server_pid, process_start(server_pid)
             directory.write(record)
+        if stopping:  # SIGTERM before the server was recorded
+            raise _Stopped
+        loading.append(True)  # from here on, server.stop() in the end reaches the server
+
+    def mark_stopping() -> None:
+        # Under the lock, so no run takes a lease on a server about to go.
+        with directory.locked():
+            current = directory.read()
+            if current is not None and (current.owner_pid, current.owner_started) == (pid, started):
+                current.stopping = True
+                directory.write(current)
 
     try:
-        server.start(on_spawn=recorded)
+        try:
+            server.start(on_spawn=recorded)
+        except _Stopped:
+            print("generation service: SIGTERM while the model was loading, stopping", flush=True)
+            return
+        finally:
+            loading.clear()
         last_used = time.monotonic()
         while not stopping:
             time.sleep(poll_s)
@@ -292,10 +362,17 @@ def own(directory: ServiceDir, spec: ServiceSpec, port: int, idle_s: float, poll
                     last_used = time.monotonic()
                 elif time.monotonic() - last_used > idle_s:
                     print(f"generation service: idle for {idle_s:.0f} s, stopping", flush=True)
-                    directory.clear(record)
+                    record.stopping = True
+                    directory.write(record)
                     break
     finally:
-        server.stop()
+        mark_stopping()
+        if server.process is not None:
+            if server.process.poll() is not None:  # it exited on its own: the rest of its group was not told
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(server.process.pid, signal.SIGTERM)
+            server.stop()
+            wait_group_gone(server.process.pid, grace_s=10)
         with directory.locked():
             current = directory.read()
             if current is not None and (current.owner_pid, current.owner_started) == (pid, started):
