@@ -12,9 +12,11 @@ materialization for every partition of the range, and evaluates a partitioned as
 check once for the range (no partition of its own). So, inside a multi-document step:
 
 - a document that raises (a bad file, say) is recorded in `document_failures` (stage,
-  reason naming the file, run id), logged as an error, its rows of that stage are
-  removed, and the step goes on with the others; it fails only when every document
-  failed. Later steps of the same run skip that document.
+  reason naming the file, run id), logged as an error in one line, its rows of that
+  stage are removed, and the step goes on with the others; it fails only when every
+  document failed. Later steps of the same run skip that document. The traceback,
+  which the step's own failure would have shown, goes to the run's log at debug level
+  and to the partition's metadata (`traceback`), so an internal error can be traced.
 - a blocking check evaluates every document of the range; a document that fails it is
   recorded in `blocked_documents` and skipped by the later steps of the run (its
   downstream rows are removed, so it leaves the dataset). The check result is a
@@ -35,6 +37,7 @@ runs cover many documents only from SYNTH_ASSETS_SINGLE_RUN_MIN_DOCUMENTS docume
 """
 
 import hashlib
+import traceback
 from collections.abc import Callable, Iterable
 
 import dagster as dg
@@ -161,12 +164,14 @@ def _materialize_each(context, duckdb: PipelineDatabase, stage: str, tables: lis
             result = process(key)
         except Exception as error:  # one document must not fail the others: recorded, see above
             failed[key] = error_message(error)
+            trace = "".join(traceback.format_exception(error))
             context.log.error(f"{key}: {failed[key]} (the other documents of this run go on)")
+            context.log.debug(f"{key}: {failed[key]}\n{trace}")
             with duckdb.get_connection() as con:
                 _delete_rows(con, tables, key)
                 con.execute(f"INSERT INTO {DOCUMENT_FAILURES_TABLE} VALUES (?, ?, ?, ?)",
                             [key, stage, failed[key], context.run_id])
-            add_partition_metadata(context, {"failed": failed[key]}, key)
+            add_partition_metadata(context, {"failed": failed[key], "traceback": dg.MetadataValue.text(trace)}, key)
             continue
         done.append(key)
         versions.append(f"{key}={result.data_version.value}" if result.data_version else None)

@@ -5,6 +5,7 @@ test_openai_backend.py; bad files in test_parsing.py and test_pipeline.py.)"""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -20,15 +21,19 @@ import pytest
 from benchmarks.duckdb_writer import start_writer
 from benchmarks.sim_server import start_server_in_thread
 from synth_assets.assets import PIPELINE_ASSETS
+from synth_assets.batch import for_each_document, single_run
 from synth_assets.definitions import build_definitions
 from synth_assets.generation.base import GenerationRequest
 from synth_assets.generation.model_free import generate_pairs
 from synth_assets.generation.openai_backend import OpenAIBackend
 from synth_assets.generation.prompts import SYSTEM_PROMPT
+from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME, documents_partitions
+from synth_assets.planning import range_tags
 from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.generation import GenerationResource
+from synth_assets.resources.storage import PipelineDatabase
 from synth_assets.run import register_documents
-from synth_assets.storage import GENERATED_QA_PAIRS_TABLE, GENERATION_FAILURES_TABLE
+from synth_assets.storage import DOCUMENT_FAILURES_TABLE, GENERATED_QA_PAIRS_TABLE, GENERATION_FAILURES_TABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-live-7Hq2-do-not-leak-9f3e1c"
@@ -233,3 +238,40 @@ def test_a_killed_run_is_recovered_and_frees_its_gpu_slot(tmp_path: Path, monkey
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
         assert not instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
         assert recover_abandoned_runs(instance) == []  # once only
+
+
+def _heading_of(section: dict) -> str:
+    return section["heading"]  # where the internal error below comes from
+
+
+def test_an_internal_error_in_a_many_document_step_keeps_its_traceback(tmp_path: Path, instance) -> None:
+    @dg.asset(partitions_def=documents_partitions, backfill_policy=single_run)
+    def sections(context, duckdb: PipelineDatabase) -> dg.MaterializeResult:
+        def process(key: str) -> dg.MaterializeResult:
+            _heading_of({"title": key} if key == "b.md" else {"heading": key})
+            return dg.MaterializeResult(metadata={"sections": 1})
+
+        return for_each_document(context, duckdb, "sections", [], process)
+
+    keys = ["a.md", "b.md", "c.md"]
+    instance.add_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME, keys)
+    database = PipelineDatabase(database=str(tmp_path / "pipeline.duckdb"))
+    result = dg.materialize([sections], instance=instance, resources={"duckdb": database},
+                            tags=range_tags("a.md", "c.md"))
+    assert result.success
+
+    # The summary keeps its one-line reason; the run's debug log and the document's
+    # metadata say where it came from.
+    with duckdb.connect(database.database, read_only=True) as con:
+        assert con.execute(f"SELECT document_id, stage, reason FROM {DOCUMENT_FAILURES_TABLE}").fetchall() == [
+            ("b.md", "sections", "KeyError: 'heading'")]
+    records = instance.all_logs(result.run_id)
+    [error] = [r for r in records if r.level == logging.ERROR and "b.md" in r.user_message]
+    assert "Traceback" not in error.user_message and "\n" not in error.user_message
+    [debug] = [r for r in records if r.level == logging.DEBUG and "Traceback" in r.user_message]
+    assert "b.md" in debug.user_message and "in _heading_of" in debug.user_message
+    [materialization] = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=sections.key, asset_partitions=["b.md"]), limit=1).records
+    metadata = materialization.asset_materialization.metadata
+    assert metadata["failed"].value == "KeyError: 'heading'"
+    assert "in _heading_of" in metadata["traceback"].value and "test_reliability.py" in metadata["traceback"].value
