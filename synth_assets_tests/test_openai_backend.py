@@ -382,6 +382,18 @@ def test_a_judge_that_never_replies_with_a_score_leaves_the_pair_unjudged(sim: S
     assert "unparseable reply" in outcome.failures["p-grounded"]
 
 
+def test_a_judge_retry_is_not_the_same_greedy_request_again(sim: Server) -> None:
+    from synth_assets.generation.base import JudgeRequest
+
+    # The server's greedy reply to this pair does not parse, whatever the seed: only a
+    # retry that samples can get another one.
+    base_url, stats = sim(greedy_marker="@@GREEDY@@")
+    request = JudgeRequest("p", "What do ducks eat?", "Ducks eat plants.", "Ducks eat plants. @@GREEDY@@")
+    outcome = _backend(base_url, max_attempts=3).judge([request])
+    assert outcome.scores["p"][0] == 9 and not outcome.failures
+    assert outcome.stats["judge_retries"] == 1 and stats.snapshot()["outcomes"] == {"malformed": 1, "ok": 1}
+
+
 def test_pairs_are_judged_while_the_other_chunks_are_generated(sim: Server, tmp_path: Path) -> None:
     from synth_assets.generation.base import JudgeRequest
 
