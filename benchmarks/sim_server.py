@@ -7,8 +7,13 @@ the <document> block of the prompt, so the backend's parser sees realistic text.
 
 Faults are injected by fraction (HTTP 500, 429, malformed text, truncated JSON, empty
 replies, stalls past the client's timeout, dropped connections, messy-but-repairable
-JSON). The choice is a hash of the request's messages and how many times this server
+JSON, a reply computed and then cut off by a dropped connection). The choice is a hash of the request's messages and how many times this server
 has seen them, so a run is reproducible and a retry of the same request can succeed.
+
+Requests of the tasks beyond qa (reasoning, multi_hop, conversation, unanswerable; the
+schema name "<task>_items_<n>" or the prompt says which) get {"items": [...]} built from
+the same sentences, with the mistakes real models make planted by fraction
+(TASK_MISTAKES, recorded in /stats); the judge follows the task rubrics.
 
 Plain asyncio streams, no framework: a dropped connection is a real closed socket.
 Binds to 127.0.0.1 only; the CLI server exits after --max-seconds, and idle
@@ -39,7 +44,8 @@ import httpx
 
 QUESTION_TYPES = ("factual", "how", "why", "compare", "explain")
 # Fault kinds in the order their fractions are stacked on [0, 1).
-FAULTS = ("fail_500", "fail_429", "malformed", "truncated", "empty", "stall", "drop", "messy")
+FAULTS = ("fail_500", "fail_429", "malformed", "truncated", "empty", "stall", "drop", "messy",
+          "answer_drop")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
             429: "Too Many Requests", 500: "Internal Server Error"}
@@ -62,10 +68,16 @@ class SimConfig:
     stall: float = 0.0  # answer only after stall_s (past the client's timeout)
     drop: float = 0.0  # close the connection without answering
     messy: float = 0.0  # code fences and a trailing comma: repairable
+    # Compute the reply, then drop the connection half way through sending it: the work
+    # is done (a slot was held), the reply lost, as when a server dies while answering.
+    answer_drop: float = 0.0
     # Deterministic per-chunk faults for tests: a document containing the marker always
     # gets a malformed reply, or always an HTTP 400 ("prompt too long").
     malformed_marker: str | None = None
     bad_request_marker: str | None = None
+    # Like malformed_marker, but only when sampled greedily (temperature 0 or unset): a
+    # greedy engine repeats its bad reply whatever the seed; any temperature escapes it.
+    greedy_marker: str | None = None
     # Put the received Authorization header into error bodies, like a careless proxy:
     # the client must scrub it from what it logs.
     echo_auth_in_errors: bool = False
@@ -73,6 +85,14 @@ class SimConfig:
     retry_after: float | None = None  # Retry-After header on 429
     fault_seed: int = 0
     idle_timeout_s: float = 60.0
+    # Mistakes real models make in the items of the tasks beyond qa (issue 26), each a
+    # fraction of items (drawn per item from a hash of the request and fault_seed, so a
+    # run is reproducible); see TASK_MISTAKES.
+    invented_sentence: float = 0.0  # an answer / assistant turn: a true sentence plus an invented one
+    ignored_follow_up: float = 0.0  # conversation: a later user turn about something unrelated
+    single_chunk_hop: float = 0.0  # multi_hop: the answer comes from one excerpt alone
+    answerable_unanswerable: float = 0.0  # unanswerable: a question a sentence of the excerpt answers
+    unsupported_step: float = 0.0  # reasoning: a step that is not in the source
 
 
 class SimStats:
@@ -103,6 +123,11 @@ class SimStats:
             # the span a pipeline kept this server, busy or idle.
             self.first_request_at: float | None = None
             self.last_answer_at: float | None = None
+            # Task items written (by task) and the mistakes planted in them: by kind, and
+            # by planted_key(title, task, question, answer) -> kind.
+            self.task_items: Counter[str] = Counter()
+            self.mistakes: Counter[str] = Counter()
+            self.planted: dict[str, str] = {}
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -122,6 +147,9 @@ class SimStats:
                 "authorization_ok": self.authorization_ok,
                 "first_request_at": self.first_request_at,
                 "last_answer_at": self.last_answer_at,
+                "task_items": dict(self.task_items),
+                "mistakes": dict(self.mistakes),
+                "planted": dict(self.planted),
             }
 
 
@@ -174,17 +202,358 @@ def build_pairs(document: str, n_pairs: int) -> list[dict[str, str]]:
 
 _JUDGE_PART = re.compile(r"<<<(SOURCE|QUESTION|ANSWER)\n(.*?)\n\1>>>", re.DOTALL)
 
+# -- the tasks beyond qa (synth_assets.generation.task_prompts) ------------------------
+
+TASKS = ("reasoning", "multi_hop", "conversation", "unanswerable")
+# The mistakes that can befall an item of each task, stacked in this order on [0, 1).
+TASK_MISTAKES = {
+    "reasoning": ("invented_sentence", "unsupported_step"),
+    "multi_hop": ("invented_sentence", "single_chunk_hop"),
+    "conversation": ("invented_sentence", "ignored_follow_up"),
+    "unanswerable": ("invented_sentence", "answerable_unanswerable"),
+}
+# The curation reason code meant to catch each mistake (synth_assets.core.task_rules and
+# filters): an invented sentence leaves an answer (or a turn) unsupported by its source.
+MISTAKE_REASONS = {
+    ("reasoning", "invented_sentence"): "ungrounded",
+    ("multi_hop", "invented_sentence"): "ungrounded",
+    ("conversation", "invented_sentence"): "ungrounded_turn",
+    ("unanswerable", "invented_sentence"): "ungrounded",
+    ("reasoning", "unsupported_step"): "reasoning_unsupported",
+    ("multi_hop", "single_chunk_hop"): "single_chunk_answerable",
+    ("conversation", "ignored_follow_up"): "unrelated_follow_up",
+    ("unanswerable", "answerable_unanswerable"): "answerable_unanswerable",
+}
+# What the prompts of task_prompts.py say, for a request sent without response_format.
+_TASK_PROMPT_WORDS = (
+    ("multi_hop", re.compile(r"\[Excerpt 1\]|combining facts from at least two")),
+    ("conversation", re.compile(r"conversation\(s\) between a user and an assistant")),
+    ("unanswerable", re.compile(r"does NOT answer")),
+    ("reasoning", re.compile(r"steps of reasoning")),
+)
+_SCHEMA_NAME = re.compile(r"^(reasoning|multi_hop|conversation|unanswerable)_items_(\d+)$")
+_EXCERPT = re.compile(r"^\[Excerpt (\d+)\]\n", re.MULTILINE)
+_TITLE = re.compile(r"^Document title: (.*)$", re.MULTILINE)
+_WORD = re.compile(r"[a-z0-9]+")
+_SMALL_WORDS = frozenset(
+    "a an the of in on at to for from by with and or but is are was were be been being it its this that "
+    "these those they them their there as not no what who when where which why how does did do has have had "
+    "can could would should will about into than then also more most some any each other such".split())
+# Invented claims: none of their words is in an ordinary document.
+_INVENTED = (
+    "a committee in Valparaiso later catalogued eighteen copper ledgers about it",
+    "the Quillfeather survey of 1874 recorded its annual upkeep at nine hundred florins",
+    "archivists in Tromsø moved the original manuscripts to a vault beneath the harbour",
+    "a later treaty signed in Windhoek renamed the whole arrangement after a glassmaker",
+    "its founders held a midsummer banquet each year on a barge near Linz",
+)
+# Questions about something else entirely (no word in common with a document about ducks,
+# databases or word processors, and none that points back to an earlier turn).
+_OFF_TOPIC = (
+    "Which planet has the largest number of known moons?",
+    "How long should sourdough bread rest before baking?",
+    "Who won the football championship in Montevideo in 1930?",
+    "What is the best way to tune a violin string?",
+    "How deep is Lake Baikal at the deepest point?",
+    "Which composer wrote the opera Carmen?",
+    "How many calories does a banana contain?",
+)
+# One content word each beside the subject: two questions about different subjects
+# are not near-duplicates (synth_assets.core.dedup).
+_ABSENT_ATTRIBUTES = (
+    "Who funded {x}?",
+    "Who patented {x}?",
+    "What did {x} cost?",
+    "Who sponsored {x}?",
+    "When was {x} insured?",
+    "Who photographed {x}?",
+    "Where is {x} archived?",
+    "Who audited {x}?",
+)
+_CITATION = re.compile(r"^(?:\[\s*\d+\s*\]\s*)+")
+_FUNCTION_WORDS = frozenset("the a an of in on is are was were to and for with as by that from".split())
+
+
+def task_wanted(body: dict[str, Any], messages: list[dict[str, Any]]) -> str | None:
+    """The task a generation request asks for: from the response_format schema name
+    ("<task>_items_<n>"), else from the prompt's words; None for qa (and judging)."""
+    try:
+        match = _SCHEMA_NAME.match(body["response_format"]["json_schema"]["name"])
+        return match.group(1) if match else None
+    except (KeyError, TypeError):
+        pass
+    user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+    text = str(user.get("content") or "")
+    head = text.split("<document>", 1)[0]  # the ask, not the data
+    for task, words in _TASK_PROMPT_WORDS:
+        if words.search(head if task != "multi_hop" else text):
+            return task
+    return None
+
+
+def _items_wanted(body: dict[str, Any], messages: list[dict[str, Any]]) -> int:
+    try:
+        return int(body["response_format"]["json_schema"]["schema"]["properties"]["items"]["minItems"])
+    except (KeyError, TypeError, ValueError):
+        pass
+    text = " ".join(str(m.get("content", "")) for m in messages)
+    match = re.search(r"Reply with exactly (\d+) items|Write (\d+) (?:question|conversation)", text)
+    return int(match.group(1) or match.group(2)) if match else 1
+
+
+def prompt_title(messages: list[dict[str, Any]]) -> str:
+    user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+    match = _TITLE.search(str(user.get("content") or "").split("<document>", 1)[0])
+    return match.group(1).strip() if match else ""
+
+
+def planted_key(title: str, task: str, question: str, answer: str) -> str:
+    """How SimStats.planted names an item: its document's title, task, (first) question
+    and the start of its (first) answer."""
+    return f"{title}|{task}|{question}|{answer[:80]}"
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _SMALL_WORDS and len(w) > 2}
+
+
+def is_prose(sentence: str) -> bool:
+    """Eight words or more, two of them function words, not mostly capitalised (not a
+    reference or a list entry), ending as a sentence ends."""
+    words = sentence.split()
+    return (sum(w.isalpha() for w in words) >= 8 and sentence[-1:] in ".!?" and sentence[:1].isupper()
+            and sum(w.lower() in _FUNCTION_WORDS for w in words) >= 2
+            and sum(w[:1].isupper() for w in words) <= len(words) / 2)
+
+
+def task_sentences(text: str) -> list[str]:
+    """The sentences an item may be built from: whole sentences of prose (eight words or
+    more, two of them function words, not mostly capitalised: not a reference), line by
+    line, citation marks before them ("[ 5 ] ") left out. A short first line (up to 500
+    characters) is left out when the others have sentences: in a chunk with overlap it
+    is the tail of the chunk before, often cut mid-sentence."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+
+    def of(lines_: list[str]) -> list[str]:
+        found = []
+        for line in lines_:
+            for sentence in _SENTENCE_END.split(line.lstrip("#*->0123456789. ")):
+                sentence = _CITATION.sub("", " ".join(sentence.split()))
+                if is_prose(sentence):
+                    found.append(sentence)
+        return found
+
+    body = lines[1:] if len(lines) > 1 and len(lines[0]) <= 500 else lines
+    # No prose: the lines of the body as they are (a reference list, a table).
+    return of(body) or of(lines) or [" ".join(line.split()) for line in body if len(line.split()) >= 5][:8] or [
+        " ".join(text.split())[:300] or "The document is empty."]
+
+
+def _phrase(sentence: str, words: int = 6) -> str:
+    """The opening words of a sentence, for a question about it."""
+    parts = [w.strip(",;:()\"'.!?") for w in sentence.split()[:words]]
+    parts = [w for w in parts if w]
+    if parts and parts[0][:1].isupper() and parts[0][1:].islower():
+        parts[0] = parts[0].lower()
+    return " ".join(parts)
+
+
+def _invented(true_sentence: str, index: int) -> str:
+    """An invented sentence about as long as the true one it follows."""
+    clauses, n = [], 0
+    while n < max(10, len(true_sentence.split())):
+        clause = _INVENTED[(index + len(clauses)) % len(_INVENTED)]
+        clauses.append(clause)
+        n += len(clause.split())
+    text = ", and ".join(clauses)
+    return text[0].upper() + text[1:] + "."
+
+
+def _subject(sentences: list[str], index: int) -> tuple[str, str]:
+    """(a named subject, a sentence naming it): the capitalised words (one or more in a
+    row) first found inside a sentence."""
+    for offset in range(len(sentences)):
+        sentence = sentences[(index + offset) % len(sentences)]
+        names = re.findall(r"(?<=[a-z,;] )[A-Z][A-Za-z0-9-]{2,}(?: [A-Z][A-Za-z0-9-]+)*", sentence)
+        if names:
+            return names[0], sentence
+    sentence = sentences[index % len(sentences)]
+    return _phrase(sentence, 3), sentence
+
+
+def build_task_items(task: str, document: str, mistakes: list[str | None]
+                     ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """Schema-valid items of `task` built from the <document> block (a multi-hop one's
+    [Excerpt N] sections), one per entry of `mistakes` (None: a good item). Returns the
+    items and (question, first answer, mistake) for each planted mistake."""
+    items: list[dict[str, Any]] = []
+    planted: list[tuple[str, str, str]] = []
+    asked: set[str] = set()
+    if task == "multi_hop":
+        parts = _EXCERPT.split(document)
+        excerpts = [task_sentences(parts[i + 1]) for i in range(1, len(parts) - 1, 2)] or [
+            task_sentences(document)]
+    sentences = task_sentences(document) if task != "multi_hop" else excerpts[0]
+    for index, mistake in enumerate(mistakes):
+        difficulty = 2 + index % 3
+        if task == "reasoning":
+            start = (2 * index) % max(1, len(sentences))
+            steps = [sentences[(start + k) % len(sentences)] for k in range(min(2, len(sentences)))]
+            if mistake == "unsupported_step":
+                steps.insert(1, _invented(steps[0], index))
+            answer = sentences[(start + len(steps)) % len(sentences)] if len(sentences) > 2 else steps[-1]
+            if mistake == "invented_sentence":
+                answer = f"{answer} {_invented(answer, index)}"
+            question = f"How does {_phrase(steps[0])} lead to {_phrase(answer, 5)}?"
+            items.append({"question": question, "answer": answer,
+                          "question_type": ("causal", "procedural", "inferential")[index % 3],
+                          "difficulty": difficulty,
+                          "reasoning": "\n".join(f"Step {k}: {step}" for k, step in enumerate(steps, 1))})
+        elif task == "multi_hop":
+            first = excerpts[0][index % len(excerpts[0])]
+            # A careful model: the sentence of another excerpt that adds the most words
+            # the first excerpt lacks.
+            known = set().union(*(_words(s) for s in excerpts[0]))
+            best, used = None, [1, 2]
+            for number, others in enumerate(excerpts[1:], 2):
+                for sentence in others:
+                    gain = len(_words(sentence) - known)
+                    if best is None or gain > best[0]:
+                        best, used = (gain, sentence), [1, number]
+            second = best[1] if best else excerpts[0][(index + 1) % len(excerpts[0])]
+            if mistake == "single_chunk_hop":  # both facts from the first excerpt
+                second = excerpts[0][(index + 1) % len(excerpts[0])]
+            answer = f"{first} {second}" if second != first else first
+            if mistake == "invented_sentence":
+                answer = f"{answer} {_invented(second, index)}"
+            question = f"How is {_phrase(first, 5)} connected to {_phrase(second, 5)}?"
+            items.append({"question": question, "answer": answer,
+                          "question_type": ("bridge", "comparison")[index % 2],
+                          "difficulty": difficulty, "excerpts": used})
+        elif task == "conversation":
+            count = max(3, min(5, len(sentences)))
+            start = (count * index) % max(1, len(sentences))
+            chosen = [sentences[(start + k) % len(sentences)] for k in range(count)]
+            turns = [{"user": f"What can you tell me about {_phrase(chosen[0])}?", "assistant": chosen[0]}]
+            turns += [{"user": f"And what else is there about {_phrase(sentence, 4)}?", "assistant": sentence}
+                      for sentence in chosen[1:]]
+            if mistake == "invented_sentence":
+                turn = turns[1 + index % (count - 1)]
+                turn["assistant"] = f"{turn['assistant']} {_invented(turn['assistant'], index)}"
+            if mistake == "ignored_follow_up":
+                vocabulary = _words(document)
+                off = next((q for k in range(len(_OFF_TOPIC))
+                            if not _words(q := _OFF_TOPIC[(index + k) % len(_OFF_TOPIC)]) & vocabulary),
+                           _OFF_TOPIC[index % len(_OFF_TOPIC)])
+                turns[1 + index % (count - 1)]["user"] = off
+            question = turns[0]["user"]
+            items.append({"turns": turns, "difficulty": difficulty})
+        else:  # unanswerable
+            subject, about = _subject(sentences, index)
+            if mistake == "answerable_unanswerable":  # the excerpt answers it after all
+                answered = sentences[(index + 1) % len(sentences)]
+                question = f"Is it so that {_phrase(answered, 20)}?"
+                missing = _phrase(answered, 20)
+            else:
+                question = _ABSENT_ATTRIBUTES[index % len(_ABSENT_ATTRIBUTES)].format(x=subject)
+                missing = question.rstrip("?")
+            says = about
+            if mistake == "invented_sentence":
+                says = f"{about} {_invented(about, index)}"
+            answer = (f"The documents do not say {missing[0].lower()}{missing[1:]}. "
+                      f"What they say about {subject}: {says}")
+            items.append({"question": question, "answer": answer,
+                          "question_type": "missing_fact", "difficulty": difficulty, "missing": missing})
+        if question in asked:  # few sentences: the same question twice would be one item
+            question = f"{question[:-1]}, in other words?"
+            if task == "conversation":
+                items[-1]["turns"][0]["user"] = question
+            else:
+                items[-1]["question"] = question
+        asked.add(question)
+        if mistake is not None:
+            first = items[-1]["turns"][0]["assistant"] if task == "conversation" else items[-1]["answer"]
+            planted.append((question, first, mistake))
+    return items, planted
+
+
+def _claims(task: str, answer: str) -> list[str]:
+    """The sentences of a judged answer that state facts: labels ("Reasoning:", "Step 1:",
+    "Answer:") removed, a conversation's user lines and an unanswerable answer's
+    declining sentence and lead-in left out."""
+    claims = []
+    for line in answer.splitlines():
+        line = line.strip()
+        if task == "conversation" and line.startswith("User:"):
+            continue
+        line = re.sub(r"^(?:Reasoning|Answer|Assistant)\s*:\s*", "", line)
+        line = re.sub(r"^Step \d+\s*:\s*", "", line)
+        for sentence in _SENTENCE_END.split(line):
+            sentence = sentence.strip()
+            if not sentence:
+                continue
+            if task == "unanswerable":
+                if re.match(r"(?i)the (documents?|sources?|excerpts?) do(es)? not say", sentence):
+                    continue
+                sentence = re.sub(r"(?i)^what they say about [^:]{1,80}:\s*", "", sentence)
+            claims.append(sentence)
+    return claims
+
+
+def source_answers(question: str, source: str, share: float = 0.8) -> bool:
+    """Whether a sentence of the source holds most of the question's words (the sim
+    judge's reading of "the source answers the question")."""
+    words = _words(question) - {"true", "known", "tell", "first", "exactly"}
+    if len(words) < 2:
+        return False
+    return any(len(words & _words(sentence)) >= share * len(words)
+               for line in source.splitlines() for sentence in _SENTENCE_END.split(line))
+
+
+def answerable_from_one_excerpt(answer: str, excerpts: list[str]) -> bool:
+    """Whether every claim of a multi-hop answer is found in one excerpt alone."""
+    claims = [_normalise(c) for c in _claims("multi_hop", answer)]
+    return bool(claims) and any(all(c in _normalise(e) for c in claims) for e in excerpts)
+
+
+def _task_of_judge_prompt(prompt: str) -> str | None:
+    for task, marker in (("reasoning", "- (reasoning)"), ("multi_hop", "- (multi-hop)"),
+                         ("conversation", "- (conversation)"), ("unanswerable", "- (unanswerable)")):
+        if marker in prompt.split("<<<SOURCE", 1)[0]:
+            return task
+    return None
+
 
 def judge_reply(prompt: str) -> dict[str, Any] | None:
     """A judge's reply to a judge prompt (synth_assets.core.judge), None for other prompts:
-    9 when the answer appears in the source, 2 when it does not."""
+    9 when the answer appears in the source, 2 when it does not. With a task's rubric
+    (judge.TASK_RUBRICS), each claim of the answer must appear in the source; a multi-hop
+    answer found within one [Excerpt N] alone scores 2, and so does an unanswerable
+    question that the source answers."""
     parts = dict(_JUDGE_PART.findall(prompt))
     if "SOURCE" not in parts or "ANSWER" not in parts:
         return None
     normalise = lambda text: " ".join(text.lower().split())  # noqa: E731
-    if normalise(parts["ANSWER"]) in normalise(parts["SOURCE"]):
-        return {"score": 9, "reason": "The answer is stated in the source."}
-    return {"score": 2, "reason": "The source does not support the answer."}
+    task = _task_of_judge_prompt(prompt)
+    if task is None:
+        if normalise(parts["ANSWER"]) in normalise(parts["SOURCE"]):
+            return {"score": 9, "reason": "The answer is stated in the source."}
+        return {"score": 2, "reason": "The source does not support the answer."}
+    source = parts["SOURCE"]
+    if task == "multi_hop":
+        pieces = _EXCERPT.split(source)
+        excerpts = [pieces[i + 1] for i in range(1, len(pieces) - 1, 2)]
+        if len(excerpts) >= 2 and answerable_from_one_excerpt(parts["ANSWER"], excerpts):
+            return {"score": 2, "reason": "One excerpt alone answers the question."}
+    if task == "unanswerable" and source_answers(parts.get("QUESTION", ""), source):
+        return {"score": 2, "reason": "The source does answer the question."}
+    if all(_normalise(claim) in _normalise(source) for claim in _claims(task, parts["ANSWER"])):
+        return {"score": 9, "reason": "Every claim is stated in the source."}
+    return {"score": 2, "reason": "The source does not support every claim."}
 
 
 class SimServer:
@@ -300,6 +669,8 @@ class SimServer:
             fault = self._fault(messages)
             if config.malformed_marker and config.malformed_marker in document:
                 fault = "malformed"
+            if config.greedy_marker and config.greedy_marker in document and not body.get("temperature"):
+                fault = "malformed"
             if fault == "drop":
                 with stats._lock:
                     stats.outcomes["drop"] += 1
@@ -324,8 +695,11 @@ class SimServer:
             await self._run_sequence(output_tokens)
 
             judged = judge_reply(document)
+            task = None if judged is not None else task_wanted(body, messages)
             if judged is not None:
                 content = json.dumps(judged)
+            elif task is not None:
+                content = json.dumps({"items": self._task_items(task, document, body, messages)})
             else:
                 content = json.dumps({"pairs": build_pairs(document, _pairs_wanted(body, messages))})
             finish = "stop"
@@ -343,6 +717,9 @@ class SimServer:
                 stats.outcomes[fault or "ok"] += 1
                 if fault in (None, "messy", "truncated"):
                     stats.answered[document_hash(document)] += 1
+            if fault == "answer_drop":
+                await _send(writer, 200, {"choices": [{"message": {"content": content}}]}, cut=True)
+                return False
             return await _send(writer, 200, {
                 "id": f"chatcmpl-sim-{stats.requests}",
                 "object": "chat.completion",
@@ -357,6 +734,30 @@ class SimServer:
             with stats._lock:
                 stats.in_flight -= 1
                 stats.last_answer_at = time.time()
+
+    def _task_items(self, task: str, document: str, body: dict[str, Any],
+                    messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The items of a task request, each with the mistake its hash draw gives it."""
+        n = _items_wanted(body, messages)
+        content = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+        kinds = []
+        for index in range(n):
+            digest = hashlib.sha256(f"{self.config.fault_seed}|mistake|{content}|{index}".encode()).digest()
+            draw, edge, kind = int.from_bytes(digest[:8], "big") / 2**64, 0.0, None
+            for name in TASK_MISTAKES[task]:
+                edge += getattr(self.config, name)
+                if draw < edge:
+                    kind = name
+                    break
+            kinds.append(kind)
+        items, planted = build_task_items(task, document, kinds)
+        title = prompt_title(messages)
+        with self.stats._lock:
+            self.stats.task_items[task] += len(items)
+            for question, answer, kind in planted:
+                self.stats.mistakes[kind] += 1
+                self.stats.planted[planted_key(title, task, question, answer)] = kind
+        return items
 
     async def _run_sequence(self, output_tokens: int) -> None:
         """Hold one of the S slots for ttft + tokens * tpot: one sequence on the GPU."""
@@ -416,13 +817,15 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[st
 
 
 async def _send(writer: asyncio.StreamWriter, status: int, payload: Any,
-                extra: dict[str, str] | None = None) -> bool:
+                extra: dict[str, str] | None = None, cut: bool = False) -> bool:
+    """Write one response; with `cut`, only its head and half its body (the caller then
+    closes the connection)."""
     body = json.dumps(payload).encode()
     head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
             "Content-Type: application/json", f"Content-Length: {len(body)}"]
     head += [f"{name}: {value}" for name, value in (extra or {}).items()]
     try:
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + (body[: len(body) // 2] if cut else body))
         await writer.drain()
     except ConnectionError:
         return False

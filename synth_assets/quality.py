@@ -7,6 +7,7 @@ observed value and a few failing values.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -20,6 +21,8 @@ import great_expectations as gx  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
 from synth_assets.core.formats import SHAREGPT_ROLE_SEQUENCES, sharegpt_roles  # noqa: E402
+from synth_assets.core.task_rules import claims_of_unanswerable, dedup_text, task_of, turns_of  # noqa: E402
+from synth_assets.core.tasks import CONVERSATION, UNANSWERABLE  # noqa: E402
 
 GENERATED_PAIRS_SUITE = "generated_qa_pairs_suite"
 FILTERED_PAIRS_SUITE = "filtered_qa_pairs_suite"
@@ -30,7 +33,7 @@ SHAREGPT_SUITE = "sharegpt_examples_suite"
 # At most this many failing rows per expectation are kept for the check's metadata.
 FAILING_ROWS_PER_EXPECTATION = 5
 # Columns that identify a row, shown beside the failing value (the first present is used).
-ROW_ID_COLUMNS = ("pair_id", "chunk_id", "document_id")
+ROW_ID_COLUMNS = ("pair_id", "chunk_id", "document_id", "row")
 
 
 @dataclass
@@ -149,6 +152,22 @@ def answer_support(answer: str | None, chunk_text: str | None) -> float:
     return len(words & found) / len(words)
 
 
+def support_of(pair: dict, texts: dict[str, str]) -> tuple[str, str | None]:
+    """(what an item states, the text that must support it): a multi-hop answer against all
+    its chunks, an unanswerable one by what it says the source does say, a conversation
+    by every assistant turn, the others by their answer against their chunk."""
+    task = task_of(pair)
+    answer = pair.get("answer")
+    sources = pair.get("source_chunk_ids")
+    chunk_ids = json.loads(sources) if isinstance(sources, str) and sources.startswith("[") else [pair.get("chunk_id")]
+    text = "\n".join(texts[c] for c in chunk_ids if c in texts) if any(c in texts for c in chunk_ids) else None
+    if task == UNANSWERABLE:
+        answer = claims_of_unanswerable(answer)[1] if isinstance(answer, str) else answer
+    elif task == CONVERSATION and turns_of(pair):
+        answer = " ".join(a for _, a in turns_of(pair))
+    return answer, text
+
+
 def validate_filtered_pairs(pairs: pd.DataFrame, chunks: pd.DataFrame, rejected_ids: set[str],
                             kept_bounds: tuple[int, int] | None = None) -> SuiteResult:
     """The kept pairs, on what the filter does not already guarantee: complete rows, unique
@@ -161,9 +180,11 @@ def validate_filtered_pairs(pairs: pd.DataFrame, chunks: pd.DataFrame, rejected_
     # A question may repeat across documents (cross_document_duplicates handles that at
     # export), not within one: scoped by document, so documents can be validated together.
     frame = pairs.assign(
-        normalised_question=pairs["document_id"].astype(str) + " :: " + pairs["question"].fillna("").str.lower()
+        # A conversation's question is all its user turns: dedup judged it as a whole.
+        normalised_question=pairs["document_id"].astype(str) + " :: " + pd.Series(
+            [dedup_text(p) for p in pairs.to_dict("records")], index=pairs.index, dtype=object).str.lower()
         .str.replace(r"[^\w ]", "", regex=True).str.split().str.join(" "),
-        answer_support=[answer_support(a, texts.get(c)) for a, c in zip(pairs["answer"], pairs["chunk_id"])],
+        answer_support=[answer_support(*support_of(p, texts)) for p in pairs.to_dict("records")],
     )
     expectations = [
         *(E.ExpectColumnValuesToNotBeNull(column=c) for c in ("pair_id", "chunk_id", "question", "answer", "generator", "prompt_version")),
@@ -205,19 +226,68 @@ def validate_sharegpt(rows: pd.DataFrame) -> SuiteResult:
 TRAINING_DATASET_SUITE = "training_dataset_suite"
 
 
-def validate_training_dataset(rows: pd.DataFrame) -> SuiteResult:
-    """The merged dataset: no question twice across documents, every document in one
-    split only, and both splits named train or validation."""
+def normalised_text(texts: pd.Series) -> pd.Series:
+    """Lower case, punctuation and repeated spaces removed: how questions are compared."""
+    return (texts.fillna("").astype(str).str.lower().str.replace(r"[^\w ]", "", regex=True)
+            .str.split().str.join(" "))
+
+
+def validate_training_dataset(rows: pd.DataFrame, counts: pd.DataFrame) -> SuiteResult:
+    """A candidate export, on what can go wrong in it (one suite over its rows, one over its
+    row counts, reported as one result).
+
+    `rows`: the candidate's Alpaca rows of both splits, as read from its files: `split`
+    (the file they were read from), `instruction`, `output`, `question` (every user turn
+    of the row's conversation, from its ShareGPT row: a conversation's first question
+    alone may repeat), `document_id` (from the provenance columns, or traced through the
+    vetted tables when they were left out; null when it could not be), and, with
+    provenance, `pair_id`, `task` and `from_vetted_rows` (the pair is one of the vetted
+    formatted rows or a human row).
+
+    `counts`: a row per format, split and "all" of the candidate: `in_files` (rows read)
+    and `recorded` (the vetted rows training_dataset counted for it).
+
+    Expected: no pair twice (pair_id, and the same instruction with the same output); no
+    question (of the same task) asked by two documents; no document in both splits; every
+    pair one of the vetted rows; and each format's files holding exactly the vetted rows.
+    """
     E = gx.expectations
-    splits_per_document = rows.groupby("document_id")["split"].nunique()
     frame = rows.assign(
-        normalised_question=rows["instruction"].fillna("").str.lower().str.replace(r"[^\w ]", "", regex=True).str.split().str.join(" "),
-        splits_of_document=rows["document_id"].map(splits_per_document),
+        instruction_and_output=normalised_text(rows["instruction"]) + " => " + normalised_text(rows["output"]),
     )
+    traced = frame[frame["document_id"].notna()]
+    task = frame["task"].fillna("").astype(str) + " :: " if "task" in frame else ""
+    frame["question_key"] = task + normalised_text(frame["question"])
+    documents_per_question = traced.assign(question_key=frame["question_key"]).groupby("question_key")[
+        "document_id"].nunique()
+    splits_per_document = traced.groupby("document_id")["split"].nunique()
+    frame["documents_asking_question"] = frame["question_key"].map(documents_per_question).where(
+        frame["document_id"].notna())
+    frame["splits_of_document"] = frame["document_id"].map(splits_per_document)
     expectations = [
-        E.ExpectColumnValuesToBeUnique(column="normalised_question"),
+        E.ExpectColumnValuesToBeUnique(column="instruction_and_output"),
+        # Null where the row's document is unknown (provenance left out, text not traced).
+        E.ExpectColumnValuesToBeInSet(column="documents_asking_question", value_set=[1]),
         E.ExpectColumnValuesToBeInSet(column="splits_of_document", value_set=[1]),
-        E.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "validation"]),
-        E.ExpectColumnValuesToNotBeNull(column="document_id"),
     ]
-    return run_suite(TRAINING_DATASET_SUITE, expectations, frame)
+    if "pair_id" in frame:
+        expectations += [
+            E.ExpectColumnValuesToNotBeNull(column="pair_id"),
+            E.ExpectColumnValuesToBeUnique(column="pair_id"),
+            E.ExpectColumnValuesToNotBeNull(column="document_id"),
+            E.ExpectColumnValuesToBeInSet(column="from_vetted_rows", value_set=[True]),
+        ]
+    on_rows = run_suite(TRAINING_DATASET_SUITE, expectations, frame)
+    on_counts = run_suite(TRAINING_DATASET_SUITE, [
+        E.ExpectColumnPairValuesToBeEqual(column_A="in_files", column_B="recorded"),
+        E.ExpectTableRowCountToBeBetween(min_value=1),
+    ], counts.assign(row=counts["format"] + "/" + counts["split"]))
+    metadata = {**on_rows.metadata, **{f"{label} (row counts)": details for label, details in on_counts.metadata.items()
+                                       if label != "rows"}}
+    return SuiteResult(
+        success=on_rows.success and on_counts.success,
+        metadata=metadata,
+        failed=on_rows.failed + [f"{label} (row counts)" for label in on_counts.failed],
+        failing_rows=on_rows.failing_rows + on_counts.failing_rows,
+        suite=TRAINING_DATASET_SUITE,
+    )

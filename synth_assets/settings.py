@@ -28,7 +28,7 @@ from synth_assets.planning import (
 from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.documents import DOCUMENTS_DIR_ENV, DocumentsFolder
 from synth_assets.resources.export import HUB_REPO_ENV, ExportSettings
-from synth_assets.resources.generation import GENERATION_MODEL_ENV, GenerationResource
+from synth_assets.resources.generation import GENERATION_MODEL_ENV, TASKS_ENV, GenerationResource
 from synth_assets.resources.review import ReviewSettings
 from synth_assets.resources.storage import PipelineDatabase
 
@@ -49,6 +49,7 @@ ENVIRONMENT: dict[str, tuple[type[dg.ConfigurableResource], dict[str, str]]] = {
         "backend": "SYNTH_ASSETS_GENERATION_BACKEND",
         "model": GENERATION_MODEL_ENV,
         "pairs_per_chunk": "SYNTH_ASSETS_PAIRS_PER_CHUNK",
+        "tasks": TASKS_ENV,
         "base_url": "SYNTH_ASSETS_OPENAI_BASE_URL",
         "base_urls": "SYNTH_ASSETS_OPENAI_BASE_URLS",  # comma-separated
         "api_key_env": "SYNTH_ASSETS_API_KEY_ENV",
@@ -72,6 +73,9 @@ ENVIRONMENT: dict[str, tuple[type[dg.ConfigurableResource], dict[str, str]]] = {
         "sample_size": "SYNTH_ASSETS_REVIEW_SAMPLE_SIZE",
         "random_share": "SYNTH_ASSETS_REVIEW_RANDOM_SHARE",
         "page_url": "SYNTH_ASSETS_REVIEW_PAGE_URL",
+        "password_env": "SYNTH_ASSETS_REVIEW_PASSWORD_ENV",
+        "allowed_hosts": "SYNTH_ASSETS_REVIEW_ALLOWED_HOSTS",  # comma-separated
+        "lock_wait_s": "SYNTH_ASSETS_REVIEW_LOCK_WAIT_S",
         "human_data_dir": "SYNTH_ASSETS_HUMAN_DATA_DIR",
         "human_ratio": "SYNTH_ASSETS_HUMAN_RATIO",
     }),
@@ -117,6 +121,10 @@ class Settings:
         found = {"documents": {"layout_models_dir": str(models) if models else None}}
         resources = {key: resource_from_env(resource, variables, environ, **found.get(key, {}))
                      for key, (resource, variables) in ENVIRONMENT.items()}
+        try:
+            resources["generation"].task_shares
+        except ValueError as error:
+            raise ValueError(f"{TASKS_ENV}={environ.get(TASKS_ENV, '')!r} is not valid: {error}") from None
         return cls(
             resources=resources,
             single_run_min_documents=(

@@ -58,8 +58,14 @@ _PAIR_COLUMNS = """
     generator VARCHAR NOT NULL,
     model VARCHAR,
     prompt_version VARCHAR NOT NULL,
-    reasoning VARCHAR
+    reasoning VARCHAR,
+    task VARCHAR,
+    difficulty INTEGER,
+    source_chunk_ids VARCHAR,
+    turns VARCHAR
 """
+# task: core/tasks.py (NULL on rows made before tasks: qa); difficulty 1-5; source_chunk_ids
+# a JSON list of every chunk the item draws on; turns a conversation's JSON [[user, assistant], ...].
 
 _PROVENANCE_COLUMNS = """
     pair_id VARCHAR NOT NULL,
@@ -72,7 +78,11 @@ _PROVENANCE_COLUMNS = """
     generator VARCHAR,
     model VARCHAR,
     prompt_version VARCHAR,
-    language VARCHAR
+    language VARCHAR,
+    task VARCHAR,
+    question_type VARCHAR,
+    difficulty INTEGER,
+    source_chunk_ids VARCHAR
 """
 
 TABLE_DDL: dict[str, str] = {
@@ -123,15 +133,15 @@ TABLE_DDL: dict[str, str] = {
     # judge_score/judge_reason: NULL unless the judge is on (CurationResource.use_judge).
     # language: the pair's (ISO 639-1, NULL when undetermined), see core/language.py.
     FILTERED_QA_PAIRS_TABLE: _PAIR_COLUMNS
-    + ", grounding DOUBLE, judge_score INTEGER, judge_reason VARCHAR, language VARCHAR",
+    + ", grounding DOUBLE, judge_score INTEGER, judge_reason VARCHAR, language VARCHAR, difficulty_proxy INTEGER",
     REJECTED_QA_PAIRS_TABLE: _PAIR_COLUMNS
     + ", grounding DOUBLE, judge_score INTEGER, judge_reason VARCHAR, reject_reasons VARCHAR[] NOT NULL"
-    + ", language VARCHAR",
+    + ", language VARCHAR, difficulty_proxy INTEGER",
     # The formatted rows are the vetted snapshot training_dataset reads: `reasoning` so the
     # chain-of-thought variants can be rebuilt from them, `source_digest` the fingerprint of
     # the filtered pairs they were made from (rows whose source changed since are refused).
     ALPACA_EXAMPLES_TABLE: "instruction VARCHAR NOT NULL, input VARCHAR NOT NULL, output VARCHAR NOT NULL,"
-    + _PROVENANCE_COLUMNS + ", reasoning VARCHAR, source_digest VARCHAR",
+    + _PROVENANCE_COLUMNS + ", reasoning VARCHAR, turns VARCHAR, source_digest VARCHAR",
     SHAREGPT_EXAMPLES_TABLE: "conversations VARCHAR NOT NULL," + _PROVENANCE_COLUMNS + ", source_digest VARCHAR",
     DOCUMENT_FAILURES_TABLE: """
         document_id VARCHAR NOT NULL,
@@ -453,7 +463,9 @@ def load_kept_pairs_of_documents(con: duckdb.DuckDBPyConnection, document_ids: l
         f"""
         SELECT p.pair_id, p.document_id, p.chunk_id, p.question, p.answer, p.reasoning,
                r.relative_path AS source_file, c.heading_path, c.page_start, c.page_end,
-               p.generator, p.model, p.prompt_version, p.language
+               p.generator, p.model, p.prompt_version, p.language,
+               coalesce(p.task, 'qa') AS task, p.question_type, p.difficulty,
+               coalesce(p.source_chunk_ids, to_json([p.chunk_id])::VARCHAR) AS source_chunk_ids, p.turns
         FROM {FILTERED_QA_PAIRS_TABLE} p
         LEFT JOIN {DOCUMENT_CHUNKS_TABLE} c USING (chunk_id)
         LEFT JOIN {RAW_DOCUMENTS_TABLE} r ON r.document_id = p.document_id

@@ -1,6 +1,7 @@
 """Curate: keep the pairs worth training on; keep the others apart with their reasons."""
 
 
+import json
 from collections import Counter
 
 import pandas as pd
@@ -11,6 +12,8 @@ from synth_assets.assets.factory import document_asset
 from synth_assets.batch import for_each_document, stopped_in_run
 from synth_assets.core.dedup import DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION
 from synth_assets.core.filters import filter_pairs, language_metadata, pair_languages
+from synth_assets.core.task_rules import difficulty_of, judge_view, task_of
+from synth_assets.core.text import as_text
 from synth_assets.core.text import grounding_score
 from synth_assets.core.previews import pairs_preview
 from synth_assets.generation.base import JudgeOutcome, JudgeRequest
@@ -23,6 +26,7 @@ from synth_assets.storage import (
     GENERATED_QA_PAIRS_TABLE,
     REJECTED_QA_PAIRS_TABLE,
     load_pairs_with_chunks,
+    read_partition,
     replace_partition_rows,
 )
 
@@ -34,7 +38,7 @@ CURATE_GROUP = "curate"
     kinds={"duckdb", "great_expectations"},
     # Joined by the configured filter settings in definitions.py: changing a threshold
     # marks this asset and everything below it stale.
-    code_version="2",
+    code_version="3",
     deps=["generated_qa_pairs"],
     # With the judge on, this step asks the generation model too: it queues for the GPU.
     pool=GPU_POOL,
@@ -80,7 +84,7 @@ def curate_one(context, document_id: str, curation: CurationResource, generation
     judge_documents (scores by pair_id, metadata); without it, and with the judge on,
     this document is judged on its own."""
     with duckdb.get_connection() as con:
-        pairs = load_pairs_with_chunks(con, GENERATED_QA_PAIRS_TABLE, document_id)
+        pairs = load_items(con, document_id)
     config = curation.filter_config()
     pairs["language"] = pair_languages(pairs.to_dict("records"))
     records = pairs.to_dict("records")
@@ -104,13 +108,20 @@ def curate_one(context, document_id: str, curation: CurationResource, generation
     pairs["reject_reasons"] = reasons
     kept_mask = pairs["reject_reasons"].map(len) == 0
     preview = pairs_preview(pairs[kept_mask])
-    kept = pairs[kept_mask].drop(columns=["chunk_text", "heading_path", "chunk_language", "reject_reasons"])
-    rejected = pairs[~kept_mask].drop(columns=["chunk_text", "heading_path", "chunk_language"])
+    pairs["difficulty_proxy"] = pd.array([difficulty_of(p) for p in records], dtype="Int64")
+    # The generator's own difficulty when it gave one; the measured proxy otherwise.
+    pairs["difficulty"] = pd.array(pairs["difficulty"], dtype="Int64").fillna(pairs["difficulty_proxy"])
+    scratch = ["chunk_text", "heading_path", "chunk_language", "source_texts", "judge_source_texts", "document_text"]
+    kept = pairs[kept_mask].drop(columns=[*scratch, "reject_reasons"], errors="ignore")
+    rejected = pairs[~kept_mask].drop(columns=scratch, errors="ignore")
     with duckdb.get_connection() as con:
         replace_partition_rows(con, FILTERED_QA_PAIRS_TABLE, document_id, kept)
         replace_partition_rows(con, REJECTED_QA_PAIRS_TABLE, document_id, rejected)
 
     reason_counts = Counter(reason for row in reasons for reason in row)
+    tasks = pairs["task"].fillna("qa")
+    per_task = {task: {"generated": int((tasks == task).sum()), "kept": int((tasks[kept_mask] == task).sum())}
+                for task in sorted(set(tasks))}
     pass_rate = len(kept) / len(pairs) if len(pairs) else 0.0
     context.log.info(f"{document_id}: kept {len(kept)} of {len(pairs)} pairs; rejected {dict(reason_counts)}")
     rejects_sample = rejected.head(5).assign(reject_reasons=lambda f: f["reject_reasons"].map(", ".join))
@@ -121,6 +132,7 @@ def curate_one(context, document_id: str, curation: CurationResource, generation
             "rejected": len(rejected),
             "pass_rate": round(pass_rate, 3),
             "rejections_by_reason": dg.MetadataValue.json(dict(reason_counts)),
+            "items_per_task": dg.MetadataValue.json(per_task),
             "semantic_similarity": "on (all-MiniLM-L6-v2, min "
             f"{config.min_semantic_similarity})" if config.use_embeddings else "off",
             **judge_metadata,
@@ -142,10 +154,36 @@ def pairs_to_judge(records: list[dict], config) -> list[JudgeRequest]:
     cheap = config.model_copy(update={"use_judge": False})
     dedup_only = {DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION}
     return [
-        JudgeRequest(p["pair_id"], p["question"] or "", p["answer"] or "", p["chunk_text"] or "")
+        JudgeRequest(p["pair_id"], *judge_view(p), as_text(p.get("chunk_text")), task_of(p),
+                     tuple(as_text(t) for t in p.get("judge_source_texts") or ()))
         for p, reasons in zip(records, filter_pairs(records, cheap))
         if set(reasons) <= dedup_only
     ]
+
+
+def load_items(con, document_id: str) -> pd.DataFrame:
+    """A document's generated items with their chunk's text, and what the task rules
+    read besides: a multi-hop item's chunks (their text joined as its source, their
+    bodies, without the overlap from the chunk before, in `source_texts`), and for an
+    unanswerable item the whole document (`document_text`)."""
+    pairs = load_pairs_with_chunks(con, GENERATED_QA_PAIRS_TABLE, document_id)
+    pairs["task"] = pairs["task"].fillna("qa") if "task" in pairs else "qa"
+    if not (pairs["task"] != "qa").any():
+        return pairs
+    chunks = read_partition(con, DOCUMENT_CHUNKS_TABLE, document_id).sort_values("chunk_index")
+    text, body = dict(zip(chunks["chunk_id"], chunks["text"])), dict(zip(chunks["chunk_id"], chunks["body"]))
+    sources = [json.loads(ids) if isinstance(ids, str) else [chunk] for ids, chunk in
+               zip(pairs["source_chunk_ids"], pairs["chunk_id"])]
+    multi_hop = pairs["task"] == "multi_hop"
+    pairs["source_texts"] = [[body.get(c, "") for c in ids] if hop else None for ids, hop in zip(sources, multi_hop)]
+    # The judge sees each chunk whole, as generation's judging did (same prompt, cache hit).
+    pairs["judge_source_texts"] = [[text.get(c, "") for c in ids] if hop else None
+                                   for ids, hop in zip(sources, multi_hop)]
+    pairs.loc[multi_hop, "chunk_text"] = ["\n\n".join(text.get(c, "") for c in ids)
+                                         for ids, hop in zip(sources, multi_hop) if hop]
+    whole = "\n".join(chunks.loc[~chunks["boilerplate"], "body"])
+    pairs["document_text"] = [whole if task == "unanswerable" else None for task in pairs["task"]]
+    return pairs
 
 
 def judge_documents(
@@ -169,7 +207,7 @@ def judge_documents(
     with duckdb.get_connection() as con:
         for document_id in document_ids:
             try:
-                records = load_pairs_with_chunks(con, GENERATED_QA_PAIRS_TABLE, document_id).to_dict("records")
+                records = load_items(con, document_id).to_dict("records")
                 requests[document_id] = pairs_to_judge(records, config)
             except Exception as error:  # noqa: BLE001 - raised again by that document's curate_one
                 prepared[document_id] = error

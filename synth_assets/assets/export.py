@@ -1,6 +1,7 @@
 """Export: training formats per document, and the merged dataset fine-tuners load."""
 
 
+import base64
 import json
 from pathlib import Path
 
@@ -12,7 +13,10 @@ from synth_assets.assets.factory import OWNERS, document_asset
 from synth_assets.assets.human import NO_HUMAN_DATA, human_examples, mix_human_rows
 from synth_assets.batch import blocked_documents, for_each_document, no_text_documents
 from synth_assets.core.dedup import cross_document_duplicates
+from synth_assets.core.charts import stacked_bars_png
+from synth_assets.core.tasks import mix_bars, mix_markdown, mix_table, share_report
 from synth_assets.core.exporting import (
+    TASK_CHART_FILE,
     PROVENANCE_COLUMNS,
     build_format_rows,
     pairs_digest,
@@ -21,12 +25,13 @@ from synth_assets.core.exporting import (
     published_version,
     write_export,
 )
-from synth_assets.core.formats import split_documents, split_note, to_alpaca, to_sharegpt
+from synth_assets.core.formats import split_documents, split_note, to_alpaca, to_conversation
 from synth_assets.core.review import apply_reviews, precision_recall_markdown, review_summary
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
 from synth_assets.quality import validate_alpaca, validate_sharegpt
 from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.export import ExportSettings
+from synth_assets.resources.generation import GenerationResource
 from synth_assets.resources.review import ReviewSettings
 from synth_assets.resources.storage import PipelineDatabase
 from synth_assets.storage import (
@@ -78,7 +83,7 @@ def _format_document(document_id: str, duckdb: PipelineDatabase, table: str, to_
         pairs = load_kept_pairs_with_provenance(con, document_id)
     columns = [*PROVENANCE_COLUMNS, *extra]
     rows = pd.DataFrame(
-        [{**to_row(p.question, p.answer), **{c: getattr(p, c) for c in columns}} for p in pairs.itertuples()],
+        [{**to_row(p), **{c: getattr(p, c) for c in columns}} for p in pairs.itertuples()],
         columns=None if len(pairs) else columns,
     )
     with duckdb.get_connection() as con:
@@ -95,19 +100,22 @@ def _format_document(document_id: str, duckdb: PipelineDatabase, table: str, to_
 
 
 # code_version 2 (both formats): the rows carry the pair's language.
-@document_asset(group_name=EXPORT_GROUP, kinds={"duckdb", "great_expectations"}, code_version="2",
+@document_asset(group_name=EXPORT_GROUP, kinds={"duckdb", "great_expectations"}, code_version="3",
                 deps=["filtered_qa_pairs"])
 def alpaca_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabase) -> dg.MaterializeResult:
     """Kept pairs as Alpaca rows ({instruction, input, output}) with their provenance beside them."""
-    return _format_partition(context, duckdb, ALPACA_EXAMPLES_TABLE, to_alpaca, extra=("reasoning",))
+    return _format_partition(context, duckdb, ALPACA_EXAMPLES_TABLE, lambda p: to_alpaca(p.question, p.answer),
+                             extra=("reasoning", "turns"))
 
 
-@document_asset(group_name=EXPORT_GROUP, kinds={"duckdb", "great_expectations"}, code_version="2",
+@document_asset(group_name=EXPORT_GROUP, kinds={"duckdb", "great_expectations"}, code_version="3",
                 deps=["filtered_qa_pairs"])
 def sharegpt_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabase) -> dg.MaterializeResult:
     """Kept pairs as ShareGPT conversations ({from: human, value}, {from: gpt, value})."""
     return _format_partition(
-        context, duckdb, SHAREGPT_EXAMPLES_TABLE, lambda q, a: {"conversations": json.dumps(to_sharegpt(q, a))}
+        context, duckdb, SHAREGPT_EXAMPLES_TABLE,
+        lambda p: {"conversations": json.dumps(to_conversation(json.loads(p.turns) if isinstance(p.turns, str) else [(p.question, p.answer)],
+                                                               chat=False), ensure_ascii=False)}
     )
 
 
@@ -132,11 +140,11 @@ def rebuilt_after_documents_change(catch_up_cron: str) -> dg.AutomationCondition
     group_name=EXPORT_GROUP,
     kinds={"huggingface", "duckdb", "great_expectations"},
     owners=OWNERS,
-    code_version="2",
+    code_version="3",
 )
 def training_dataset(
     context: dg.AssetExecutionContext, duckdb: PipelineDatabase, export: ExportSettings, curation: CurationResource,
-    review: ReviewSettings,
+    review: ReviewSettings, generation: GenerationResource,
 ) -> dg.MaterializeResult:
     """Every document's kept pairs merged into one training dataset: Alpaca, ShareGPT and
     chat-messages formats, split into train and validation by document (no document in
@@ -175,7 +183,7 @@ def training_dataset(
         # The rows read are the formatted rows that passed their checks, not the current
         # filtered pairs: what was vetted is what is exported.
         pairs = alpaca[alpaca["document_id"].isin(included)].rename(
-            columns={"instruction": "question", "output": "answer"})[["question", "answer", "reasoning",
+            columns={"instruction": "question", "output": "answer"})[["question", "answer", "reasoning", "turns",
                                                                        *PROVENANCE_COLUMNS]].reset_index(drop=True)
         stats = _curation_stats(con, included)
         # Every reviewed pair measures the rules; the verdicts on included pairs are applied.
@@ -227,9 +235,10 @@ def training_dataset(
     pairs = pd.concat([pairs, human], ignore_index=True) if len(human) else pairs
     options = export.options()
     frames = build_format_rows(pairs, options)
+    mix = dataset_mix(pairs, generation.task_shares, stats.get("task_rejections", {}))
     result = write_export(frames, Path(export.export_dir), options,
                           {**stats, "excluded_documents": excluded, "no_text_documents": no_text,
-                           "split_note": note})
+                           "split_note": note, "task_mix": mix["markdown"], "files": {TASK_CHART_FILE: mix["png"]}})
     context.log.info(
         f"candidate export {result.version} {'written' if result.created else 'already existed, unchanged'}: "
         f"{result.path} (published once its checks pass)"
@@ -256,6 +265,11 @@ def training_dataset(
                 if len(duplicate_rows) else "none"
             ),
             "pass_rate": round(stats["pass_rate"], 3),
+            "tasks_within_shares": mix["within"],
+            "task_mix": dg.MetadataValue.md(mix["markdown"]),
+            "task_chart": dg.MetadataValue.md(
+                f"![items per task and difficulty](data:image/png;base64,{base64.b64encode(mix['png']).decode()})"),
+            "task_chart_file": dg.MetadataValue.path(str((result.path / TASK_CHART_FILE).resolve())),
             "preview": dg.MetadataValue.md(
                 frames["alpaca"].head(5)[["instruction", "output", "split"]].to_markdown(index=False)
             ),
@@ -350,6 +364,26 @@ def _excluded_documents(documents, registered, blocked, sources, alpaca, sharegp
     return excluded, kept_last_good
 
 
+def dataset_mix(pairs: pd.DataFrame, shares: dict[str, float], rejections: dict[str, dict[str, int]]) -> dict:
+    """The realised mix of the dataset's rows against the configured shares: Markdown, the
+    chart (PNG bytes) and whether every task is within SHARE_TOLERANCE. A task off its
+    share is explained by its rejections and by the documents that gave none of it."""
+    rows = pairs.assign(task=pairs["task"].fillna("qa")).to_dict("records")
+    tasks = [r["task"] for r in rows]
+    documents = {r["document_id"] for r in rows}
+    why = {}
+    for task in shares:
+        with_task = {r["document_id"] for r in rows if r["task"] == task}
+        rejected = rejections.get(task, {})
+        top = ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items(), key=lambda i: -i[1])[:3])
+        why[task] = (f"{len(documents - with_task)} of {len(documents)} documents gave none (too short, or no "
+                     f"linked sentences)" + (f"; rejected: {top}" if top else ""))
+    within, share_rows = share_report(tasks, shares, why)
+    table = mix_table(rows)
+    return {"within": within, "markdown": mix_markdown(table, shares, share_rows),
+            "png": stacked_bars_png("Items per task, by difficulty", mix_bars(table), "task")}
+
+
 def _curation_stats(con, document_ids: list[str]) -> dict:
     """Generators, models, prompt versions and filter pass rates, for the dataset card."""
     kept = con.execute(
@@ -358,13 +392,16 @@ def _curation_stats(con, document_ids: list[str]) -> dict:
         [document_ids],
     ).df()
     rejected = con.execute(
-        f"SELECT reject_reasons FROM {REJECTED_QA_PAIRS_TABLE} WHERE document_id IN (SELECT unnest(?))",
+        f"SELECT reject_reasons, coalesce(task, 'qa') AS task FROM {REJECTED_QA_PAIRS_TABLE}"
+        " WHERE document_id IN (SELECT unnest(?))",
         [document_ids],
     ).df()
     reasons: dict[str, int] = {}
-    for row in rejected["reject_reasons"]:
+    per_task: dict[str, dict[str, int]] = {}
+    for row, task in zip(rejected["reject_reasons"], rejected["task"]):
         for reason in row:
             reasons[reason] = reasons.get(reason, 0) + 1
+            per_task.setdefault(task, {})[reason] = per_task.setdefault(task, {}).get(reason, 0) + 1
     generated = len(kept) + len(rejected)
     return {
         "documents": len(document_ids),
@@ -375,5 +412,6 @@ def _curation_stats(con, document_ids: list[str]) -> dict:
         "kept": len(kept),
         "pass_rate": len(kept) / generated if generated else 0.0,
         "rejections_by_reason": reasons,
+        "task_rejections": per_task,
         "languages": kept["language"].fillna("undetermined").value_counts().to_dict(),
     }

@@ -11,7 +11,8 @@ from synth_assets.core.chunking import HEADING_SEPARATOR
 from synth_assets.core.previews import pairs_preview
 from synth_assets.dagster_internals import add_partition_metadata
 from synth_assets.assets.curate import pairs_to_judge
-from synth_assets.generation.base import GenerationRequest
+from synth_assets.generation.base import GenerationRequest, pair_record
+from synth_assets.generation.task_plan import plan_requests, prompt_version_of
 from synth_assets.generation.model_backend import ModelBackend
 from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.generation import GPU_POOL, GenerationResource
@@ -68,6 +69,9 @@ def generated_qa_pairs(
             replace_partition_rows(con, GENERATION_FAILURES_TABLE, key, pd.DataFrame())
             add_partition_metadata(context, {"skipped": f"stopped earlier in this run ({stopped[key]})"}, key)
     requests = []
+    shares = generation.task_shares
+    plans: dict[str, dict[str, int]] = {}
+    shortfalls: dict[str, dict[str, str]] = {}
     chunk_language: dict[str, str | None] = {}
     boilerplate_skipped = 0
     with duckdb.get_connection() as con:
@@ -78,7 +82,7 @@ def generated_qa_pairs(
             prose = chunks[~chunks["boilerplate"]].sort_values("chunk_index")
             boilerplate_skipped += len(chunks) - len(prose)
             chunk_language.update((row.chunk_id, getattr(row, "language", None)) for row in prose.itertuples())
-            requests += [
+            chunk_requests = [
                 GenerationRequest(
                     document_id=document_id,
                     chunk_id=row.chunk_id,
@@ -88,15 +92,28 @@ def generated_qa_pairs(
                 )
                 for row in prose.itertuples()
             ]
+            planned, plans[document_id], shortfalls[document_id] = plan_requests(
+                document_id, chunk_requests, shares, generation.pairs_per_chunk)
+            requests += planned
     backend = generation.create_backend(context.log)
     context.log.info(f"generating pairs for {len(requests)} chunks with {backend.generator} ({backend.model or 'no model'})")
     config = curation.filter_config()
     judge_stats = {}
     if config.use_judge and isinstance(backend, ModelBackend) and backend.cache is not None:
+        texts = {chunk_id: text for request in requests
+                 for chunk_id, text in ((request.chunk_id, request.text), *request.partners)}
+
         def judge_requests_for(request: GenerationRequest, pairs: list) -> list:
-            records = [{"pair_id": f"{request.chunk_id}#q{index:02d}", "question": pair.question,
-                        "answer": pair.answer, "question_type": pair.question_type, "evidence": pair.evidence,
-                        "chunk_text": request.text, "chunk_language": chunk_language.get(request.chunk_id)}
+            records = [{"pair_id": f"{request.request_id}#q{index:02d}", **pair_record(pair),
+                        # As the curate step shows it to the judge: a multi-hop item's chunks joined.
+                        "chunk_text": "\n\n".join(texts.get(c, "") for c in pair.source_chunk_ids)
+                        if pair.task == "multi_hop" else request.text, "chunk_language": chunk_language.get(request.chunk_id),
+                        # Whole chunks (the curate step's rules read bodies, without the overlap):
+                        # at worst a multi-hop item is judged here that curation then rejects.
+                        "source_texts": [texts.get(c, "") for c in pair.source_chunk_ids]
+                        if pair.task == "multi_hop" else None,
+                        "judge_source_texts": [texts.get(c, "") for c in pair.source_chunk_ids]
+                        if pair.task == "multi_hop" else None}
                        for index, pair in enumerate(pairs, 1)]
             return pairs_to_judge(records, config)
 
@@ -120,16 +137,14 @@ def generated_qa_pairs(
                 "pair_id": f"{pair.chunk_id}#q{counters[pair.chunk_id]:02d}",
                 "document_id": document_of[pair.chunk_id],
                 "chunk_id": pair.chunk_id,
-                "question": pair.question,
-                "answer": pair.answer,
-                "question_type": pair.question_type,
-                "evidence": pair.evidence,
-                "reasoning": pair.reasoning,
                 **provenance,
+                **pair_record(pair),
+                "prompt_version": prompt_version_of(backend, pair.task),
             }
         )
     pairs = pd.DataFrame(pair_rows, columns=["pair_id", "document_id", "chunk_id", "question", "answer",
-                                             "question_type", "evidence", "reasoning", *provenance])
+                                             "question_type", "evidence", "reasoning", *provenance,
+                                             "task", "difficulty", "source_chunk_ids", "turns"])
     failures = pd.DataFrame(
         [
             {"document_id": document_of[f.chunk_id], "chunk_id": f.chunk_id, "attempts": f.attempts,
@@ -144,10 +159,20 @@ def generated_qa_pairs(
                                    pairs[pairs["document_id"] == document_id])
             replace_partition_rows(con, GENERATION_FAILURES_TABLE, document_id,
                                    failures[failures["document_id"] == document_id])
-    if len(keys) > 1:
-        for document_id in document_ids:
-            add_partition_metadata(context, {"pairs": int((pairs["document_id"] == document_id).sum())},
-                                   document_id)
+    single_metadata = {}
+    for document_id in document_ids:
+        got = pairs.loc[pairs["document_id"] == document_id, "task"].value_counts().to_dict()
+        metadata = {"pairs": int(sum(got.values()))}
+        if set(shares) != {"qa"}:
+            metadata["items_per_task"] = dg.MetadataValue.json(
+                {task: {"planned": plans[document_id].get(task, 0), "generated": int(got.get(task, 0))}
+                 for task in shares})
+            if shortfalls[document_id]:
+                metadata["fewer_items"] = dg.MetadataValue.json(shortfalls[document_id])
+        if len(keys) > 1:
+            add_partition_metadata(context, metadata, document_id)
+        else:
+            single_metadata = {key: value for key, value in metadata.items() if key != "pairs"}
     for failure in outcome.failures:
         context.log.warning(f"{failure.chunk_id}: no pairs after {failure.attempts} attempts: {failure.error}")
     context.log.info(
@@ -155,6 +180,7 @@ def generated_qa_pairs(
         f"({boilerplate_skipped} boilerplate chunks skipped, {len(failures)} failed)"
     )
     type_mix = pairs["question_type"].value_counts().to_dict() if len(pairs) else {}
+    task_mix = pairs["task"].value_counts().to_dict() if len(pairs) else {}
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(pairs),
@@ -166,8 +192,10 @@ def generated_qa_pairs(
             "model": backend.model or "none",
             "prompt_version": backend.prompt_version,
             "question_types": dg.MetadataValue.json(type_mix),
+            "tasks": dg.MetadataValue.json({"configured": shares, "generated": task_mix}),
             **{f"generation_{key}": value for key, value in outcome.stats.items()},
             **judge_stats,
+            **single_metadata,
             "preview": dg.MetadataValue.md(pairs_preview(pairs.assign(heading_path=pairs["chunk_id"].map(heading_of)))),
         }
     )

@@ -59,6 +59,7 @@ from synth_assets.core.language import (
     stopwords,
     strip_korean_ending,
 )
+from synth_assets.core.task_rules import dedup_text
 from synth_assets.core.text import STEMS, STOPWORDS, normalise_question
 
 # Reason codes of the curate step (filters.py describes them).
@@ -397,7 +398,8 @@ def cross_document_duplicates(
     DUPLICATE_QUESTION for an exact copy, else NEAR_DUPLICATE_QUESTION.
     """
     ordered = sorted(rows, key=lambda r: (str(r["document_id"]), str(r["pair_id"])))
-    questions = [r.get("question") for r in ordered]
+    # A conversation is compared as a whole: all its user turns.
+    questions = [dedup_text(r) for r in ordered]
     documents = [r["document_id"] for r in ordered]
     exact = exact_duplicate_of(questions)
     languages = [r.get("language") if isinstance(r.get("language"), str) else None for r in ordered]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from synth_assets.core.formats import to_alpaca, to_messages, to_sharegpt
+from synth_assets.core.formats import to_alpaca, to_conversation
 from synth_assets.core.review import precision_recall_markdown
 
 PROVENANCE_COLUMNS = [
@@ -34,6 +35,9 @@ PROVENANCE_COLUMNS = [
     # The pair's language (ISO 639-1, empty when undetermined; core/language.py), so a
     # fine-tuner can select or balance languages.
     "language",
+    # What kind of item the row is (core/tasks.py), its question type and difficulty (1-5),
+    # and every chunk it draws on (a list; multi_hop has two or three).
+    "task", "question_type", "difficulty", "source_chunk_ids",
 ]
 TRAINING_COLUMNS = {
     "alpaca": ["instruction", "input", "output"],
@@ -101,23 +105,37 @@ def build_format_rows(pairs: pd.DataFrame, options: ExportOptions) -> dict[str, 
     has_reasoning = "reasoning" in pairs and pairs["reasoning"].fillna("").str.strip().ne("").any()
     variants = [(False, "")] + ([(True, "_cot")] if has_reasoning else [])
     keep = ["split"] + (PROVENANCE_COLUMNS if options.include_provenance else [])
+    provenance = pairs.reindex(columns=keep).reset_index(drop=True)
+    if "source_chunk_ids" in provenance:  # stored as JSON text, exported as a list
+        provenance["source_chunk_ids"] = [json.loads(ids) if isinstance(ids, str) else [chunk] for ids, chunk in
+                                          zip(provenance["source_chunk_ids"], pairs["chunk_id"])]
+    if "difficulty" in provenance:
+        provenance["difficulty"] = provenance["difficulty"].astype("Int64")
     frames: dict[str, pd.DataFrame] = {}
     for use_reasoning, suffix in variants:
         records = {"alpaca": [], "sharegpt": [], "messages": []}
         # Only the columns read here: a record of every provenance column costs seconds
         # over tens of thousands of rows.
         absent = [None] * len(pairs)
-        reasonings = pairs["reasoning"] if use_reasoning else absent
+        reasonings = pairs["reasoning"] if "reasoning" in pairs else absent
         systems = pairs["system"] if "system" in pairs else absent
-        for q, a, reasoning, own_system in zip(pairs["question"], pairs["answer"], reasonings, systems):
+        all_turns = pairs["turns"] if "turns" in pairs else absent
+        for q, a, reasoning, own_system, turns in zip(pairs["question"], pairs["answer"], reasonings, systems,
+                                                      all_turns):
             # A human-labelled row may bring its own system turn; the others get the configured one.
             system = own_system if isinstance(own_system, str) else options.system_prompt
-            records["alpaca"].append(to_alpaca(q, a, reasoning=reasoning))
-            records["sharegpt"].append({"conversations": to_sharegpt(q, a, system=system, reasoning=reasoning)})
-            records["messages"].append({"messages": to_messages(q, a, system=system, reasoning=reasoning)})
+            reasoning = reasoning if isinstance(reasoning, str) else None
+            # A conversation keeps every turn in sharegpt and messages; alpaca holds its first turn.
+            conversation = json.loads(turns) if isinstance(turns, str) and turns else [(q, a)]
+            think = reasoning if use_reasoning else None
+            records["alpaca"].append(to_alpaca(q, a, reasoning=think))
+            records["sharegpt"].append({"conversations": to_conversation(conversation, system, think, chat=False)})
+            # The plain chat rows carry reasoning in reasoning_content; the _cot ones in <think>.
+            records["messages"].append({"messages": to_conversation(
+                conversation, system, reasoning, chat=True, reasoning_field=not use_reasoning)})
         for name, rows in records.items():
             training = pd.DataFrame(rows, columns=TRAINING_COLUMNS[name])
-            frames[name + suffix] = pd.concat([training, pairs[keep].reset_index(drop=True)], axis=1)
+            frames[name + suffix] = pd.concat([training, provenance], axis=1)
     return frames
 
 
@@ -218,7 +236,7 @@ TRL's conversational format). `*_cot` variants, when present, put the reasoning 
 `<think>` tags before the answer. Provenance columns ({', '.join(PROVENANCE_COLUMNS) if options.include_provenance else 'removed from this export'})
 trace every row to its chunk, heading or page, and file.
 
-## Filters
+{tasks_section(stats)}## Filters
 
 {stats.get('generated', 0)} pairs generated, {stats.get('kept', 0)} kept
 (pass rate {stats.get('pass_rate', 0):.1%}); rejected pairs by reason (a pair can have several):
@@ -227,6 +245,30 @@ trace every row to its chunk, heading or page, and file.
 | --- | --- |
 {reason_lines}
 {review_section(stats.get("review"))}{human_mix_section(stats.get("human_mix"))}"""
+
+
+TASK_CHART_FILE = "tasks.png"
+
+
+def tasks_section(stats: dict) -> str:
+    """The card's account of the dataset's shape: shares per task, the task x question
+    type x difficulty table and its chart (written beside the card as TASK_CHART_FILE)."""
+    if not stats.get("task_mix"):
+        return ""
+    return f"""## Tasks
+
+Each row is one item of a task: `qa` (one question, one answer), `reasoning` (steps in
+`reasoning`, final answer), `multi_hop` (needs two or three chunks, `source_chunk_ids`),
+`conversation` (three to six turns), `unanswerable` (the documents do not say; the answer
+says so and what they do say). Conversations keep every turn in `sharegpt` and `messages`;
+`alpaca` holds each conversation's first turn only. Reasoning is in the assistant
+message's `reasoning_content` in `messages`, and in `<think>` tags in the `*_cot` variants.
+
+![Items per task and difficulty]({TASK_CHART_FILE})
+
+{stats["task_mix"]}
+
+"""
 
 
 def human_mix_section(mix: dict | None) -> str:
@@ -319,9 +361,20 @@ def write_export(
             datasets.DatasetDict(parts).save_to_disk(
                 str(folder / "hf"), num_shards={split: 1 for split, part in parts.items() if not len(part)})
         (staging / "README.md").write_text(dataset_card(version, rows, options, stats))
+        for name, data in (stats.get("files") or {}).items():  # the card's charts
+            (staging / name).write_bytes(data)
         info = llama_factory_dataset_info(sorted(frames), options.dataset_name)
         (staging / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n")
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError:
+            # Another run wrote this version since we looked. The version is derived from
+            # the content, and a version folder only appears whole (renamed into place), so
+            # what is there is this export: success, with ours discarded.
+            if not target.is_dir():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
+            return ExportResult(version, target, created=False, rows=rows)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -333,7 +386,20 @@ def publish(export_dir: Path, version: str) -> str | None:
     if not (export_dir / version).is_dir():
         raise FileNotFoundError(f"{export_dir / version}: no such export to publish")
     previous = published_version(export_dir)
-    (export_dir / LATEST_FILE).write_text(version + "\n")
+    # Written beside LATEST and renamed over it (atomic in one folder): a reader finds the
+    # old version or the new one, never an empty or half-written file, and two runs
+    # publishing at once leave one of their versions.
+    handle, temporary = tempfile.mkstemp(prefix=f".{LATEST_FILE}-", dir=export_dir)
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(version + "\n")
+            file.flush()
+            os.fsync(file.fileno())  # on disk before it is named LATEST, should the machine stop
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; fine-tuners on other accounts read it
+        os.replace(temporary, export_dir / LATEST_FILE)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return previous
 
 

@@ -36,6 +36,17 @@ from synth_assets.core import dedup
 from synth_assets.core.dedup import DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION
 from synth_assets.core.embeddings import semantic_similarity
 from synth_assets.core.judge import heuristic_judge
+from synth_assets.core.task_rules import (
+    TASK_REASON_DESCRIPTIONS,
+    UNGROUNDED_TURN,
+    claims_of_unanswerable,
+    dedup_text,
+    task_of,
+    task_reasons,
+    turns_of,
+    views,
+)
+from synth_assets.core.tasks import CONVERSATION, QA, UNANSWERABLE
 from synth_assets.core.language import (
     WORD,
     detect_chunk_language,
@@ -112,7 +123,11 @@ REASON_DESCRIPTIONS: dict[str, str] = {
     "scored the pair below the minimum.",
     LOW_SEMANTIC_SIMILARITY: "The answer's embedding is not similar enough to any part of "
     "its chunk (all-MiniLM-L6-v2 cosine), so it may not be supported by the source.",
+    **TASK_REASON_DESCRIPTIONS,
 }
+# An unanswerable answer that only declines, saying nothing the source does say, is
+# scored as a bare pass by the heuristic judge: it is honest but teaches little.
+MIN_SCORE_UNANSWERABLE = 6
 
 # Short answers ("Armonk, New York") are legitimately made of content words only, and
 # a share of a handful of words says little: an answer is judged from this many words
@@ -239,6 +254,46 @@ def _form_and_grounding_reasons(
     return reasons
 
 
+def _task_item_reasons(record: dict, question: str, answer: str, chunk: Chunk, config: FilterConfig,
+                       language: str | None, chunk_language: str | None) -> list[str]:
+    """The common rules on each part of an item that reads as a pair (task_rules.views),
+    then the task's own. A conversation's ungrounded turn is UNGROUNDED_TURN; an
+    unanswerable item is exempt from the refusal rule and grounded on what it says the
+    source does say."""
+    task = task_of(record)
+    reasons: list[str] = []
+    if task == UNANSWERABLE:
+        reasons = [r for r in _form_and_grounding_reasons(question, answer, chunk, config, language, chunk_language)
+                   if r not in (REFUSAL, UNGROUNDED, ANSWER_REPEATS_QUESTION)]
+        _, claims = claims_of_unanswerable(answer)
+        tokens = TOKEN.findall(claims.lower())
+        recall, support = token_scores(tokens, chunk) if tokens else (1.0, 1.0)
+        if recall < config.min_grounding or support < config.min_skip_bigram_support:
+            reasons.append(UNGROUNDED)
+    else:
+        for view_question, view_answer in views(record):
+            for reason in _form_and_grounding_reasons(view_question, view_answer, chunk, config, language,
+                                                      chunk_language):
+                if task == CONVERSATION and reason == UNGROUNDED:
+                    reason = UNGROUNDED_TURN
+                if reason not in reasons:
+                    reasons.append(reason)
+    return reasons + [r for r in task_reasons(record, chunk, config.min_grounding) if r not in reasons]
+
+
+def heuristic_score(record: dict, chunk_text: str) -> int:
+    """The heuristic judge's score of an item: the lowest of its turns for a conversation,
+    what an unanswerable answer says the source does say, the pair otherwise."""
+    task = task_of(record)
+    question, answer = as_text(record.get("question")), as_text(record.get("answer"))
+    if task == CONVERSATION and turns_of(record):
+        return min(heuristic_judge(u, a, chunk_text)[0] for u, a in turns_of(record))
+    if task == UNANSWERABLE:
+        claims = claims_of_unanswerable(answer)[1]
+        return heuristic_judge(question, claims, chunk_text)[0] if claims else MIN_SCORE_UNANSWERABLE
+    return heuristic_judge(question, answer, chunk_text)[0]
+
+
 def chunk_languages(pairs: list[dict]) -> list[str | None]:
     """The language of each pair's chunk: its "chunk_language" when given (the chunks
     table has it), else detected from "chunk_text" (once per chunk)."""
@@ -268,7 +323,8 @@ def pair_languages(pairs: list[dict], languages_of_chunks: list[str | None] | No
 def language_metadata(languages: Sequence[str | None]) -> dict:
     """What the curate step records about languages: pairs per language, and per rule
     skipped for want of data, the languages it was skipped for and how many pairs."""
-    counts = Counter(language or "undetermined" for language in languages)
+    # An undetermined language reaches here as None, or as NaN from a pandas column.
+    counts = Counter(language if isinstance(language, str) and language else "undetermined" for language in languages)
     skipped: dict[str, dict[str, int]] = {}
     for language, n in counts.items():
         for rule in skipped_rules(None if language == "undetermined" else language):
@@ -312,11 +368,14 @@ def filter_pairs(
     else:
         languages = pair_languages(pairs, of_chunks)
     results: list[list[str]] = []
-    for (question, answer, chunk_text), language, chunk_language in zip(rows, languages, of_chunks):
+    for p, (question, answer, chunk_text), language, chunk_language in zip(pairs, rows, languages, of_chunks):
         chunk = chunks.get(chunk_text)
         if chunk is None:
             chunk = chunks[chunk_text] = Chunk(chunk_text, config.skip_bigram_window)
-        results.append(_form_and_grounding_reasons(question, answer, chunk, config, language, chunk_language))
+        if task_of(p) == QA:
+            results.append(_form_and_grounding_reasons(question, answer, chunk, config, language, chunk_language))
+        else:
+            results.append(_task_item_reasons(p, question, answer, chunk, config, language, chunk_language))
 
     if config.use_embeddings:
         judged = [i for i, (_, answer, chunk_text) in enumerate(rows) if answer and chunk_text.strip()]
@@ -326,7 +385,7 @@ def filter_pairs(
                 results[i].append(LOW_SEMANTIC_SIMILARITY)
 
     if judge_scores is None and config.use_judge:
-        judge_scores = [heuristic_judge(q, a, c)[0] if q and a else None for q, a, c in rows]
+        judge_scores = [heuristic_score(p, c) if q and a else None for p, (q, a, c) in zip(pairs, rows)]
     if judge_scores is not None:
         if len(judge_scores) != len(pairs):
             raise ValueError(f"{len(judge_scores)} judge scores for {len(pairs)} pairs")
@@ -334,7 +393,7 @@ def filter_pairs(
             if score is not None and score < config.min_judge_score:
                 reasons.append(LOW_JUDGE_SCORE)
 
-    questions = [question for question, _, _ in rows]
+    questions = [dedup_text(p) for p in pairs]
     good = [not reasons for reasons in results]
     exact = dedup.exact_duplicate_of(questions, can_keep=good)
     near = dedup.near_duplicate_of(

@@ -11,11 +11,19 @@ import hashlib
 import json
 from collections import Counter
 
+from synth_assets.core.tasks import MAX_TURNS
+
 SHAREGPT_HUMAN = "human"
 SHAREGPT_ASSISTANT = "gpt"
-# The turns an exported row has: one question and its answer, after an optional system
-# turn (the format check holds stored rows to these, and human-labelled rows are read by them).
-SHAREGPT_ROLE_SEQUENCES = (f"{SHAREGPT_HUMAN},{SHAREGPT_ASSISTANT}", f"system,{SHAREGPT_HUMAN},{SHAREGPT_ASSISTANT}")
+# The turns an exported row has: one to MAX_TURNS questions each with its answer (a
+# conversation, core/tasks.py), after an optional system turn (the format check holds
+# stored rows to these).
+# Human-labelled rows (core/human_data.py) are one question and its answer.
+SHAREGPT_SINGLE_TURN_SEQUENCES = (f"{SHAREGPT_HUMAN},{SHAREGPT_ASSISTANT}",
+                                  f"system,{SHAREGPT_HUMAN},{SHAREGPT_ASSISTANT}")
+SHAREGPT_ROLE_SEQUENCES = tuple(
+    prefix + ",".join([SHAREGPT_HUMAN, SHAREGPT_ASSISTANT] * turns)
+    for prefix in ("", "system,") for turns in range(1, MAX_TURNS + 1))
 FORMATS = ("alpaca", "sharegpt", "messages")
 
 
@@ -54,6 +62,25 @@ def to_messages(
         {"role": "assistant", "content": with_reasoning(answer, reasoning)},
     ]
     return turns
+
+
+def to_conversation(turns: list[tuple[str, str]], system: str | None = None, reasoning: str | None = None,
+                    *, chat: bool, reasoning_field: bool = False) -> list[dict[str, str]]:
+    """Every turn of an item, as ShareGPT (`chat=False`: from/value) or chat messages
+    (role/content). Reasoning belongs to the last assistant turn (an item has one answer
+    that it leads to): in <think> tags inside it, or, with `reasoning_field`, in the
+    message's `reasoning_content` (the field TRL and vLLM read for reasoning models)."""
+    role, text = ("role", "content") if chat else ("from", "value")
+    user, assistant = ("user", "assistant") if chat else (SHAREGPT_HUMAN, SHAREGPT_ASSISTANT)
+    messages = [{role: "system", text: system}] if system else []
+    for index, (question, answer) in enumerate(turns):
+        last = index == len(turns) - 1
+        messages.append({role: user, text: question.strip()})
+        if last and reasoning and reasoning.strip() and reasoning_field:
+            messages.append({role: assistant, text: answer.strip(), "reasoning_content": reasoning.strip()})
+        else:
+            messages.append({role: assistant, text: with_reasoning(answer, reasoning if last else None)})
+    return messages
 
 
 def sharegpt_roles(conversations_json: str) -> str:

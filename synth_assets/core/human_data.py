@@ -11,7 +11,7 @@ folder is read; other files are listed as skipped. The form is told per row:
 - messages: `{messages: [{role, content}, ...]}` with `role` user / assistant / system.
 
 A row must be what the exporter writes: one question and its answer, after an optional
-system turn (core/formats.py's SHAREGPT_ROLE_SEQUENCES), with non-empty text. A row
+system turn (core/formats.py's SHAREGPT_SINGLE_TURN_SEQUENCES), with non-empty text. A row
 that is not is reported with its file, its line (for a .json array, the line its element
 starts on) and the reason, and the others are used; a file that is not JSON at all is
 reported as a whole.
@@ -30,7 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from synth_assets.core.dedup import DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION, exact_duplicate_of, near_duplicate_of
-from synth_assets.core.formats import SHAREGPT_ASSISTANT, SHAREGPT_HUMAN, SHAREGPT_ROLE_SEQUENCES, sharegpt_roles
+from synth_assets.core.formats import (
+    SHAREGPT_ASSISTANT,
+    SHAREGPT_HUMAN,
+    SHAREGPT_SINGLE_TURN_SEQUENCES as SHAREGPT_ROLE_SEQUENCES,
+    sharegpt_roles,
+)
 
 HUMAN = "human"  # the provenance (generator) of every human row
 FILE_SUFFIXES = (".json", ".jsonl")

@@ -75,9 +75,31 @@ def _data(text: Any) -> str:
     return _MARKER.sub(lambda m: m.group(0)[0] * 2, text if isinstance(text, str) else "").strip()
 
 
-def build_judge_messages(question: str, answer: str, chunk_text: str) -> list[dict]:
-    """Chat messages asking a judge model for {"score": 1-10, "reason": ...}."""
-    user = JUDGE_INSTRUCTIONS.format(chunk=_data(chunk_text), question=_data(question), answer=_data(answer))
+# What a good item of each task beyond qa also is (core/tasks.py); qa's instructions stay
+# as they were, so its cached scores stay valid.
+TASK_RUBRICS = {
+    "reasoning": "- (reasoning) every step of the reasoning is supported by the SOURCE and leads to the answer;",
+    "multi_hop": "- (multi-hop) answering needs facts from at least two of the numbered excerpts in the SOURCE: "
+                 "if any single excerpt alone answers the question, the score is at most 3;",
+    "conversation": "- (conversation) every assistant turn is supported by the SOURCE, and each later user "
+                    "message follows up the conversation so far: a turn that ignores it caps the score at 4;",
+    "unanswerable": "- (unanswerable) the SOURCE does NOT answer the question, and the answer says so plainly "
+                    "and then states only what the SOURCE does say; here saying the source does not say "
+                    "something is correct, not a refusal. If the SOURCE does answer the question, the "
+                    "score is at most 2;",
+}
+
+
+def build_judge_messages(question: str, answer: str, chunk_text: str, task: str = "qa",
+                         source_texts: tuple[str, ...] = ()) -> list[dict]:
+    """Chat messages asking a judge model for {"score": 1-10, "reason": ...}, with the
+    task's rubric added (a multi-hop item's excerpts shown numbered)."""
+    if task == "multi_hop" and source_texts:
+        chunk_text = "\n\n".join(f"[Excerpt {i}]\n{text}" for i, text in enumerate(source_texts, 1))
+    instructions = JUDGE_INSTRUCTIONS
+    if task in TASK_RUBRICS:
+        instructions = instructions.replace("\n\nOnly the text between", f"\n{TASK_RUBRICS[task]}\n\nOnly the text between", 1)
+    user = instructions.format(chunk=_data(chunk_text), question=_data(question), answer=_data(answer))
     return [
         {"role": "system", "content": JUDGE_SYSTEM_PROMPT},
         {"role": "user", "content": user},

@@ -6,6 +6,7 @@ OpenAI-compatible server) can be swapped by configuration without touching them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,6 +20,18 @@ class GenerationRequest:
     text: str
     headings: tuple[str, ...] = ()
     title: str | None = None
+    # The kind of item asked for (core/tasks.py) and how many; None: the backend's
+    # pairs_per_chunk. A multi_hop request carries its other chunks as (chunk_id, text),
+    # with the terms that linked them.
+    task: str = "qa"
+    n_items: int | None = None
+    partners: tuple[tuple[str, str], ...] = ()
+    link_terms: tuple[str, ...] = ()
+
+    @property
+    def request_id(self) -> str:
+        """Unique within a run: a chunk may be asked for several tasks (qa keeps the chunk id)."""
+        return self.chunk_id if self.task == "qa" else f"{self.chunk_id}@{self.task}"
 
 
 @dataclass(frozen=True)
@@ -30,6 +43,28 @@ class GeneratedPair:
     evidence: str | None = None
     # The model's reasoning, when it gives one: exported as chain-of-thought variants.
     reasoning: str | None = None
+    task: str = "qa"
+    # 1-5 as the generator rates it (None: it gave none; curation adds the measured proxy).
+    difficulty: int | None = None
+    # Every chunk the item draws on (multi_hop: two or three); empty means (chunk_id,).
+    source_chunk_ids: tuple[str, ...] = ()
+    # A conversation's turns as (user, assistant); question and answer are its first turn.
+    turns: tuple[tuple[str, str], ...] = ()
+
+
+def pair_record(pair: GeneratedPair) -> dict:
+    """The stored columns of a generated item (source_chunk_ids and turns as JSON text)."""
+    return {
+        "question": pair.question,
+        "answer": pair.answer,
+        "question_type": pair.question_type,
+        "evidence": pair.evidence,
+        "reasoning": pair.reasoning,
+        "task": pair.task,
+        "difficulty": pair.difficulty,
+        "source_chunk_ids": json.dumps(list(pair.source_chunk_ids or (pair.chunk_id,))),
+        "turns": json.dumps([list(turn) for turn in pair.turns], ensure_ascii=False) if pair.turns else None,
+    }
 
 
 @dataclass(frozen=True)
@@ -39,6 +74,7 @@ class GenerationFailure:
     chunk_id: str
     attempts: int
     error: str
+    task: str = "qa"
 
 
 @dataclass
@@ -57,6 +93,9 @@ class JudgeRequest:
     question: str
     answer: str
     chunk_text: str
+    # The item's task picks the judge's rubric; a multi-hop item's chunks are shown apart.
+    task: str = "qa"
+    source_texts: tuple[str, ...] = ()
 
 
 @dataclass

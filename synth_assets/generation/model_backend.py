@@ -43,6 +43,8 @@ from synth_assets.generation.base import (
     JudgeRequest,
 )
 from synth_assets.generation.cache import CacheEntry, GenerationCache, cache_key
+from synth_assets.core.tasks import MULTI_HOP, QA
+from synth_assets.generation.task_prompts import TASK_PROMPT_VERSIONS, build_task_messages, parse_task_reply, task_json_schema
 from synth_assets.generation.prompts import (
     PROMPT_VERSION,
     ReplyParseError,
@@ -138,11 +140,18 @@ class Run:
         return prompt.task or self.task
 
     def sampling(self, prompt: Prompt) -> dict[str, Any]:
-        """The sampling of the prompt's next attempt: seed + attempts made."""
+        """The sampling of the prompt's next attempt: seed + attempts made. A greedy task
+        (temperature 0, the judge) samples a little on its retries: greedy decoding
+        ignores the seed, so it would write the rejected reply again."""
         sampling = self.task_of(prompt).sampling
-        if sampling.get("seed") is None or not prompt.attempts:
+        if not prompt.attempts:
             return sampling
-        return {**sampling, "seed": sampling["seed"] + prompt.attempts}
+        retry = dict(sampling)
+        if retry.get("seed") is not None:
+            retry["seed"] += prompt.attempts
+        if retry.get("temperature") == 0:
+            retry["temperature"] = 0.3  # off the greedy path, still close to the judge's best reply
+        return retry
 
     def parse(self, texts: list[str], task: Task | None = None) -> tuple[list[Any], list[str], str]:
         """The results of the completions that parse, their texts, and the last error."""
@@ -272,18 +281,42 @@ class ModelBackend(abc.ABC):
                  on_pairs: Callable[[str, list[GeneratedPair]], None] | None = None) -> GenerationOutcome:
         """Pairs for every chunk; `on_pairs(chunk_id, pairs)` is called as each chunk's
         pairs arrive (from the event loop or the engine call: keep it quick)."""
-        prompts = [Prompt(r.chunk_id, build_messages(r, self.pairs_per_chunk)) for r in requests]
-        on_result = None if on_pairs is None else (lambda item_id, results: on_pairs(item_id, _pairs(item_id, results)))
+        prompts = [self._prompt(r) for r in requests]
+        by_id = {r.request_id: r for r in requests}
+        on_result = None if on_pairs is None else (
+            lambda item_id, results: on_pairs(item_id, _pairs(by_id[item_id], results)))
         run, stats = self._run(self._qa_task(), prompts, on_result)
         outcome = GenerationOutcome()
         for prompt in prompts:  # input order, whatever the completion order was
             if prompt.item_id in run.results:
-                outcome.pairs.extend(_pairs(prompt.item_id, run.results[prompt.item_id]))
+                outcome.pairs.extend(_pairs(by_id[prompt.item_id], run.results[prompt.item_id]))
             else:
-                outcome.failures.append(_failure(run, prompt))
+                failure = _failure(run, prompt)
+                outcome.failures.append(GenerationFailure(by_id[prompt.item_id].chunk_id, failure.attempts,
+                                                          failure.error, by_id[prompt.item_id].task))
         outcome.stats = {"chunks": len(requests), **stats, "failures": len(outcome.failures),
                          "pairs": len(outcome.pairs)}
         return outcome
+
+    def _prompt(self, request: GenerationRequest) -> Prompt:
+        """A request's prompt: qa's own (unchanged when no count is set), or its task's."""
+        if request.task == QA:
+            if request.n_items is None:
+                return Prompt(request.request_id, build_messages(request, self.pairs_per_chunk))
+            return Prompt(request.request_id, build_messages(request, request.n_items),
+                          task=self._item_task(QA, request.n_items))
+        n = request.n_items or self.pairs_per_chunk
+        return Prompt(request.request_id, build_task_messages(request, n), task=self._item_task(request.task, n))
+
+    def _item_task(self, task: str, n_items: int) -> Task:
+        """A task with the sampling and cache-key extras of this backend's qa task."""
+        qa = self._qa_task()
+        extra = {k: v for k, v in qa.key_params.items() if k not in qa.sampling and k != "pairs_per_chunk"}
+        if task == QA:
+            return qa_task(n_items, qa.sampling, **extra)
+        return Task(f"{task}_items_{n_items}", task_json_schema(task, n_items),
+                    lambda text: parse_task_reply(task, text, n_items), TASK_PROMPT_VERSIONS[task], qa.sampling,
+                    {**qa.sampling, "task": task, "n_items": n_items, **extra}, "generated", "requests")
 
     def generate_and_judge(
         self, requests: list[GenerationRequest],
@@ -298,7 +331,7 @@ class ModelBackend(abc.ABC):
         The two calls each keep up to their bound in flight (openai: max_concurrency),
         so up to twice that while both run. A backend whose calls must not overlap (one
         vLLM engine) judges after generating instead, every pair in one call."""
-        by_id = {request.chunk_id: request for request in requests}
+        by_id = {request.request_id: request for request in requests}
         arrived: queue.Queue = queue.Queue()  # (chunk_id, pairs), then None when generation ended
         judged = JudgeOutcome()
         errors: list[Exception] = []
@@ -342,7 +375,8 @@ class ModelBackend(abc.ABC):
     def judge(self, requests: list[JudgeRequest]) -> JudgeOutcome:
         """A 1-10 score and a reason for each pair, from the same model, with the same
         cache and retries as generation (judge-v1 prompt, greedy)."""
-        prompts = [Prompt(r.pair_id, build_judge_messages(r.question, r.answer, r.chunk_text)) for r in requests]
+        prompts = [Prompt(r.pair_id, build_judge_messages(r.question, r.answer, r.chunk_text, r.task, r.source_texts))
+                   for r in requests]
         run, stats = self._run(self._judge_task(), prompts)
         outcome = JudgeOutcome()
         for prompt in prompts:
@@ -355,8 +389,9 @@ class ModelBackend(abc.ABC):
         return outcome
 
     def cache_key_for(self, request: GenerationRequest) -> str:
-        """The generation-cache key of one chunk's request."""
-        return cache_key(self.model, self._qa_task().key_params, build_messages(request, self.pairs_per_chunk))
+        """The generation-cache key of one request."""
+        prompt = self._prompt(request)
+        return cache_key(self.model, (prompt.task or self._qa_task()).key_params, prompt.messages)
 
     def _run(self, task: Task, prompts: list[Prompt],
              on_result: Callable[[str, list[Any]], None] | None = None) -> tuple[Run, dict[str, float]]:
@@ -447,11 +482,24 @@ class _CacheWriter:
         self._thread.join()
 
 
-def _pairs(chunk_id: str, results: list[Any]) -> list[GeneratedPair]:
-    """A chunk's parsed replies (one per completion) as pairs."""
-    return [GeneratedPair(chunk_id=chunk_id, question=p["question"], answer=p["answer"],
-                          question_type=p["question_type"], evidence=p.get("evidence"))
-            for pairs in results for p in pairs]
+def _pairs(request: GenerationRequest, results: list[Any]) -> list[GeneratedPair]:
+    """A request's parsed replies (one per completion) as pairs of its task. A multi-hop
+    item names its excerpts by number: they become chunk ids (all of them when it names
+    none)."""
+    chunk_ids = (request.chunk_id, *(chunk_id for chunk_id, _ in request.partners))
+    pairs = []
+    for items in results:
+        for p in items:
+            sources = (request.chunk_id,)
+            if request.task == MULTI_HOP:
+                sources = tuple(chunk_ids[i - 1] for i in p.get("excerpts") or range(1, len(chunk_ids) + 1)
+                                if i <= len(chunk_ids))
+            pairs.append(GeneratedPair(
+                chunk_id=request.chunk_id, question=p["question"], answer=p["answer"],
+                question_type=p["question_type"], evidence=p.get("evidence"), reasoning=p.get("reasoning"),
+                task=request.task, difficulty=p.get("difficulty"), source_chunk_ids=sources,
+                turns=tuple(p.get("turns") or ())))
+    return pairs
 
 
 def _failure(run: Run, prompt: Prompt) -> GenerationFailure:

@@ -33,10 +33,12 @@ from synth_assets.core.chunking import (
     DEFAULT_OVERLAP_TOKENS,
     chunk_size_for,
 )
+from synth_assets.core.tasks import DEFAULT_TASK_SHARES, format_task_shares, parse_task_shares
 from synth_assets.generation.model_free_backend import ModelFreeBackend
 from synth_assets.generation.base import GenerationBackend
 
 GENERATION_MODEL_ENV = "SYNTH_ASSETS_MODEL"
+TASKS_ENV = "SYNTH_ASSETS_TASKS"
 DEFAULT_PAIRS_PER_CHUNK = 5
 DEFAULT_CACHE_PATH = "data/generation_cache.duckdb"
 GPU_POOL = "gpu"
@@ -51,6 +53,10 @@ class GenerationResource(dg.ConfigurableResource):
     backend: Backend = "model_free"
     model: str | None = None
     pairs_per_chunk: int = DEFAULT_PAIRS_PER_CHUNK
+    # The shares of training items per task (core/tasks.py, docs/TASKS.md), e.g.
+    # "qa=0.4,reasoning=0.2,multi_hop=0.15,conversation=0.15,unanswerable=0.1". The
+    # default is the question-answer pairs alone, as before tasks existed.
+    tasks: str = DEFAULT_TASK_SHARES
     # The model's context and the tokens it may write size the chunks:
     # chunk_size = max_seq_len - 2 x generation_tokens - buffer_tokens.
     max_seq_len: int = DEFAULT_MAX_SEQ_LEN
@@ -98,6 +104,11 @@ class GenerationResource(dg.ConfigurableResource):
         return self.backend != "model_free"
 
     @property
+    def task_shares(self) -> dict[str, float]:
+        """The task shares, parsed (checked at start-up by Settings.from_env)."""
+        return parse_task_shares(self.tasks)
+
+    @property
     def chunk_tokens(self) -> int:
         return chunk_size_for(self.max_seq_len, self.generation_tokens, self.buffer_tokens)
 
@@ -129,6 +140,8 @@ class GenerationResource(dg.ConfigurableResource):
         import json
 
         settings = {"pairs_per_chunk": self.pairs_per_chunk, **self.sampling()}
+        if self.task_shares != {"qa": 1.0}:  # the qa-only default keeps the versions it always had
+            settings["tasks"] = format_task_shares(self.task_shares)
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.backend}:{self.model or '-'}:{self.prompt_version}:{digest}"
 
@@ -171,7 +184,7 @@ class GenerationResource(dg.ConfigurableResource):
         if self._backend is not None:
             return self._backend
         if self.backend == "model_free":
-            backend = ModelFreeBackend(pairs_per_chunk=self.pairs_per_chunk, log=log)
+            backend = ModelFreeBackend(pairs_per_chunk=self.pairs_per_chunk, log=log, task_shares=self.task_shares)
         elif self.backend in ("openai", "vllm_serve"):
             backend = self._openai_backend(log)
         elif self.backend == "vllm":
