@@ -6,6 +6,7 @@ few failing values.
 """
 
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -16,11 +17,13 @@ from synth_assets.assets.curate import filtered_qa_pairs
 from synth_assets.assets.export import alpaca_examples, sharegpt_examples, training_dataset
 from synth_assets.assets.generate import generated_qa_pairs
 from synth_assets.batch import check_each_document
+from synth_assets.candidates import NO_CANDIDATE, TRAINING_DATASET_CHECK, candidate_to_check
 from synth_assets.partitions import documents_partitions
 from synth_assets.core.exporting import SPLITS
 from synth_assets.core.diversity import dominant_type, question_type_mix
 from synth_assets.quality import (
     SuiteResult,
+    normalised_text,
     retention_bounds,
     validate_alpaca,
     validate_filtered_pairs,
@@ -36,7 +39,9 @@ from synth_assets.storage import (
     DOCUMENT_CHUNKS_TABLE,
     FILTERED_QA_PAIRS_TABLE,
     GENERATED_QA_PAIRS_TABLE,
+    HUMAN_EXAMPLES_TABLE,
     REJECTED_QA_PAIRS_TABLE,
+    REVIEWED_QA_PAIRS_TABLE,
     SHAREGPT_EXAMPLES_TABLE,
     read_partition,
     read_partitions,
@@ -47,7 +52,6 @@ FILTERED_PAIRS_CHECK = "filtered_pairs_pass_quality_suite"
 QUESTION_TYPE_DIVERSITY_CHECK = "question_types_are_diverse"
 ALPACA_FORMAT_CHECK = "alpaca_rows_are_valid"
 SHAREGPT_FORMAT_CHECK = "sharegpt_rows_are_valid"
-TRAINING_DATASET_CHECK = "training_dataset_has_no_cross_document_duplicates_or_split_leaks"
 
 
 # Checks can't carry kinds: this entry says in each result which tool validated it.
@@ -233,29 +237,91 @@ def _scoped(rows: pd.DataFrame, document_ids: list[str]) -> pd.DataFrame:
 
 
 @dg.asset_check(asset=training_dataset, name=TRAINING_DATASET_CHECK, blocking=True)
-def training_dataset_check(context: dg.AssetCheckExecutionContext, export: ExportSettings) -> dg.AssetCheckResult:
-    """The candidate export has no question twice across documents, and no document in
-    both train and validation (a Great Expectations suite on its Alpaca rows). It runs
-    before publication: when it fails, the published version stays as it was."""
-    event = context.instance.get_latest_materialization_event(training_dataset.key)
-    metadata = event.asset_materialization.metadata if event else {}
-    version = metadata["version"].value if "version" in metadata else "none"
-    if version == "none":
+def training_dataset_check(context: dg.AssetCheckExecutionContext, export: ExportSettings,
+                           duckdb: PipelineDatabase) -> dg.AssetCheckResult:
+    """The candidate export of this run (not whichever candidate is latest: another run may
+    have written one since), read back from its files: no pair twice, no question (of the
+    same task) asked by two documents, no document in both train and validation, every
+    pair one of the vetted rows, and each format's files holding exactly the rows
+    training_dataset counted (a Great Expectations suite). It runs before publication:
+    when it fails, the published version stays as it was. Its result names the version
+    it checked; published_dataset publishes only that one (synth_assets/candidates.py)."""
+    version, recorded = candidate_to_check(context.instance, context.run.run_id)
+    if version == NO_CANDIDATE:
         return dg.AssetCheckResult(passed=True, description="no candidate export: nothing to publish, nothing to check",
                                    metadata={"version": version})
-    folder = Path(export.export_dir) / version / "alpaca"
-    rows = pd.concat(
-        [pd.read_json(folder / f"{split}.jsonl", lines=True).assign(split=split) for split in SPLITS],
-        ignore_index=True,
-    )
-    if "document_id" not in rows:
-        return dg.AssetCheckResult(
-            passed=True, description="provenance columns were left out of this export: nothing to check by document",
-            metadata={"version": version},
-        )
-    result = validate_training_dataset(rows)
+    folder = Path(export.export_dir) / version
+    if not (folder / "alpaca").is_dir():
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
+                                   description=f"candidate {version} has no alpaca files in {folder}",
+                                   metadata={"version": version})
+    with duckdb.get_connection() as con:
+        vetted = _vetted_rows(con)
+    rows, counts = candidate_rows(folder, recorded, vetted)
+    result = validate_training_dataset(rows, counts)
     result.metadata["version"] = version
     return _check_result(result)
+
+
+def _vetted_rows(con) -> pd.DataFrame:
+    """Every row a candidate may hold: formatted (vetted) rows, experts' edits of them, and
+    human rows: pair_id, document_id and the question text."""
+    parts = [con.execute(f"SELECT pair_id, document_id, instruction AS question FROM {ALPACA_EXAMPLES_TABLE}").df()]
+    for table in (REVIEWED_QA_PAIRS_TABLE, HUMAN_EXAMPLES_TABLE):
+        if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()[0][0]:
+            parts.append(con.execute(f"SELECT pair_id, document_id, question FROM {table}").df())
+    return pd.concat(parts, ignore_index=True)
+
+
+def _read_split(path: Path) -> pd.DataFrame:
+    # Empty files (an empty validation split) give no columns: read as no rows.
+    return pd.read_json(path, lines=True, dtype=False) if path.stat().st_size else pd.DataFrame()
+
+
+def _user_turns(conversation) -> str:
+    turns = json.loads(conversation) if isinstance(conversation, str) else conversation
+    return " ".join(str(turn.get("value", "")) for turn in turns or [] if turn.get("from") == "human")
+
+
+def candidate_rows(folder: Path, recorded: dict, vetted: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows and row counts validate_training_dataset expects, read from the candidate
+    folder; `recorded` is training_dataset's materialization metadata (what it counted),
+    `vetted` the rows a candidate may hold (pair_id, document_id, question)."""
+    frames, counted = [], []
+    per_format = recorded.get("rows_per_format_and_split", {})
+    total = recorded.get("dagster/row_count")
+    for fmt in sorted(p.name for p in folder.iterdir() if (p / "train.jsonl").is_file()):
+        in_files = {split: _read_split(folder / fmt / f"{split}.jsonl") for split in SPLITS}
+        for split, frame in in_files.items():
+            counted.append({"format": fmt, "split": split, "in_files": len(frame),
+                            "recorded": per_format.get(fmt, {}).get(split, -1)})
+        counted.append({"format": fmt, "split": "all", "in_files": sum(len(f) for f in in_files.values()),
+                        "recorded": total if total is not None else -1})
+        if fmt in ("alpaca", "sharegpt"):
+            frames.append((fmt, in_files))
+    alpaca = dict(frames)["alpaca"]
+    sharegpt = dict(frames).get("sharegpt", {})
+    rows = []
+    for split in SPLITS:
+        part = alpaca[split].reindex(columns=sorted(set(alpaca[split].columns) | {"instruction", "output"}))
+        part = part.assign(split=split)
+        conversations = sharegpt.get(split)
+        # The formats hold the same rows in the same order (core/exporting.build_format_rows).
+        if conversations is not None and len(conversations) == len(part) and "conversations" in conversations:
+            part["question"] = [_user_turns(c) for c in conversations["conversations"]]
+        else:
+            part["question"] = part["instruction"]
+        rows.append(part)
+    rows = pd.concat(rows, ignore_index=True)
+    if "pair_id" in rows:
+        rows["from_vetted_rows"] = rows["pair_id"].isin(set(vetted["pair_id"]))
+    if "document_id" not in rows:
+        # Provenance left out: a row's document is traced through its question text, where one document asks it.
+        questions = vetted.assign(question=normalised_text(vetted["question"]))
+        documents = questions.groupby("question")["document_id"].agg(lambda ids: ids.iloc[0] if ids.nunique() == 1
+                                                                      else None)
+        rows["document_id"] = normalised_text(rows["instruction"]).map(documents)
+    return rows, pd.DataFrame(counted, columns=["format", "split", "in_files", "recorded"])
 
 
 quality_checks = [

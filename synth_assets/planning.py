@@ -197,6 +197,30 @@ def documents_to_run_alone(run_tags: Mapping[str, str], failed: Mapping[str, str
     return list(failed) if RANGE_START_TAG in run_tags else []
 
 
+# Runs that are waiting or going: the catch-up leaves their documents to them.
+IN_PROGRESS_STATUSES = [
+    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
+]
+PARTITION_TAG = "dagster/partition"
+
+
+def documents_in_progress(instance: dg.DagsterInstance, order: Sequence[str]) -> set[str]:
+    """The documents a queued or started run targets: its partition, or every partition of
+    its range (a run over many documents), whichever job launched it (the sensors, the
+    catch-up, a backfill or a button in the UI). `order` is the partition order."""
+    position = {key: i for i, key in enumerate(order)}
+    busy: set[str] = set()
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS_STATUSES)):
+        tags = run.tags
+        if tags.get(PARTITION_TAG) in position:
+            busy.add(tags[PARTITION_TAG])
+        first, last = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+        if first in position and last in position:
+            busy.update(order[position[first]:position[last] + 1])
+    return busy
+
+
 # -- the folder against the database -----------------------------------------------
 
 

@@ -1,5 +1,5 @@
 """What every per-document asset shares: one partition per document, single-run
-backfills, owners, and following its upstream."""
+backfills, owners, and no automation condition of its own."""
 
 from collections.abc import Iterable
 
@@ -13,11 +13,15 @@ OWNERS = ["team:synthetic-data"]
 # raw_documents, parsed_documents and document_chunks
 INGEST_GROUP = "ingest"
 
-# A per-document asset runs again when its upstream partition is updated by a run that
-# did not also target it (someone re-materialised parsed_documents from the UI, say); a
-# run of the whole process_documents job does not retrigger anything (Dagster ignores
-# updates made by a run that already targeted the asset).
-follows_upstream = dg.AutomationCondition.eager()
+# One launcher per partition (issue 28, item 1): per-document work is launched by the
+# documents sensor (new and changed files), the batch-failures sensor (a document that
+# failed inside a run over many, alone), the verdicts sensor (reviewed_qa_pairs) and the
+# nightly catch-up (missing or stale assets, skipping documents a queued or started run
+# targets): synth_assets/planning.py decides for all of them. So no per-document asset
+# carries an automation condition: with `eager()` the automation sensor launched the
+# same partitions again (its newly-missing latch relaunched every asset a run skipped or
+# failed, bypassing the blocking checks that had stopped it). The automation sensor
+# launches only training_dataset and published_dataset (assets/export.py).
 
 
 def document_asset(
@@ -27,10 +31,11 @@ def document_asset(
     code_version: str,
     deps: Iterable = (),
     pool: str | None = None,
-    automation_condition: dg.AutomationCondition | None = follows_upstream,
+    automation_condition: dg.AutomationCondition | None = None,
 ):
     """`@dg.asset` for a per-document asset. A run over many documents is one run (its step
-    receives every document), so a model starts once for all of them."""
+    receives every document), so a model starts once for all of them. It has no
+    automation condition: the sensors and the catch-up launch it (see above)."""
     return dg.asset(
         partitions_def=documents_partitions,
         backfill_policy=single_run,
