@@ -4,7 +4,7 @@ import dagster as dg
 
 from synth_assets.jobs import process_documents_job
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
-from synth_assets.planning import documents_needing_work, plan_runs, remember_up_to_date
+from synth_assets.planning import documents_in_progress, documents_needing_work, plan_runs, remember_up_to_date
 
 CATCH_UP_SCHEDULE = "nightly_catch_up"
 
@@ -16,7 +16,9 @@ def catch_up_requests(
     synth_assets/planning.py groups them. (The training dataset follows by its
     automation condition: after these runs, and on the same cron.)"""
     order = instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME)
-    found = documents_needing_work(instance, asset_graph, order)
+    # A document a queued or started run targets is left to that run (one launcher per partition).
+    busy = documents_in_progress(instance, order)
+    found = documents_needing_work(instance, asset_graph, [key for key in order if key not in busy])
     remember_up_to_date(instance, found)
     return [planned.request(run_key=f"catch-up:{tick}:{planned.span}", trigger="catch-up")
             for planned in plan_runs(found.work, order, single_run_min_documents)]

@@ -16,8 +16,9 @@ LAYERS = [
     ("core", ["synth_assets.core", "synth_assets.storage"]),
     ("generation", ["synth_assets.generation"]),
     # dagster_internals: Dagster's private APIs, wrapped; it imports nothing of ours
+    # candidates: which training_dataset version a check or a publication acts on
     ("resources", ["synth_assets.resources", "synth_assets.partitions",
-                   "synth_assets.quality", "synth_assets.dagster_internals"]),
+                   "synth_assets.quality", "synth_assets.dagster_internals", "synth_assets.candidates"]),
     ("assets", ["synth_assets.assets", "synth_assets.batch"]),
     ("checks, planning, automation", ["synth_assets.checks", "synth_assets.planning", "synth_assets.automation",
                                       "synth_assets.jobs", "synth_assets.sensors", "synth_assets.schedules"]),

@@ -12,6 +12,7 @@ import dagster as dg
 from synth_assets.assets.factory import OWNERS, document_asset
 from synth_assets.assets.human import NO_HUMAN_DATA, human_examples, mix_human_rows
 from synth_assets.batch import blocked_documents, for_each_document, no_text_documents
+from synth_assets.candidates import candidate_to_publish
 from synth_assets.core.dedup import cross_document_duplicates
 from synth_assets.core.charts import stacked_bars_png
 from synth_assets.core.tasks import mix_bars, mix_markdown, mix_table, share_report
@@ -291,19 +292,21 @@ def published_dataset(
     """The version of the training dataset fine-tuners get: LATEST in the export folder
     and, when configured, the Hugging Face Hub dataset. It moves only after the training
     dataset's blocking checks passed on the written candidate, so a failing check leaves
-    the previous version published."""
-    event = context.instance.get_latest_materialization_event(training_dataset.key)
-    metadata = event.asset_materialization.metadata if event else {}
-    candidate = metadata["version"].value if "version" in metadata else "none"
+    the previous version published. It publishes its own run's candidate, once the check
+    of this run passed on that version (never whichever candidate is latest: another run
+    may have written one since), or, in a run without one, the version the latest passing
+    check names (synth_assets/candidates.py)."""
+    chosen = candidate_to_publish(context.instance, context.run_id)
+    candidate = chosen.version or "none"
     export_dir = Path(export.export_dir)
     if candidate == "none":
         live = published_version(export_dir)
-        message = f"nothing new to publish; {live or 'no version'} stays published"
+        message = f"nothing new to publish ({chosen.reason}); {live or 'no version'} stays published"
         context.log.warning(message)
         return dg.MaterializeResult(metadata={"live_version": live or "none", "status": message})
     previous = publish(export_dir, candidate)
     hub_commit = export.push_to_hub(str(export_dir / candidate), context.log)
-    context.log.info(f"published {candidate} (was {previous or 'none'})")
+    context.log.info(f"published {candidate} (was {previous or 'none'}): {chosen.reason}")
     return dg.MaterializeResult(
         metadata={
             "live_version": candidate,
