@@ -290,3 +290,48 @@ def test_two_runs_writing_the_same_version_both_succeed(tmp_path):
     version = results[0].version
     assert sorted(path.name for path in (tmp_path / "exports").iterdir()) == [version]  # no staging folder left
     assert datasets.load_from_disk(str(tmp_path / "exports" / version / "alpaca" / "hf"))["train"].num_rows
+
+
+class _ReformatsBetweenReads:
+    """A connection that, right after training_dataset reads the Alpaca rows, has another
+    connection re-format one document's ShareGPT rows (as a concurrent run would)."""
+
+    def __init__(self, con, document_id: str) -> None:
+        self._con, self._document_id = con, document_id
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+    def execute(self, query, *args):
+        result = self._con.execute(query, *args)
+        if query.startswith("SELECT * FROM alpaca_examples"):
+            writer = self._con.cursor()  # another connection to the same database
+            writer.execute("UPDATE sharegpt_examples SET source_digest = 'reformatted meanwhile' "
+                           "WHERE document_id = ?", [self._document_id])
+            writer.close()
+        return result
+
+
+def test_training_dataset_reads_the_alpaca_and_sharegpt_rows_in_one_snapshot(pipeline_resources, instance):
+    """Issue 28 item 10: read in two statements, a document re-formatted between them looked
+    made from different pairs and was left out of the dataset."""
+    from contextlib import contextmanager
+
+    from synth_assets.assets.export import training_dataset
+    from synth_assets.resources.storage import PipelineDatabase
+
+    run_all(build_definitions(pipeline_resources), instance, show_progress=False)
+    database = pipeline_resources["duckdb"].database
+    with duckdb.connect(database, read_only=True) as con:
+        document_id = con.execute("SELECT min(document_id) FROM sharegpt_examples").fetchone()[0]
+
+    class Interleaved(PipelineDatabase):
+        @contextmanager
+        def get_connection(self):
+            with super().get_connection() as con:
+                yield _ReformatsBetweenReads(con, document_id)
+
+    resources = {**pipeline_resources, "duckdb": Interleaved(database=database)}
+    result = dg.materialize([training_dataset], resources=resources, instance=instance)
+    metadata = result.asset_materializations_for_node("training_dataset")[0].metadata
+    assert document_id not in metadata["excluded_documents"].value

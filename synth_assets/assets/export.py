@@ -45,6 +45,7 @@ from synth_assets.storage import (
     REVIEWED_QA_PAIRS_TABLE,
     SHAREGPT_EXAMPLES_TABLE,
     load_kept_pairs_of_documents,
+    in_transaction,
     load_kept_pairs_with_provenance,
     replace_partition_rows,
 )
@@ -173,8 +174,13 @@ def training_dataset(
     # Documents with nothing to learn from give no rows; listed, not counted as failing.
     no_text = {key: reason for key, reason in no_text_documents(duckdb).items() if key in registered}
     with duckdb.get_connection() as con:
-        alpaca = con.execute(f"SELECT * FROM {ALPACA_EXAMPLES_TABLE} ORDER BY pair_id").df()
-        sharegpt = con.execute(f"SELECT * FROM {SHAREGPT_EXAMPLES_TABLE} ORDER BY pair_id").df()
+        # One transaction, one snapshot: a document re-formatted between two reads would
+        # otherwise look made from different pairs (and be left out), or worse, half new.
+        read: dict[str, pd.DataFrame] = {}
+        in_transaction(con, lambda: read.update(
+            alpaca=con.execute(f"SELECT * FROM {ALPACA_EXAMPLES_TABLE} ORDER BY pair_id").df(),
+            sharegpt=con.execute(f"SELECT * FROM {SHAREGPT_EXAMPLES_TABLE} ORDER BY pair_id").df()))
+        alpaca, sharegpt = read["alpaca"], read["sharegpt"]
         documents = sorted(set(alpaca["document_id"]) | set(sharegpt["document_id"]) | set(blocked))
         sources = source_digests(con, documents)
         excluded, kept_last_good = _excluded_documents(documents, registered, blocked, sources, alpaca, sharegpt,
@@ -198,13 +204,17 @@ def training_dataset(
             [{"pair_id": pid, "reason": reason, "duplicate_of": kept} for pid, (reason, kept) in duplicates.items()],
             columns=["pair_id", "reason", "duplicate_of"],
         ).merge(pairs[["pair_id", "document_id", "question"]], on="pair_id")
-        con.execute(f"DELETE FROM {CROSS_DOCUMENT_DUPLICATES_TABLE}")
-        if len(duplicate_rows):
-            con.register("duplicate_rows", duplicate_rows)
-            con.execute(
-                f"INSERT INTO {CROSS_DOCUMENT_DUPLICATES_TABLE} (pair_id, document_id, question, reason, duplicate_of) "
-                "SELECT pair_id, document_id, question, reason, duplicate_of FROM duplicate_rows"
-            )
+
+
+        def rewrite_duplicates() -> None:  # in one transaction: never seen emptied
+            con.execute(f"DELETE FROM {CROSS_DOCUMENT_DUPLICATES_TABLE}")
+            if len(duplicate_rows):
+                con.register("duplicate_rows", duplicate_rows)
+                con.execute(
+                    f"INSERT INTO {CROSS_DOCUMENT_DUPLICATES_TABLE} (pair_id, document_id, question, reason, "
+                    "duplicate_of) SELECT pair_id, document_id, question, reason, duplicate_of FROM duplicate_rows"
+                )
+        in_transaction(con, rewrite_duplicates)
     pairs = pairs[~pairs["pair_id"].isin(duplicates)].reset_index(drop=True)
     for document_id, reason in excluded.items():
         context.log.warning(f"{document_id} left out of the training dataset: {reason}")
