@@ -551,7 +551,7 @@ def main() -> None:
     print("\ngood items kept: " + ", ".join(f"{k} {v['kept']}/{v['items']}" for k, v in planted["good_items"].items()))
 
     mistakes = {name: args.mistake for name in ("invented_sentence", "ignored_follow_up", "single_chunk_hop",
-                                                "answerable_unanswerable", "unsupported_step")}
+                                                "answerable_unanswerable", "unsupported_step", "bad_quote")}
     base_url, stats, stop = sim_server.start_server_process(
         slots=args.slots, ttft=args.ttft, tpot=args.tpot, output_tokens=args.output_tokens, **mistakes)
     try:

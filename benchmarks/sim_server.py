@@ -93,6 +93,7 @@ class SimConfig:
     single_chunk_hop: float = 0.0  # multi_hop: the answer comes from one excerpt alone
     answerable_unanswerable: float = 0.0  # unanswerable: a question a sentence of the excerpt answers
     unsupported_step: float = 0.0  # reasoning: a step that is not in the source
+    bad_quote: float = 0.0  # any item (qa too): a quote that does not occur in the source (words reordered)
 
 
 class SimStats:
@@ -180,8 +181,35 @@ def _pairs_wanted(body: dict[str, Any], messages: list[dict[str, Any]]) -> int:
     return int(match.group(1)) if match else 3
 
 
-def build_pairs(document: str, n_pairs: int) -> list[dict[str, str]]:
-    """Pairs whose answers are sentences of the document."""
+def garbled(quote: str) -> str:
+    """A quote that does not occur: its words in another order, as a model that
+    misremembers its source writes them (no fuzzy match finds it)."""
+    words = quote.split()
+    return " ".join(words[1::2] + words[::2]) if len(words) > 2 else f"{quote} (paraphrased)"
+
+
+# Sentence ends, a citation mark after one ("day.[12] The") included.
+_QUOTE_SPLIT = re.compile(r"(?<=[.!?])\s+|(?<=[.!?]\])\s+|(?<=\d\])\s+(?=[A-Z])")
+
+
+def quotes_for(texts: list[str], document: str) -> list[str]:
+    """The sentences of what an item states that its source holds (citation marks aside):
+    what a careful model quotes. An invented sentence is in no source, so it is never
+    quoted; a statement with no such sentence quotes its first 200 characters."""
+    source = " ".join(_CITATION.sub("", document).split())
+    # A line the source holds whole is quoted whole (a reference entry has full stops that
+    # are not sentence ends); others sentence by sentence.
+    stated = [" ".join(s.split()) for text in texts for line in text.splitlines()
+              for s in ([line] if " ".join(line.split()) in source else _QUOTE_SPLIT.split(line))]
+    stated = [s.split(": ", 1)[1] if s.startswith(("Step ", "What they say about ")) and ": " in s else s
+              for s in stated]
+    quotes = [s for s in dict.fromkeys(stated) if len(s) >= 20 and s in source]
+    return quotes or [" ".join(texts[0].split())[:200]]
+
+
+def build_pairs(document: str, n_pairs: int, bad_quote: float = 0.0, seed: int = 0) -> list[dict[str, str]]:
+    """Pairs whose answers are sentences of the document, each quoting its sentence (or,
+    for a `bad_quote` share drawn by hash, a garbled quote)."""
     sentences = [s.strip() for s in _SENTENCE_END.split(document) if len(s.strip()) >= 20]
     if not sentences:
         sentences = [line.strip() for line in document.splitlines() if line.strip()] or [
@@ -196,7 +224,11 @@ def build_pairs(document: str, n_pairs: int) -> list[dict[str, str]]:
             "question": f"What is known about {topic} (point {i + 1})?",
             "answer": sentence,
             "question_type": QUESTION_TYPES[i % len(QUESTION_TYPES)],
+            "quotes": [sentence],
         })
+        draw = int.from_bytes(hashlib.sha256(f"{seed}|quote|{sentence}|{i}".encode()).digest()[:8], "big") / 2**64
+        if draw < bad_quote:
+            pairs[-1]["quotes"] = [garbled(sentence)]
     return pairs
 
 
@@ -207,10 +239,10 @@ _JUDGE_PART = re.compile(r"<<<(SOURCE|QUESTION|ANSWER)\n(.*?)\n\1>>>", re.DOTALL
 TASKS = ("reasoning", "multi_hop", "conversation", "unanswerable")
 # The mistakes that can befall an item of each task, stacked in this order on [0, 1).
 TASK_MISTAKES = {
-    "reasoning": ("invented_sentence", "unsupported_step"),
-    "multi_hop": ("invented_sentence", "single_chunk_hop"),
-    "conversation": ("invented_sentence", "ignored_follow_up"),
-    "unanswerable": ("invented_sentence", "answerable_unanswerable"),
+    "reasoning": ("invented_sentence", "unsupported_step", "bad_quote"),
+    "multi_hop": ("invented_sentence", "single_chunk_hop", "bad_quote"),
+    "conversation": ("invented_sentence", "ignored_follow_up", "bad_quote"),
+    "unanswerable": ("invented_sentence", "answerable_unanswerable", "bad_quote"),
 }
 # The curation reason code meant to catch each mistake (synth_assets.core.task_rules and
 # filters): an invented sentence leaves an answer (or a turn) unsupported by its source.
@@ -223,6 +255,7 @@ MISTAKE_REASONS = {
     ("multi_hop", "single_chunk_hop"): "single_chunk_answerable",
     ("conversation", "ignored_follow_up"): "unrelated_follow_up",
     ("unanswerable", "answerable_unanswerable"): "answerable_unanswerable",
+    **{(task, "bad_quote"): "citation_invalid" for task in ("reasoning", "multi_hop", "conversation", "unanswerable")},
 }
 # What the prompts of task_prompts.py say, for a request sent without response_format.
 _TASK_PROMPT_WORDS = (
@@ -475,6 +508,12 @@ def build_task_items(task: str, document: str, mistakes: list[str | None]
             else:
                 items[-1]["question"] = question
         asked.add(question)
+        item = items[-1]
+        stated = ([t["assistant"] for t in item["turns"]] if task == "conversation"
+                  else [item["answer"], item.get("reasoning", "")])
+        item["quotes"] = quotes_for(stated, document)
+        if mistake == "bad_quote":
+            item["quotes"][0] = garbled(item["quotes"][0])
         if mistake is not None:
             first = items[-1]["turns"][0]["assistant"] if task == "conversation" else items[-1]["answer"]
             planted.append((question, first, mistake))
@@ -539,11 +578,19 @@ def judge_reply(prompt: str) -> dict[str, Any] | None:
         return None
     normalise = lambda text: " ".join(text.lower().split())  # noqa: E731
     task = _task_of_judge_prompt(prompt)
+    source = parts["SOURCE"]
+    # The claim-by-claim check the judge prompt asks for: the sentences not in the source.
+    claims = _claims(task, parts["ANSWER"]) if task else _SENTENCE_END.split(parts["ANSWER"].strip())
+    unsupported = [claim for claim in claims if claim.strip() and _normalise(claim) not in _normalise(source)]
+    reply = _judge_verdict(task, parts, source, normalise)
+    return {**reply, "unsupported": unsupported}
+
+
+def _judge_verdict(task: str | None, parts: dict[str, str], source: str, normalise) -> dict[str, Any]:
     if task is None:
         if normalise(parts["ANSWER"]) in normalise(parts["SOURCE"]):
             return {"score": 9, "reason": "The answer is stated in the source."}
         return {"score": 2, "reason": "The source does not support the answer."}
-    source = parts["SOURCE"]
     if task == "multi_hop":
         pieces = _EXCERPT.split(source)
         excerpts = [pieces[i + 1] for i in range(1, len(pieces) - 1, 2)]
@@ -701,7 +748,8 @@ class SimServer:
             elif task is not None:
                 content = json.dumps({"items": self._task_items(task, document, body, messages)})
             else:
-                content = json.dumps({"pairs": build_pairs(document, _pairs_wanted(body, messages))})
+                content = json.dumps({"pairs": build_pairs(document, _pairs_wanted(body, messages),
+                                                           self.config.bad_quote, self.config.fault_seed)})
             finish = "stop"
             if fault == "malformed":
                 content = "Sure! Here are some questions about the text, what it says and why it matters."

@@ -21,6 +21,7 @@ from synth_assets.candidates import NO_CANDIDATE, TRAINING_DATASET_CHECK, candid
 from synth_assets.partitions import documents_partitions
 from synth_assets.core.exporting import SPLITS
 from synth_assets.core.diversity import dominant_type, question_type_mix
+from synth_assets.core.coverage import Coverage, below_minimum, coverage_by_document, percent
 from synth_assets.quality import (
     SuiteResult,
     normalised_text,
@@ -31,7 +32,8 @@ from synth_assets.quality import (
     validate_sharegpt,
     validate_training_dataset,
 )
-from synth_assets.resources.export import ExportSettings
+from synth_assets.core.decontamination import EvalSetError, find_contaminated, load_eval_indexes, parse_eval_sets
+from synth_assets.resources.export import EVAL_SETS_ENV, ExportSettings
 from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.storage import PipelineDatabase
 from synth_assets.storage import (
@@ -50,6 +52,7 @@ from synth_assets.storage import (
 GENERATED_PAIRS_CHECK = "generated_pairs_are_complete_and_traceable"
 FILTERED_PAIRS_CHECK = "filtered_pairs_pass_quality_suite"
 QUESTION_TYPE_DIVERSITY_CHECK = "question_types_are_diverse"
+COVERAGE_CHECK = "documents_are_covered"
 ALPACA_FORMAT_CHECK = "alpaca_rows_are_valid"
 SHAREGPT_FORMAT_CHECK = "sharegpt_rows_are_valid"
 
@@ -202,6 +205,50 @@ def _diversity(document_id: str, duckdb: PipelineDatabase, curation: CurationRes
     )
 
 
+@dg.asset_check(
+    asset=filtered_qa_pairs,
+    name=COVERAGE_CHECK,
+    blocking=False,
+    partitions_def=documents_partitions,
+)
+def coverage_check(
+    context: dg.AssetCheckExecutionContext, duckdb: PipelineDatabase, curation: CurationResource
+) -> dg.AssetCheckResult:
+    """Warns when a document's kept items draw on less than SYNTH_ASSETS_MIN_COVERAGE of
+    its non-boilerplate chunks (core/coverage.py): whole sections produced no training
+    data. Passes when no minimum is set."""
+    found: dict[str, Coverage] = {}
+
+    def measure(document_ids: list[str]) -> dict[str, Coverage]:
+        with duckdb.get_connection() as con:
+            chunks = read_partitions(con, DOCUMENT_CHUNKS_TABLE, document_ids)
+            kept = read_partitions(con, FILTERED_QA_PAIRS_TABLE, document_ids)
+        found.update(coverage_by_document(chunks, kept, document_ids))
+        return found
+
+    def evaluate_all(document_ids: list[str]) -> dg.AssetCheckResult:
+        # Measured once for the step's documents; each failing document is then told from `found`.
+        measured = found if all(key in found for key in document_ids) else measure(document_ids)
+        return dg.AssetCheckResult(passed=not any(below_minimum(measured[key], curation.min_coverage)
+                                                  for key in document_ids))
+
+    def evaluate(document_id: str) -> dg.AssetCheckResult:
+        coverage = found[document_id] if document_id in found else measure([document_id])[document_id]
+        low = below_minimum(coverage, curation.min_coverage)
+        return dg.AssetCheckResult(
+            passed=not low,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(
+                "no minimum set (SYNTH_ASSETS_MIN_COVERAGE)" if curation.min_coverage is None
+                else f"{percent(coverage.chunk_share)} of chunks covered (minimum {curation.min_coverage:.0%})"
+            ),
+            metadata={**{key: value for key, value in coverage.summary().items() if value is not None},
+                      "uncovered_chunk_ids": dg.MetadataValue.json(coverage.uncovered_chunk_ids[:50])},
+        )
+
+    return check_each_document(context, duckdb, evaluate, evaluate_all)
+
+
 def _format_check(asset, name: str, table: str, validate, description: str) -> dg.AssetChecksDefinition:
     """A blocking per-document check of one training format's rows."""
 
@@ -242,8 +289,9 @@ def training_dataset_check(context: dg.AssetCheckExecutionContext, export: Expor
     """The candidate export of this run (not whichever candidate is latest: another run may
     have written one since), read back from its files: no pair twice, no question (of the
     same task) asked by two documents, no document in both train and validation, every
-    pair one of the vetted rows, and each format's files holding exactly the rows
-    training_dataset counted (a Great Expectations suite). It runs before publication:
+    pair one of the vetted rows, each format's files holding exactly the rows
+    training_dataset counted, and, with SYNTH_ASSETS_EVAL_SETS, no row matching an eval set
+    (core/decontamination.py; a Great Expectations suite). It runs before publication:
     when it fails, the published version stays as it was. Its result names the version
     it checked; published_dataset publishes only that one (synth_assets/candidates.py)."""
     version, recorded = candidate_to_check(context.instance, context.run.run_id)
@@ -258,6 +306,18 @@ def training_dataset_check(context: dg.AssetCheckExecutionContext, export: Expor
     with duckdb.get_connection() as con:
         vetted = _vetted_rows(con)
     rows, counts = candidate_rows(folder, recorded, vetted)
+    if export.eval_sets:
+        # Contamination rate 0: the matcher again, on what the candidate's files hold.
+        try:
+            with duckdb.get_connection() as con:
+                indexes = load_eval_indexes(con, parse_eval_sets(export.eval_sets))
+        except EvalSetError as error:
+            return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
+                                       description=f"{EVAL_SETS_ENV}: {error}", metadata={"version": version})
+        matches = find_contaminated([{"question": q, "answer": a} for q, a in zip(rows["question"], rows["output"])],
+                                    indexes)
+        rows["contamination"] = [None if m is None else f"{m.eval_set} ({m.method} {m.score}): {m.matched_text}"
+                                 for m in matches]
     result = validate_training_dataset(rows, counts)
     result.metadata["version"] = version
     return _check_result(result)
@@ -328,6 +388,7 @@ quality_checks = [
     generated_pairs_check,
     filtered_pairs_check,
     question_type_diversity_check,
+    coverage_check,
     alpaca_format_check,
     sharegpt_format_check,
     training_dataset_check,

@@ -250,6 +250,8 @@ def validate_training_dataset(rows: pd.DataFrame, counts: pd.DataFrame) -> Suite
     Expected: no pair twice (pair_id, and the same instruction with the same output); no
     question (of the same task) asked by two documents; no document in both splits; every
     pair one of the vetted rows; and each format's files holding exactly the vetted rows.
+    With a `contamination` column (eval sets configured: what each row matches in them,
+    null when nothing), none may match: a contamination rate of 0.
     """
     E = gx.expectations
     frame = rows.assign(
@@ -270,6 +272,8 @@ def validate_training_dataset(rows: pd.DataFrame, counts: pd.DataFrame) -> Suite
         E.ExpectColumnValuesToBeInSet(column="documents_asking_question", value_set=[1]),
         E.ExpectColumnValuesToBeInSet(column="splits_of_document", value_set=[1]),
     ]
+    if "contamination" in frame:  # eval sets configured: a contamination rate of 0 (what each row matched)
+        expectations.append(E.ExpectColumnValuesToBeNull(column="contamination"))
     if "pair_id" in frame:
         expectations += [
             E.ExpectColumnValuesToNotBeNull(column="pair_id"),

@@ -54,6 +54,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from synth_assets.core.evidence import highlight_parts
 from synth_assets.core.review import VERDICTS, reviewed_pairs
 from synth_assets.resources.review import DEFAULT_REVIEW_PAGE_URL
 from synth_assets.resources.storage import PipelineDatabase
@@ -97,7 +98,11 @@ def _documents(con) -> list[dict]:
 def _sampled_pairs(con, document_id: str) -> list[dict]:
     """The document's sampled pairs, most uncertain first, each with its current verdict."""
     pairs = _reviewed(con, document_id)
-    return pairs.sort_values(["priority", "pair_id"], ascending=[False, True]).to_dict("records")
+    pairs = pairs.sort_values(["priority", "pair_id"], ascending=[False, True]).to_dict("records")
+    for pair in pairs:  # the passage cut where the item's cited spans start and end, to mark them
+        pair["passage_parts"] = highlight_parts(pair.get("chunk_text") or "", pair.get("chunk_id"),
+                                                pair.get("evidence_spans"))
+    return pairs
 
 
 def _reviewer(request: Request) -> str:

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from synth_assets import definitions, planning
 from synth_assets.batch import blocked_documents, no_text_documents, run_outcome, warnings_in_range
 from synth_assets.dagster_internals import free_concurrency_slots
+from synth_assets.core.decontamination import eval_sets_fingerprint, parse_eval_sets
 from synth_assets.jobs import BUILD_TRAINING_DATASET_JOB, PROCESS_DOCUMENTS_JOB
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
 from synth_assets.storage import (
@@ -191,12 +192,23 @@ def _still_blocked(instance: dg.DagsterInstance, duckdb, skipped: list[str]) -> 
     return blocked
 
 
+def _eval_sets_changed(defs: dg.Definitions, instance: dg.DagsterInstance) -> bool:
+    """SYNTH_ASSETS_EVAL_SETS (or an eval file) differs from the one the last training dataset
+    was decontaminated against: it is built again. Nothing is read when none is set and none was."""
+    event = instance.get_latest_materialization_event(TRAINING_DATASET_KEY)
+    metadata = event.asset_materialization.metadata if event else {}
+    last = metadata["eval_sets_fingerprint"].value if "eval_sets_fingerprint" in metadata else ""
+    entries = defs.resources["export"].eval_sets
+    return bool(entries or last) and eval_sets_fingerprint(parse_eval_sets(entries)) != last
+
+
 def _export(defs: dg.Definitions, instance: dg.DagsterInstance, changed: bool) -> dict:
     """The training dataset, built again when documents changed or it is missing or stale,
     checked, then published; which version is published and which documents are left out."""
     latest = instance.get_latest_materialization_event(PUBLISHED_DATASET_KEY)
     error = None
-    if changed or latest is None or not planning.is_fresh(instance, defs.resolve_asset_graph(), PUBLISHED_DATASET_KEY):
+    if (changed or latest is None or not planning.is_fresh(instance, defs.resolve_asset_graph(), PUBLISHED_DATASET_KEY)
+            or _eval_sets_changed(defs, instance)):
         export = defs.resolve_job_def(BUILD_TRAINING_DATASET_JOB).execute_in_process(
             instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE, tags=run_tags())
         failed_checks = [e for e in export.get_asset_check_evaluations() if not e.passed]

@@ -27,7 +27,7 @@ from synth_assets.planning import (
 )
 from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.documents import DOCUMENTS_DIR_ENV, DocumentsFolder
-from synth_assets.resources.export import HUB_REPO_ENV, ExportSettings
+from synth_assets.resources.export import EVAL_SETS_ENV, HUB_REPO_ENV, ExportSettings
 from synth_assets.resources.generation import GENERATION_MODEL_ENV, TASKS_ENV, GenerationResource
 from synth_assets.resources.review import ReviewSettings
 from synth_assets.resources.storage import PipelineDatabase
@@ -68,6 +68,7 @@ ENVIRONMENT: dict[str, tuple[type[dg.ConfigurableResource], dict[str, str]]] = {
         "include_provenance": "SYNTH_ASSETS_EXPORT_PROVENANCE",
         "hub_repo": HUB_REPO_ENV,
         "blocked_documents": "SYNTH_ASSETS_EXPORT_BLOCKED_DOCUMENTS",
+        "eval_sets": EVAL_SETS_ENV,  # comma-separated
     }),
     "review": (ReviewSettings, {
         "sample_size": "SYNTH_ASSETS_REVIEW_SAMPLE_SIZE",

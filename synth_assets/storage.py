@@ -29,6 +29,9 @@ SHAREGPT_EXAMPLES_TABLE = "sharegpt_examples"
 # Kept pairs that training_dataset leaves out because another document already has
 # the same (or nearly the same) question: kept here, with the pair they repeat.
 CROSS_DOCUMENT_DUPLICATES_TABLE = "cross_document_duplicates"
+# Rows training_dataset leaves out because they copy or reword a question of an eval set
+# (SYNTH_ASSETS_EVAL_SETS, core/decontamination.py), with what they matched and how.
+CONTAMINATED_ROWS_TABLE = "contaminated_rows"
 # Documents that failed, or that a blocking check stopped, inside a run covering many
 # documents (a single-run backfill): that run goes on with the others, so the reason
 # is kept here (see synth_assets/batch.py).
@@ -62,8 +65,12 @@ _PAIR_COLUMNS = """
     task VARCHAR,
     difficulty INTEGER,
     source_chunk_ids VARCHAR,
-    turns VARCHAR
+    turns VARCHAR,
+    quotes VARCHAR,
+    evidence_spans VARCHAR
 """
+# quotes: the generator's JSON list of quoted passages; evidence_spans: the curate step's
+# JSON [{chunk_id, start, end, score}] (core/evidence.py), offsets into document_chunks.text.
 # task: core/tasks.py (NULL on rows made before tasks: qa); difficulty 1-5; source_chunk_ids
 # a JSON list of every chunk the item draws on; turns a conversation's JSON [[user, assistant], ...].
 
@@ -82,7 +89,8 @@ _PROVENANCE_COLUMNS = """
     task VARCHAR,
     question_type VARCHAR,
     difficulty INTEGER,
-    source_chunk_ids VARCHAR
+    source_chunk_ids VARCHAR,
+    evidence VARCHAR
 """
 
 TABLE_DDL: dict[str, str] = {
@@ -136,7 +144,7 @@ TABLE_DDL: dict[str, str] = {
     + ", grounding DOUBLE, judge_score INTEGER, judge_reason VARCHAR, language VARCHAR, difficulty_proxy INTEGER",
     REJECTED_QA_PAIRS_TABLE: _PAIR_COLUMNS
     + ", grounding DOUBLE, judge_score INTEGER, judge_reason VARCHAR, reject_reasons VARCHAR[] NOT NULL"
-    + ", language VARCHAR, difficulty_proxy INTEGER",
+    + ", language VARCHAR, difficulty_proxy INTEGER, reason_details VARCHAR",
     # The formatted rows are the vetted snapshot training_dataset reads: `reasoning` so the
     # chain-of-thought variants can be rebuilt from them, `source_digest` the fingerprint of
     # the filtered pairs they were made from (rows whose source changed since are refused).
@@ -170,6 +178,7 @@ TABLE_DDL: dict[str, str] = {
         grounding DOUBLE,
         judge_score INTEGER,
         language VARCHAR,
+        evidence_spans VARCHAR,
         chunk_text VARCHAR,
         heading_path VARCHAR,
         page_start INTEGER,
@@ -225,6 +234,15 @@ TABLE_DDL: dict[str, str] = {
         question VARCHAR,
         reason VARCHAR NOT NULL,
         duplicate_of VARCHAR NOT NULL
+    """,
+    CONTAMINATED_ROWS_TABLE: """
+        pair_id VARCHAR NOT NULL,
+        document_id VARCHAR NOT NULL,
+        question VARCHAR,
+        eval_set VARCHAR NOT NULL,
+        matched_text VARCHAR,
+        method VARCHAR NOT NULL,
+        score DOUBLE
     """,
 }
 
@@ -465,7 +483,8 @@ def load_kept_pairs_of_documents(con: duckdb.DuckDBPyConnection, document_ids: l
                r.relative_path AS source_file, c.heading_path, c.page_start, c.page_end,
                p.generator, p.model, p.prompt_version, p.language,
                coalesce(p.task, 'qa') AS task, p.question_type, p.difficulty,
-               coalesce(p.source_chunk_ids, to_json([p.chunk_id])::VARCHAR) AS source_chunk_ids, p.turns
+               coalesce(p.source_chunk_ids, to_json([p.chunk_id])::VARCHAR) AS source_chunk_ids, p.turns,
+               p.evidence_spans AS evidence
         FROM {FILTERED_QA_PAIRS_TABLE} p
         LEFT JOIN {DOCUMENT_CHUNKS_TABLE} c USING (chunk_id)
         LEFT JOIN {RAW_DOCUMENTS_TABLE} r ON r.document_id = p.document_id

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from synth_assets.core.evidence import EVIDENCE_REASON_DESCRIPTIONS
 from synth_assets.core.task_rules import TASK_REASON_DESCRIPTIONS
 
 from synth_assets.core.dedup import (
@@ -68,6 +69,7 @@ ALL_CODES = {
     DUPLICATE_QUESTION, LOW_INFORMATION, UNGROUNDED, ANSWER_REPEATS_QUESTION, REFUSAL, PASSAGE_DEPENDENT,
     NEAR_DUPLICATE_QUESTION, LOW_JUDGE_SCORE, LOW_SEMANTIC_SIMILARITY, LANGUAGE_MISMATCH, INSTRUCTION_LIKE,
     *TASK_REASON_DESCRIPTIONS,  # each task's own (test_tasks.py)
+    *EVIDENCE_REASON_DESCRIPTIONS,  # citations and claims (test_evidence.py)
 }
 
 

@@ -33,7 +33,7 @@ class TerseEveryOtherAnswer(GenerationResource):
                 outcome = real.generate(requests)
                 pairs = [
                     GeneratedPair(p.chunk_id, p.question, " ".join(p.answer.split()[:6]) if i % 2 else p.answer,
-                                  p.question_type)
+                                  p.question_type, evidence=p.evidence)  # it still cites its sentence
                     for i, p in enumerate(outcome.pairs)
                 ]
                 return GenerationOutcome(pairs=pairs, failures=outcome.failures, stats=outcome.stats)

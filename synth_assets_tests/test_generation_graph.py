@@ -58,7 +58,7 @@ def test_openai_backend_in_the_graph_caches_every_reply(pipeline_resources, inst
 
     with duckdb.connect(pipeline_resources["duckdb"].database, read_only=True) as con:
         rows = con.execute("SELECT DISTINCT generator, model, prompt_version FROM generated_qa_pairs").fetchall()
-    assert rows == [("openai", "sim-model", "qa-v1")]
+    assert rows == [("openai", "sim-model", "qa-v2")]
 
 
 def test_vllm_serve_starts_the_generation_service_which_outlives_the_run(pipeline_resources, instance, tmp_path):

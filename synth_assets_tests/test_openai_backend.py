@@ -359,7 +359,7 @@ def _judge_requests() -> list:
 
 
 def test_the_llm_judge_scores_pairs_with_retries_and_the_cache(sim: Server, tmp_path: Path) -> None:
-    base_url, stats = sim(fail_500=0.3, malformed=0.2, fault_seed=3)
+    base_url, stats = sim(fail_500=0.3, malformed=0.2, fault_seed=4)  # a seed whose draws hit these requests
     cache = GenerationCache(tmp_path / "cache.duckdb")
     outcome = _backend(base_url, cache=cache, max_attempts=12).judge(_judge_requests())
 

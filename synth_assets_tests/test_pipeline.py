@@ -99,7 +99,8 @@ class EmptyAnswerForDocx(GenerationResource):
             def generate(self, requests):
                 outcome = real.generate(requests)
                 pairs = [
-                    GeneratedPair(p.chunk_id, p.question, "" if "docx" in p.chunk_id else p.answer, p.question_type)
+                    GeneratedPair(p.chunk_id, p.question, "" if "docx" in p.chunk_id else p.answer, p.question_type,
+                                  evidence=p.evidence)
                     for p in outcome.pairs
                 ]
                 return GenerationOutcome(pairs=pairs, failures=outcome.failures, stats=outcome.stats)

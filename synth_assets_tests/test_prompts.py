@@ -40,13 +40,14 @@ def _inside(user: str) -> str:
 
 def _pairs(n: int) -> list[dict[str, str]]:
     return [
-        {"question": f"Question {i}?", "answer": f"Answer {i}.", "question_type": QUESTION_TYPES[i % 5]}
+        {"question": f"Question {i}?", "answer": f"Answer {i}.", "question_type": QUESTION_TYPES[i % 5],
+         "quotes": [f"The source says answer {i}."]}
         for i in range(n)
     ]
 
 
 def test_constants() -> None:
-    assert PROMPT_VERSION == "qa-v1"
+    assert PROMPT_VERSION == "qa-v2"
     assert QUESTION_TYPES == ("factual", "how", "why", "compare", "explain")
 
 
@@ -54,7 +55,8 @@ def test_schema_fixes_the_number_and_shape_of_pairs() -> None:
     schema = qa_json_schema(3)
     jsonschema.validate({"pairs": _pairs(3)}, schema)
     for bad in ({"pairs": _pairs(2)}, {"pairs": _pairs(4)}, {"pairs": [{"question": "q?", "answer": "a"}] * 3},
-                {"pairs": [{**_pairs(1)[0], "question_type": "opinion"}] * 3}, {"items": _pairs(3)}):
+                {"pairs": [{**_pairs(1)[0], "question_type": "opinion"}] * 3}, {"items": _pairs(3)},
+                {"pairs": [{**pair, "quotes": []} for pair in _pairs(3)]}):  # every pair quotes its source
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
     items = schema["properties"]["pairs"]
@@ -149,10 +151,10 @@ def test_parse_normalises_types_and_filters_items() -> None:
         "not an object",
     ]})
     assert parse_reply(reply, 10) == [
-        {"question": "Why?", "answer": "Because.", "question_type": "why"},
-        {"question": "Compare?", "answer": "A vs B.", "question_type": "compare"},
-        {"question": "Odd type?", "answer": "Yes.", "question_type": "factual"},
-        {"question": "No type?", "answer": "Yes.", "question_type": "factual"},
+        {"question": "Why?", "answer": "Because.", "question_type": "why", "quotes": []},
+        {"question": "Compare?", "answer": "A vs B.", "question_type": "compare", "quotes": []},
+        {"question": "Odd type?", "answer": "Yes.", "question_type": "factual", "quotes": []},
+        {"question": "No type?", "answer": "Yes.", "question_type": "factual", "quotes": []},
     ]
 
 

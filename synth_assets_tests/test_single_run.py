@@ -45,9 +45,9 @@ def test_a_single_run_backfill_over_three_documents_is_one_run(pipeline_resource
 
     assert result.success
     assert len(instance.get_runs()) == 1
-    # Each step ran once, for all three documents (9 assets + 5 checks = 14 steps).
+    # Each step ran once, for all three documents (9 assets + 6 checks = 15 steps).
     steps = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
-    assert len(steps) == 14
+    assert len(steps) == 15
     for key in PER_DOCUMENT:
         assert instance.get_materialized_partitions(key) == set(keys), key
     # The same rows as one run per document.

@@ -358,3 +358,14 @@ def test_every_kept_item_of_the_mixed_run_passes_its_task_rules_again(mixed_run)
     assert set(kept["task"]) == set(TASKS)
     assert kept["difficulty"].between(1, 5).all() and kept["difficulty_proxy"].between(1, 5).all()
     assert all(len(reasons) for reasons in rejected["reject_reasons"])
+
+
+@pytest.mark.slow
+def test_every_exported_row_of_every_task_cites_spans_found_at_their_offsets(mixed_run):
+    from synth_assets_tests.test_evidence import (
+        _assert_every_row_has_evidence_found_at_its_offsets,
+        _exported_rows_and_chunks,
+    )
+
+    _, folder, database = mixed_run
+    _assert_every_row_has_evidence_found_at_its_offsets(*_exported_rows_and_chunks(folder, str(database)))

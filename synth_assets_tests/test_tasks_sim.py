@@ -20,7 +20,7 @@ from benchmarks import sim_server  # noqa: E402
 from benchmarks.bench_tasks import copies_of, end_to_end, simple_corpus  # noqa: E402
 
 MISTAKES = ("invented_sentence", "ignored_follow_up", "single_chunk_hop", "answerable_unanswerable",
-            "unsupported_step")
+            "unsupported_step", "bad_quote")
 
 
 @pytest.fixture(scope="module")

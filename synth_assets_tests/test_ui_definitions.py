@@ -53,7 +53,7 @@ def test_every_asset_has_its_group_kinds_owner_description_and_code_version() ->
 def test_every_check_has_a_description_and_gx_checks_sit_on_gx_assets() -> None:
     specs = _specs()
     check_specs = [spec for check in quality_checks for spec in check.check_specs]
-    assert len(check_specs) == 6
+    assert len(check_specs) == 7
     for spec in check_specs:
         assert spec.description and len(spec.description.split()) >= 8, f"{spec.name} needs a description"
         if "Great Expectations" in spec.description:

@@ -11,6 +11,7 @@ import dagster as dg
 from synth_assets.assets.factory import document_asset
 from synth_assets.batch import for_each_document, stopped_in_run
 from synth_assets.core.dedup import DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION
+from synth_assets.core.coverage import covered_chunk_ids, document_coverage
 from synth_assets.core.filters import filter_pairs, language_metadata, pair_languages
 from synth_assets.core.task_rules import difficulty_of, judge_view, task_of
 from synth_assets.core.text import as_text
@@ -96,7 +97,14 @@ def curate_one(context, document_id: str, curation: CurationResource, generation
             raise judged
         judgements, judge_metadata = judged
     judge_scores = [judgements.get(p["pair_id"], (None, ""))[0] for p in records] if config.use_judge else None
-    reasons = filter_pairs(records, config, judge_scores=judge_scores)
+    evidence: list[dict] = []
+    judge_unsupported = [judgements[p["pair_id"]][2] if p["pair_id"] in judgements and len(judgements[p["pair_id"]]) > 2
+                         else [] for p in records] if config.use_judge else None
+    reasons = filter_pairs(records, config, judge_scores=judge_scores, evidence=evidence,
+                           judge_unsupported=judge_unsupported)
+    pairs["evidence_spans"] = [json.dumps(found["spans"]) if found["spans"] else None for found in evidence]
+    pairs["reason_details"] = [json.dumps(found["details"], ensure_ascii=False) if found["details"] else None
+                               for found in evidence]
     pairs["judge_score"] = pd.array(
         [judgements[p][0] if p in judgements else None for p in pairs["pair_id"]], dtype="Int64"
     )
@@ -111,12 +119,15 @@ def curate_one(context, document_id: str, curation: CurationResource, generation
     pairs["difficulty_proxy"] = pd.array([difficulty_of(p) for p in records], dtype="Int64")
     # The generator's own difficulty when it gave one; the measured proxy otherwise.
     pairs["difficulty"] = pd.array(pairs["difficulty"], dtype="Int64").fillna(pairs["difficulty_proxy"])
-    scratch = ["chunk_text", "heading_path", "chunk_language", "source_texts", "judge_source_texts", "document_text"]
-    kept = pairs[kept_mask].drop(columns=[*scratch, "reject_reasons"], errors="ignore")
+    scratch = ["chunk_text", "heading_path", "chunk_language", "source_texts", "judge_source_texts", "document_text",
+               "source_map"]
+    kept = pairs[kept_mask].drop(columns=[*scratch, "reject_reasons", "reason_details"], errors="ignore")
     rejected = pairs[~kept_mask].drop(columns=scratch, errors="ignore")
     with duckdb.get_connection() as con:
         replace_partition_rows(con, FILTERED_QA_PAIRS_TABLE, document_id, kept)
         replace_partition_rows(con, REJECTED_QA_PAIRS_TABLE, document_id, rejected)
+        chunks = read_partition(con, DOCUMENT_CHUNKS_TABLE, document_id)
+    coverage = document_coverage(chunks, covered_chunk_ids(kept))
 
     reason_counts = Counter(reason for row in reasons for reason in row)
     tasks = pairs["task"].fillna("qa")
@@ -131,6 +142,9 @@ def curate_one(context, document_id: str, curation: CurationResource, generation
             "generated": len(pairs),
             "rejected": len(rejected),
             "pass_rate": round(pass_rate, 3),
+            # Which of the document's non-boilerplate chunks and headings the kept items draw on.
+            **{key: value for key, value in coverage.summary().items() if value is not None},
+            "uncovered_chunk_ids": dg.MetadataValue.json(coverage.uncovered_chunk_ids[:50]),
             "rejections_by_reason": dg.MetadataValue.json(dict(reason_counts)),
             "items_per_task": dg.MetadataValue.json(per_task),
             "semantic_similarity": "on (all-MiniLM-L6-v2, min "
@@ -181,6 +195,9 @@ def load_items(con, document_id: str) -> pd.DataFrame:
                                    for ids, hop in zip(sources, multi_hop)]
     pairs.loc[multi_hop, "chunk_text"] = ["\n\n".join(text.get(c, "") for c in ids)
                                          for ids, hop in zip(sources, multi_hop) if hop]
+    # Where a multi-hop item's quotes are looked up: each of its chunks (evidence spans
+    # are offsets into one chunk's text).
+    pairs["source_map"] = [{c: text.get(c, "") for c in ids} if hop else None for ids, hop in zip(sources, multi_hop)]
     whole = "\n".join(chunks.loc[~chunks["boilerplate"], "body"])
     pairs["document_text"] = [whole if task == "unanswerable" else None for task in pairs["task"]]
     return pairs
@@ -219,9 +236,11 @@ def judge_documents(
             f"First error: {next(iter(outcome.failures.values()))}"
         )
     for document_id, batch in requests.items():
-        scores = {r.pair_id: outcome.scores[r.pair_id] for r in batch if r.pair_id in outcome.scores}
+        # (score, reason, the claims the judge found unsupported)
+        scores = {r.pair_id: (*outcome.scores[r.pair_id], outcome.unsupported.get(r.pair_id, []))
+                  for r in batch if r.pair_id in outcome.scores}
         failures = sum(r.pair_id in outcome.failures for r in batch)
-        values = [score for score, _ in scores.values()]
+        values = [score for score, *_ in scores.values()]
         prepared[document_id] = scores, {
             "judge": f"{generation.backend} ({generation.model or 'heuristic judge'}), "
                      f"min score {config.min_judge_score}",

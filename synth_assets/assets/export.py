@@ -13,7 +13,19 @@ from synth_assets.assets.factory import OWNERS, document_asset
 from synth_assets.assets.human import NO_HUMAN_DATA, human_examples, mix_human_rows
 from synth_assets.batch import blocked_documents, for_each_document, no_text_documents
 from synth_assets.candidates import candidate_to_publish
+from synth_assets.core.coverage import coverage_by_document, coverage_markdown, coverage_stats
 from synth_assets.core.dedup import cross_document_duplicates
+from synth_assets.core.decontamination import (
+    CONTAMINATED_COLUMNS,
+    EvalIndex,
+    EvalSetError,
+    contaminated_rows,
+    contamination_summary,
+    eval_sets_fingerprint,
+    find_contaminated,
+    load_eval_indexes,
+    parse_eval_sets,
+)
 from synth_assets.core.charts import stacked_bars_png
 from synth_assets.core.tasks import mix_bars, mix_markdown, mix_table, share_report
 from synth_assets.core.exporting import (
@@ -31,12 +43,13 @@ from synth_assets.core.review import apply_reviews, precision_recall_markdown, r
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
 from synth_assets.quality import validate_alpaca, validate_sharegpt
 from synth_assets.resources.curation import CurationResource
-from synth_assets.resources.export import ExportSettings
+from synth_assets.resources.export import EVAL_SETS_ENV, ExportSettings
 from synth_assets.resources.generation import GenerationResource
 from synth_assets.resources.review import ReviewSettings
 from synth_assets.resources.storage import PipelineDatabase
 from synth_assets.storage import (
     ALPACA_EXAMPLES_TABLE,
+    CONTAMINATED_ROWS_TABLE,
     CROSS_DOCUMENT_DUPLICATES_TABLE,
     DOCUMENT_CHUNKS_TABLE,
     FILTERED_QA_PAIRS_TABLE,
@@ -168,7 +181,13 @@ def training_dataset(
     Human-labelled rows (human_examples) that repeat no synthetic question are mixed into
     the train split at SYNTH_ASSETS_HUMAN_RATIO, with generator `human`; the mix is shown
     here and in the card.
+
+    Rows (synthetic or human) that copy or reword a question of the eval sets named by
+    SYNTH_ASSETS_EVAL_SETS are left out (reason `contaminated`), kept in contaminated_rows
+    and listed here and in the card (core/decontamination.py).
     """
+    # The eval sets first: one that cannot be read stops the export before anything is written.
+    eval_indexes = configured_eval_sets(duckdb, export)
     registered = set(context.instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME))
     blocked = blocked_documents(duckdb)
     # Documents with nothing to learn from give no rows; listed, not counted as failing.
@@ -193,6 +212,11 @@ def training_dataset(
             columns={"instruction": "question", "output": "answer"})[["question", "answer", "reasoning", "turns",
                                                                        *PROVENANCE_COLUMNS]].reset_index(drop=True)
         stats = _curation_stats(con, included)
+        # Coverage is over every registered document not left out: one that kept nothing
+        # counts too (uncovered), which is what the figure is for.
+        chunks = con.execute(
+            f"SELECT document_id, chunk_id, chunk_index, heading_path, boilerplate FROM {DOCUMENT_CHUNKS_TABLE}"
+            " WHERE document_id IN (SELECT unnest(?))", [sorted(registered - set(excluded))]).df()
         # Every reviewed pair measures the rules; the verdicts on included pairs are applied.
         reviewed = con.execute(f"SELECT * FROM {REVIEWED_QA_PAIRS_TABLE} ORDER BY pair_id").df()
         pairs, applied = apply_reviews(pairs, reviewed)
@@ -204,6 +228,8 @@ def training_dataset(
             [{"pair_id": pid, "reason": reason, "duplicate_of": kept} for pid, (reason, kept) in duplicates.items()],
             columns=["pair_id", "reason", "duplicate_of"],
         ).merge(pairs[["pair_id", "document_id", "question"]], on="pair_id")
+        # Then rows copying or rewording a question of an eval set (none configured: none).
+        contaminated = contaminated_in(pairs[~pairs["pair_id"].isin(duplicates)], eval_indexes)
 
 
         def rewrite_duplicates() -> None:  # in one transaction: never seen emptied
@@ -214,8 +240,12 @@ def training_dataset(
                     f"INSERT INTO {CROSS_DOCUMENT_DUPLICATES_TABLE} (pair_id, document_id, question, reason, "
                     "duplicate_of) SELECT pair_id, document_id, question, reason, duplicate_of FROM duplicate_rows"
                 )
+            con.execute(f"DELETE FROM {CONTAMINATED_ROWS_TABLE}")
+            _insert_contaminated(con, contaminated)
         in_transaction(con, rewrite_duplicates)
     pairs = pairs[~pairs["pair_id"].isin(duplicates)].reset_index(drop=True)
+    checked = len(pairs)
+    pairs = pairs[~pairs["pair_id"].isin(contaminated["pair_id"])].reset_index(drop=True)
     for document_id, reason in excluded.items():
         context.log.warning(f"{document_id} left out of the training dataset: {reason}")
     live = published_version(Path(export.export_dir))
@@ -231,6 +261,14 @@ def training_dataset(
         "no_text_documents": dg.MetadataValue.json(no_text),
         "published_version": live or "none yet",
     }
+    # Over the rows this dataset holds (after review, dedup; human rows come from no chunk).
+    stats["coverage"] = coverage_stats(coverage_by_document(chunks, pairs))
+    listed.update({
+        "chunk_coverage": stats["coverage"]["chunk_coverage"] or 0.0,
+        "heading_coverage": stats["coverage"]["heading_coverage"] or 0.0,
+        "uncovered_chunks": stats["coverage"]["uncovered_chunks"],
+        "coverage_per_document": dg.MetadataValue.md(coverage_markdown(stats["coverage"])),
+    })
     if pairs.empty:
         # Nothing to learn from: a status, not a crash. No candidate; the published one stays.
         message = (f"no document has vetted rows to export ({len(excluded)} left out, {len(no_text)} with no text); "
@@ -243,6 +281,15 @@ def training_dataset(
     pairs["split"] = pairs["document_id"].map(splits)
     note = split_note(list(pairs["document_id"]), splits, export.validation_ratio)
     human, stats["human_mix"] = mix_human_rows(context, duckdb, review, pairs, export.seed)
+    if eval_indexes and len(human):  # human rows may copy a benchmark too
+        dirty = contaminated_in(human, eval_indexes)
+        if len(dirty):
+            human = human[~human["pair_id"].isin(dirty["pair_id"])].reset_index(drop=True)
+            with duckdb.get_connection() as con:
+                _insert_contaminated(con, dirty)
+            contaminated = pd.concat([contaminated, dirty], ignore_index=True)
+        checked += len(human) + len(dirty)
+    stats["decontamination"] = contamination_summary(eval_indexes, contaminated, checked) if eval_indexes else None
     pairs = pd.concat([pairs, human], ignore_index=True) if len(human) else pairs
     options = export.options()
     frames = build_format_rows(pairs, options)
@@ -271,6 +318,15 @@ def training_dataset(
             "rows_per_format_and_split": dg.MetadataValue.json(result.rows),
             **listed,
             "cross_document_duplicates_removed": len(duplicates),
+            "contaminated_rows_removed": len(contaminated),
+            # What run.py compares to build the dataset again when the eval sets change.
+            "eval_sets_fingerprint": eval_sets_fingerprint([i.spec for i in eval_indexes],
+                                                           [i.sha256 for i in eval_indexes]),
+            "decontamination": dg.MetadataValue.json(
+                stats["decontamination"] or {"status": f"no eval set configured ({EVAL_SETS_ENV})"}),
+            "contaminated_rows_sample": dg.MetadataValue.md(
+                contaminated.head(5)[["question", "eval_set", "matched_text", "method", "score"]].to_markdown(
+                    index=False) if len(contaminated) else "none"),
             "cross_document_duplicates_sample": dg.MetadataValue.md(
                 duplicate_rows.head(5)[["question", "reason", "duplicate_of"]].to_markdown(index=False)
                 if len(duplicate_rows) else "none"
@@ -326,6 +382,35 @@ def published_dataset(
             "pushed_to_hub": hub_commit or "no (SYNTH_ASSETS_HF_REPO not set)",
         }
     )
+
+
+def configured_eval_sets(duckdb: PipelineDatabase, export: ExportSettings) -> list[EvalIndex]:
+    """The indexes of the eval sets SYNTH_ASSETS_EVAL_SETS names (built once per file content,
+    kept in the pipeline database); [] when none is set, without touching anything."""
+    specs = parse_eval_sets(export.eval_sets)
+    if not specs:
+        return []
+    try:
+        with duckdb.get_connection() as con:
+            return load_eval_indexes(con, specs)
+    except EvalSetError as error:
+        raise dg.Failure(f"{EVAL_SETS_ENV}: {error}; nothing new is published") from None
+
+
+def contaminated_in(rows: pd.DataFrame, indexes: list[EvalIndex]) -> pd.DataFrame:
+    """The rows (pairs' columns) matching an eval set, as contaminated_rows rows."""
+    if not indexes or rows.empty:
+        return pd.DataFrame(columns=CONTAMINATED_COLUMNS)
+    records = rows.to_dict("records")
+    return contaminated_rows(records, find_contaminated(records, indexes))
+
+
+def _insert_contaminated(con, rows: pd.DataFrame) -> None:
+    if len(rows):
+        con.register("contaminated", rows)
+        columns = ", ".join(CONTAMINATED_COLUMNS)
+        con.execute(f"INSERT INTO {CONTAMINATED_ROWS_TABLE} ({columns}) SELECT {columns} FROM contaminated")
+        con.unregister("contaminated")
 
 
 def _excluded_documents(documents, registered, blocked, sources, alpaca, sharegpt,

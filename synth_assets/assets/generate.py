@@ -144,7 +144,7 @@ def generated_qa_pairs(
         )
     pairs = pd.DataFrame(pair_rows, columns=["pair_id", "document_id", "chunk_id", "question", "answer",
                                              "question_type", "evidence", "reasoning", *provenance,
-                                             "task", "difficulty", "source_chunk_ids", "turns"])
+                                             "task", "difficulty", "source_chunk_ids", "turns", "quotes"])
     failures = pd.DataFrame(
         [
             {"document_id": document_of[f.chunk_id], "chunk_id": f.chunk_id, "attempts": f.attempts,

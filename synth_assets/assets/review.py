@@ -41,11 +41,11 @@ def _candidates(con, document_id: str) -> pd.DataFrame:
         f"""
         WITH pairs AS (
             SELECT pair_id, document_id, chunk_id, question, answer, question_type, 'kept' AS status,
-                   []::VARCHAR[] AS reject_reasons, grounding, judge_score, language
+                   []::VARCHAR[] AS reject_reasons, grounding, judge_score, language, evidence_spans
             FROM {FILTERED_QA_PAIRS_TABLE} WHERE document_id = ?
             UNION ALL
             SELECT pair_id, document_id, chunk_id, question, answer, question_type, 'rejected',
-                   reject_reasons, grounding, judge_score, language
+                   reject_reasons, grounding, judge_score, language, evidence_spans
             FROM {REJECTED_QA_PAIRS_TABLE} WHERE document_id = ?
         )
         SELECT p.*, c.text AS chunk_text, c.heading_path, c.page_start, c.page_end, r.relative_path AS source_file
@@ -61,7 +61,7 @@ def page_link(review: ReviewSettings, document_id: str) -> str:
     return f"{review.page_url.rstrip('/')}/documents/{document_id}"
 
 
-@document_asset(group_name=REVIEW_GROUP, kinds={"duckdb"}, code_version="1", deps=["filtered_qa_pairs"])
+@document_asset(group_name=REVIEW_GROUP, kinds={"duckdb"}, code_version="2", deps=["filtered_qa_pairs"])
 def review_sample(context: dg.AssetExecutionContext, duckdb: PipelineDatabase, curation: CurationResource,
                   review: ReviewSettings) -> dg.MaterializeResult:
     """The pairs of this document a domain expert should review, kept and rejected ones

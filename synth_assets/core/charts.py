@@ -41,3 +41,45 @@ def stacked_bars_png(title: str, bars: Mapping[str, Mapping[str, int]], xlabel: 
         return buffer.getvalue()
     finally:
         plt.close(figure)
+
+
+def histogram_png(title: str, values: list[float], bins: list[float], xlabel: str, ylabel: str = "items") -> bytes:
+    """A histogram of `values` over the bin edges `bins` (e.g. judge scores 1-10)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=FIGURE_SIZE, dpi=DPI)
+    try:
+        axes.hist(values, bins=bins, edgecolor="white")
+        axes.set_title(title)
+        axes.set_xlabel(xlabel)
+        axes.set_ylabel(ylabel)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+        return buffer.getvalue()
+    finally:
+        plt.close(figure)
+
+
+def barh_png(title: str, counts: Mapping[str, float], xlabel: str) -> bytes:
+    """Horizontal bars, largest at the top (e.g. rejections per reason, coverage per document)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ordered = sorted(counts.items(), key=lambda item: item[1])
+    figure, axes = plt.subplots(figsize=FIGURE_SIZE, dpi=DPI)
+    try:
+        axes.barh([str(label)[:40] for label, _ in ordered], [value for _, value in ordered])
+        axes.set_title(title)
+        axes.set_xlabel(xlabel)
+        axes.tick_params(axis="y", labelsize="small")
+        figure.subplots_adjust(left=0.3)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+        return buffer.getvalue()
+    finally:
+        plt.close(figure)

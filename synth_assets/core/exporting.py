@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from synth_assets.core.coverage import coverage_section
 from synth_assets.core.formats import to_alpaca, to_conversation
 from synth_assets.core.review import precision_recall_markdown
 
@@ -38,6 +39,9 @@ PROVENANCE_COLUMNS = [
     # What kind of item the row is (core/tasks.py), its question type and difficulty (1-5),
     # and every chunk it draws on (a list; multi_hop has two or three).
     "task", "question_type", "difficulty", "source_chunk_ids",
+    # The passages the row rests on: [{chunk_id, start, end, score}], character offsets into
+    # the stored chunk text (score: 100 verbatim, lower for a fuzzy match; core/evidence.py).
+    "evidence",
 ]
 TRAINING_COLUMNS = {
     "alpaca": ["instruction", "input", "output"],
@@ -109,6 +113,9 @@ def build_format_rows(pairs: pd.DataFrame, options: ExportOptions) -> dict[str, 
     if "source_chunk_ids" in provenance:  # stored as JSON text, exported as a list
         provenance["source_chunk_ids"] = [json.loads(ids) if isinstance(ids, str) else [chunk] for ids, chunk in
                                           zip(provenance["source_chunk_ids"], pairs["chunk_id"])]
+    if "evidence" in provenance:
+        provenance["evidence"] = [json.loads(spans) if isinstance(spans, str) else []
+                                  for spans in provenance["evidence"]]
     if "difficulty" in provenance:
         provenance["difficulty"] = provenance["difficulty"].astype("Int64")
     frames: dict[str, pd.DataFrame] = {}
@@ -236,7 +243,7 @@ TRL's conversational format). `*_cot` variants, when present, put the reasoning 
 `<think>` tags before the answer. Provenance columns ({', '.join(PROVENANCE_COLUMNS) if options.include_provenance else 'removed from this export'})
 trace every row to its chunk, heading or page, and file.
 
-{tasks_section(stats)}## Filters
+{tasks_section(stats)}{coverage_section(stats.get("coverage"))}## Filters
 
 {stats.get('generated', 0)} pairs generated, {stats.get('kept', 0)} kept
 (pass rate {stats.get('pass_rate', 0):.1%}); rejected pairs by reason (a pair can have several):
@@ -244,7 +251,7 @@ trace every row to its chunk, heading or page, and file.
 | reason | pairs |
 | --- | --- |
 {reason_lines}
-{review_section(stats.get("review"))}{human_mix_section(stats.get("human_mix"))}"""
+{review_section(stats.get("review"))}{human_mix_section(stats.get("human_mix"))}{decontamination_section(stats.get("decontamination"))}"""
 
 
 TASK_CHART_FILE = "tasks.png"
@@ -269,6 +276,38 @@ message's `reasoning_content` in `messages`, and in `<think>` tags in the `*_cot
 {stats["task_mix"]}
 
 """
+
+
+def decontamination_section(found: dict | None) -> str:
+    """The card's account of the eval sets rows were checked against (nothing when none is
+    configured): each set, the rows removed per set and method, and a few of them."""
+    if not found:
+        return ""
+    sets = "\n".join(f"| `{s['eval_set']}` | {s['eval_rows']} | {s['sha256']} | {s['rows_removed']} |"
+                     for s in found["eval_sets"])
+    sample = "\n".join(f"| {_md_cell(r['question'])} | `{r['eval_set']}` | {_md_cell(r['matched_text'])} "
+                       f"| {r['method']} | {r['score']} |" for r in found["sample"]) or "| none | | | | |"
+    methods = ", ".join(f"{n} by {method}" for method, n in found["by_method"].items())
+    return f"""
+## Decontamination
+
+{found['checked']} rows were compared with the evaluation sets below: a row sharing a
+13-word run with an eval text (`ngram13`), or whose question asks an eval question in
+other words (`minhash`: content-word similarity of at least {found['threshold']}), was removed.
+{found['removed']} rows removed ({methods}).
+
+| eval set | eval rows | sha256 | rows removed |
+| --- | --- | --- | --- |
+{sets}
+
+| removed question | eval set | matched text | method | score |
+| --- | --- | --- | --- | --- |
+{sample}
+"""
+
+
+def _md_cell(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")[:120]
 
 
 def human_mix_section(mix: dict | None) -> str:

@@ -35,6 +35,16 @@ import pydantic
 from synth_assets.core import dedup
 from synth_assets.core.dedup import DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION
 from synth_assets.core.embeddings import semantic_similarity
+from synth_assets.core.evidence import (
+    CITATION_INVALID,
+    EVIDENCE_REASON_DESCRIPTIONS,
+    UNSUPPORTED_CLAIM,
+    quotes_of,
+    resolve_quotes,
+    span_texts,
+    spans_within,
+    unsupported_claims,
+)
 from synth_assets.core.judge import heuristic_judge
 from synth_assets.core.task_rules import (
     TASK_REASON_DESCRIPTIONS,
@@ -46,7 +56,7 @@ from synth_assets.core.task_rules import (
     turns_of,
     views,
 )
-from synth_assets.core.tasks import CONVERSATION, QA, UNANSWERABLE
+from synth_assets.core.tasks import CONVERSATION, QA, REASONING, UNANSWERABLE
 from synth_assets.core.language import (
     WORD,
     detect_chunk_language,
@@ -124,6 +134,7 @@ REASON_DESCRIPTIONS: dict[str, str] = {
     LOW_SEMANTIC_SIMILARITY: "The answer's embedding is not similar enough to any part of "
     "its chunk (all-MiniLM-L6-v2 cosine), so it may not be supported by the source.",
     **TASK_REASON_DESCRIPTIONS,
+    **EVIDENCE_REASON_DESCRIPTIONS,
 }
 # An unanswerable answer that only declines, saying nothing the source does say, is
 # scored as a bare pass by the heuristic judge: it is honest but teaches little.
@@ -188,6 +199,10 @@ class FilterConfig(pydantic.BaseModel):
     # of judge.py scores the pairs.
     use_judge: bool = False
     min_judge_score: int = 6
+    # Share of a claim's content words that must be in the passages the item cites
+    # (core/evidence.py). 0.75: a claim reworded from its quote keeps most of its words;
+    # an invented sentence beside a true one keeps few (benchmarks/bench_evidence.py).
+    min_claim_support: float = 0.75
 
 
 def skipped_rules(language: str | None) -> list[str]:
@@ -281,6 +296,42 @@ def _task_item_reasons(record: dict, question: str, answer: str, chunk: Chunk, c
     return reasons + [r for r in task_reasons(record, chunk, config.min_grounding) if r not in reasons]
 
 
+def statements_of(record: dict) -> list[str]:
+    """What an item states, for the claim check: its answer (an unanswerable one's part
+    saying what the source does say), every reasoning step, every assistant turn."""
+    task = task_of(record)
+    answer = as_text(record.get("answer"))
+    if task == CONVERSATION and turns_of(record):
+        return [a for _, a in turns_of(record)]
+    if task == UNANSWERABLE:
+        return [claims_of_unanswerable(answer)[1]]
+    return [answer, as_text(record.get("reasoning"))] if task == REASONING else [answer]
+
+
+def evidence_reasons(record: dict, chunk_text: str, config: FilterConfig) -> dict:
+    """The item's quotes as spans of its chunk(s) (`source_map`: chunk_id -> text; else its
+    own chunk), CITATION_INVALID when one cannot be found (or none is given) or a span
+    falls outside its chunk, and UNSUPPORTED_CLAIM when a claim is not supported by the
+    cited spans; `details` names the quotes and claims that failed."""
+    sources = record.get("source_map")
+    if not isinstance(sources, dict) or not sources:
+        sources = {as_text(record.get("chunk_id")) or "chunk": chunk_text}
+    quotes = quotes_of(record)
+    spans, missing = resolve_quotes(quotes, sources)
+    reasons, details = [], {}
+    if missing or not spans or not spans_within(spans, sources):
+        reasons.append(CITATION_INVALID)
+        details[CITATION_INVALID] = missing or ["no quote given"]
+    # Claims are weighed against valid citations only: with a quote missing, the item is
+    # already rejected for it, and every claim would look unsupported besides.
+    unsupported = [] if reasons else unsupported_claims(statements_of(record), span_texts(spans, sources),
+                                                        config.min_claim_support)
+    if unsupported:
+        reasons.append(UNSUPPORTED_CLAIM)
+        details[UNSUPPORTED_CLAIM] = unsupported
+    return {"spans": spans, "reasons": reasons, "details": details}
+
+
 def heuristic_score(record: dict, chunk_text: str) -> int:
     """The heuristic judge's score of an item: the lowest of its turns for a conversation,
     what an unanswerable answer says the source does say, the pair otherwise."""
@@ -336,6 +387,8 @@ def filter_pairs(
     pairs: list[dict],
     config: FilterConfig = FilterConfig(),
     judge_scores: Sequence[int | None] | None = None,
+    evidence: list[dict] | None = None,
+    judge_unsupported: Sequence[list[str]] | None = None,
 ) -> list[list[str]]:
     """For each pair (dict with "question", "answer", "chunk_text"), the reasons it fails.
 
@@ -376,6 +429,13 @@ def filter_pairs(
             results.append(_form_and_grounding_reasons(question, answer, chunk, config, language, chunk_language))
         else:
             results.append(_task_item_reasons(p, question, answer, chunk, config, language, chunk_language))
+        if "quotes" in p:  # the evidence rules need what the generator cited (the curate step gives it)
+            found = evidence_reasons(p, chunk_text, config)
+            results[-1] += [reason for reason in found["reasons"] if reason not in results[-1]]
+            if evidence is not None:
+                evidence.append(found)
+        elif evidence is not None:
+            evidence.append({"spans": [], "reasons": [], "details": {}})
 
     if config.use_embeddings:
         judged = [i for i, (_, answer, chunk_text) in enumerate(rows) if answer and chunk_text.strip()]
@@ -389,6 +449,15 @@ def filter_pairs(
     if judge_scores is not None:
         if len(judge_scores) != len(pairs):
             raise ValueError(f"{len(judge_scores)} judge scores for {len(pairs)} pairs")
+        # The LLM judge's claim-by-claim check (its "unsupported" list): the same reason
+        # as the lexical claim check, with the claims named in the evidence details.
+        for index, claims_found in enumerate(judge_unsupported or []):
+            if claims_found:
+                if UNSUPPORTED_CLAIM not in results[index]:
+                    results[index].append(UNSUPPORTED_CLAIM)
+                if evidence is not None and index < len(evidence):
+                    evidence[index]["details"].setdefault(UNSUPPORTED_CLAIM, []).extend(
+                        f"(judge) {claim}" for claim in claims_found)
         for reasons, score in zip(results, judge_scores):
             if score is not None and score < config.min_judge_score:
                 reasons.append(LOW_JUDGE_SCORE)

@@ -25,7 +25,7 @@ from synth_assets.core.text import (
     skip_bigram_support,
 )
 
-JUDGE_PROMPT_VERSION = "judge-v1"  # bump whenever the judge messages change
+JUDGE_PROMPT_VERSION = "judge-v2"  # bump whenever the judge messages change (v2: unsupported claims)
 MIN_SCORE, MAX_SCORE = 1, 10
 
 JUDGE_SYSTEM_PROMPT = (
@@ -55,8 +55,12 @@ QUESTION>>>
 {answer}
 ANSWER>>>
 
+Then check the ANSWER claim by claim: list in "unsupported" every sentence or clause of
+the ANSWER that the SOURCE does not support, copied as written (an empty list when the
+SOURCE supports every one).
+
 Reply with one JSON object and nothing else:
-{{"score": <integer from 1 to 10>, "reason": "<one short sentence>"}}"""
+{{"score": <integer from 1 to 10>, "reason": "<one short sentence>", "unsupported": ["<claim>", ...]}}"""
 
 _MARKER = re.compile(r"<<<|>>>")
 _SCORE_IN_TEXT = re.compile(r"score\W{0,5}(\d+(?:\.\d+)?)", re.IGNORECASE)
@@ -113,8 +117,9 @@ def judge_json_schema() -> dict[str, Any]:
         "properties": {
             "score": {"type": "integer", "minimum": MIN_SCORE, "maximum": MAX_SCORE},
             "reason": {"type": "string"},
+            "unsupported": {"type": "array", "items": {"type": "string"}},
         },
-        "required": ["score", "reason"],
+        "required": ["score", "reason", "unsupported"],
         "additionalProperties": False,
     }
 
@@ -148,6 +153,17 @@ def parse_judge_reply(text: str) -> tuple[int, str]:
     if found:
         return _clamp(float(found.group(1))), ""
     raise ValueError(f"no score in the judge's reply: {(text or '')[:200]!r}")
+
+
+def unsupported_in_judge_reply(text: str) -> list[str]:
+    """The claims a judge listed as not supported by the source (none when it listed none,
+    or the reply has no such list: an older judge reply, a judge that ignored the ask)."""
+    parsed = json_repair.loads(text or "")
+    if isinstance(parsed, list):
+        parsed = next((item for item in parsed if isinstance(item, dict)), None)
+    value = parsed.get("unsupported") if isinstance(parsed, dict) else None
+    return [claim.strip() for claim in value if isinstance(claim, str) and claim.strip()] if isinstance(value, list) \
+        else []
 
 
 def heuristic_judge(question: str, answer: str, chunk_text: str) -> tuple[int, str]:

@@ -50,6 +50,9 @@ class GeneratedPair:
     source_chunk_ids: tuple[str, ...] = ()
     # A conversation's turns as (user, assistant); question and answer are its first turn.
     turns: tuple[tuple[str, str], ...] = ()
+    # The passages of the source the item rests on, as the generator quoted them
+    # (core/evidence.py resolves them to spans); empty: the evidence text, if any.
+    quotes: tuple[str, ...] = ()
 
 
 def pair_record(pair: GeneratedPair) -> dict:
@@ -64,6 +67,7 @@ def pair_record(pair: GeneratedPair) -> dict:
         "difficulty": pair.difficulty,
         "source_chunk_ids": json.dumps(list(pair.source_chunk_ids or (pair.chunk_id,))),
         "turns": json.dumps([list(turn) for turn in pair.turns], ensure_ascii=False) if pair.turns else None,
+        "quotes": json.dumps(list(pair.quotes) or ([pair.evidence] if pair.evidence else []), ensure_ascii=False),
     }
 
 
@@ -104,6 +108,8 @@ class JudgeOutcome:
     scores: dict[str, tuple[int, str]] = field(default_factory=dict)
     # pair_id -> why it has no score (after every attempt); such pairs are not judged
     failures: dict[str, str] = field(default_factory=dict)
+    # pair_id -> the claims of its answer the judge found unsupported by the source (LLM judge)
+    unsupported: dict[str, list[str]] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
 
 

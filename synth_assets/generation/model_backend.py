@@ -33,6 +33,7 @@ from synth_assets.core.judge import (
     build_judge_messages,
     judge_json_schema,
     parse_judge_reply,
+    unsupported_in_judge_reply,
 )
 from synth_assets.generation.base import (
     GeneratedPair,
@@ -355,6 +356,7 @@ class ModelBackend(abc.ABC):
                     errors.append(error)
                     continue
                 judged.scores.update(outcome.scores)
+                judged.unsupported.update(outcome.unsupported)
                 judged.failures.update(outcome.failures)
 
         arrived_all: list = []
@@ -381,7 +383,10 @@ class ModelBackend(abc.ABC):
         outcome = JudgeOutcome()
         for prompt in prompts:
             if prompt.item_id in run.results:
-                outcome.scores[prompt.item_id] = run.results[prompt.item_id][0]
+                score, reason, unsupported = run.results[prompt.item_id][0]
+                outcome.scores[prompt.item_id] = (score, reason)
+                if unsupported:
+                    outcome.unsupported[prompt.item_id] = unsupported
             else:
                 outcome.failures[prompt.item_id] = _failure(run, prompt).error
         outcome.stats = {"judged": len(outcome.scores), "judge_failures": len(outcome.failures),
@@ -498,7 +503,7 @@ def _pairs(request: GenerationRequest, results: list[Any]) -> list[GeneratedPair
                 chunk_id=request.chunk_id, question=p["question"], answer=p["answer"],
                 question_type=p["question_type"], evidence=p.get("evidence"), reasoning=p.get("reasoning"),
                 task=request.task, difficulty=p.get("difficulty"), source_chunk_ids=sources,
-                turns=tuple(p.get("turns") or ())))
+                turns=tuple(p.get("turns") or ()), quotes=tuple(p.get("quotes") or ())))
     return pairs
 
 
@@ -524,8 +529,8 @@ def _cached_texts(value: str) -> list[str]:
     return texts if all(isinstance(text, str) for text in texts) else [value]
 
 
-def _parse_judge(reply: str) -> tuple[int, str]:
+def _parse_judge(reply: str) -> tuple[int, str, list[str]]:
     try:
-        return parse_judge_reply(reply)
+        return (*parse_judge_reply(reply), unsupported_in_judge_reply(reply))
     except ValueError as error:
         raise ReplyParseError(str(error)) from None

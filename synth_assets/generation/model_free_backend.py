@@ -143,7 +143,7 @@ class ModelFreeBackend:
                 chunk_id=item.source_chunk_ids[0], question=item.question, answer=item.answer,
                 question_type=item.question_type, evidence=item.evidence, reasoning=item.reasoning,
                 task=item.task, difficulty=item.difficulty, source_chunk_ids=item.source_chunk_ids,
-                turns=item.turns))
+                turns=item.turns, quotes=item.quotes))
 
     def _items(self, task: str, chunks: dict[str, ChunkUnits], order: list[str], chunk_id: str,
                request: GenerationRequest | None, n: int) -> list[Item]:

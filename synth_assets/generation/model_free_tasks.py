@@ -53,6 +53,7 @@ class Item:
     reasoning: str | None = None
     source_chunk_ids: tuple[str, ...] = ()
     turns: tuple[tuple[str, str], ...] = ()
+    quotes: tuple[str, ...] = ()  # the sentences it used, each verbatim
 
 
 @dataclass
@@ -129,7 +130,8 @@ def reasoning_items(chunk: ChunkUnits, n: int) -> list[Item]:
         reasoning = f"Step 1: {a.evidence.strip()}\nStep 2: {b.evidence.strip()}"
         items.append(Item(REASONING, question, b.evidence.strip(), _REASONING_TYPES.get(kind, "inferential"),
                           f"{a.evidence} {b.evidence}", difficulty_proxy(REASONING, b.evidence, chunk.text, steps=2),
-                          reasoning=reasoning, source_chunk_ids=(chunk.chunk_id,)))
+                          reasoning=reasoning, source_chunk_ids=(chunk.chunk_id,),
+                          quotes=(a.evidence.strip(), b.evidence.strip())))
     return items
 
 
@@ -152,7 +154,8 @@ def multi_hop_items(anchor: ChunkUnits, partner: ChunkUnits, link_terms: list[st
                     MULTI_HOP, _joined(question_a, question_b), answer,
                     "comparison" if kind_a == kind_b else "bridge", answer,
                     difficulty_proxy(MULTI_HOP, answer, anchor.text + "\n" + partner.text, hops=2),
-                    source_chunk_ids=(anchor.chunk_id, partner.chunk_id)))
+                    source_chunk_ids=(anchor.chunk_id, partner.chunk_id),
+                    quotes=(a.evidence.strip(), b.evidence.strip())))
                 break
     return items
 
@@ -185,7 +188,7 @@ def conversation_items(chunk: ChunkUnits, n: int) -> list[Item]:
         answer_text = " ".join(a for _, a in pairs)
         items.append(Item(CONVERSATION, pairs[0][0], pairs[0][1], "follow_up", answer_text,
                           difficulty_proxy(CONVERSATION, answer_text, chunk.text, steps=len(pairs) - 1),
-                          source_chunk_ids=(chunk.chunk_id,), turns=pairs))
+                          source_chunk_ids=(chunk.chunk_id,), turns=pairs, quotes=tuple(a for _, a in pairs)))
         free = chunk.free()
         start = 0
     return items
@@ -239,7 +242,7 @@ def unanswerable_items(chunk: ChunkUnits, n: int, document_text: str = "") -> li
                       f"{_LEAD_IN.format(x=subject)}{about.evidence.strip()}")
             items.append(Item(UNANSWERABLE, question, answer, "missing_fact", about.evidence,
                               difficulty_proxy(UNANSWERABLE, answer, chunk.text),
-                              source_chunk_ids=(chunk.chunk_id,)))
+                              source_chunk_ids=(chunk.chunk_id,), quotes=(about.evidence.strip(),)))
             break  # one question per subject: the next attribute goes to the next subject
     return items
 

@@ -25,7 +25,7 @@ from json_repair import repair_json
 
 from synth_assets.generation.base import GenerationRequest
 
-PROMPT_VERSION = "qa-v1"
+PROMPT_VERSION = "qa-v2"  # v2: each pair quotes the passages it rests on
 QUESTION_TYPES = ("factual", "how", "why", "compare", "explain")
 
 DOCUMENT_OPEN = "<document>"
@@ -69,9 +69,11 @@ subject instead of writing "the text", "the passage" or "the document".
 method), why (a reason or cause), compare (a difference or similarity between things \
 in the text), explain (a concept explained in your own words from the text).
 - Answers are complete sentences, usually one to three.
+- For each pair, copy into "quotes" the sentence(s) of the excerpt that support the \
+answer, word for word.
 - Write in the language of the excerpt.
 - Reply with JSON only, no other text, in this form:
-{{"pairs": [{{"question": "...", "answer": "...", "question_type": "factual"}}]}}
+{{"pairs": [{{"question": "...", "answer": "...", "question_type": "factual", "quotes": ["..."]}}]}}
 where question_type is one of: {types}.""".format(
     open=DOCUMENT_OPEN, close=DOCUMENT_CLOSE, types=", ".join(QUESTION_TYPES)
 )
@@ -93,8 +95,9 @@ def qa_json_schema(n_pairs: int) -> dict[str, Any]:
             "question": {"type": "string"},
             "answer": {"type": "string"},
             "question_type": {"type": "string", "enum": list(QUESTION_TYPES)},
+            "quotes": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         },
-        "required": ["question", "answer", "question_type"],
+        "required": ["question", "answer", "question_type", "quotes"],
         "additionalProperties": False,
     }
     return {
@@ -191,6 +194,16 @@ def _items(value: Any) -> list[Any]:
     return []
 
 
+def parse_quotes(value: Any) -> list[str]:
+    """The quotes of an item: a list of strings (a single string is one quote); anything
+    else is none, and the curate step rejects the item as citation_invalid."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return []
+    return [quote.strip() for quote in value if isinstance(quote, str) and quote.strip()]
+
+
 def normalise_question_type(value: Any) -> str:
     name = value.strip().lower() if isinstance(value, str) else ""
     if name in QUESTION_TYPES:
@@ -232,6 +245,7 @@ def parse_reply(text: str | None, n_pairs: int) -> list[dict[str, str]]:
         }
         if isinstance(item.get("evidence"), str) and item["evidence"].strip():
             pair["evidence"] = item["evidence"].strip()
+        pair["quotes"] = parse_quotes(item.get("quotes"))
         pairs.append(pair)
         if len(pairs) >= n_pairs:
             break

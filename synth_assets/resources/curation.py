@@ -10,6 +10,7 @@ import hashlib
 import json
 
 import dagster as dg
+import pydantic
 
 from synth_assets.core.filters import FilterConfig
 
@@ -27,6 +28,10 @@ class CurationResource(dg.ConfigurableResource, FilterConfig):
     min_pairs_for_retention: int = 5
     # Diversity warning: one question type above this share of a document's pairs.
     max_type_share: float = 0.6
+    # Coverage warning (core/coverage.py): a document whose kept items draw on less than
+    # this share of its non-boilerplate chunks. None: no check (a short document or a
+    # strict filter can leave chunks uncovered for good reasons).
+    min_coverage: float | None = pydantic.Field(default=None, ge=0.0, le=1.0)
 
     def filter_config(self) -> FilterConfig:
         return FilterConfig(**self.model_dump(include=set(FilterConfig.model_fields)))

@@ -12,6 +12,7 @@ from synth_assets.core.exporting import ExportOptions
 DEFAULT_EXPORT_DIR = "data/exports"
 DEFAULT_VALIDATION_RATIO = 0.1
 HUB_REPO_ENV = "SYNTH_ASSETS_HF_REPO"
+EVAL_SETS_ENV = "SYNTH_ASSETS_EVAL_SETS"
 SPLIT_SEED = 42
 
 
@@ -34,6 +35,10 @@ class ExportSettings(dg.ConfigurableResource):
     # it out of the next dataset, "keep_last_good" keeps the rows it last passed with.
     # Either way the dataset card and the asset's metadata list it.
     blocked_documents: Literal["leave_out", "keep_last_good"] = "leave_out"
+    # Evaluation sets the dataset must not contain (core/decontamination.py): local files,
+    # `path` or `path::column` (default column `question`); JSONL, Parquet, CSV, or a
+    # `datasets` folder saved with save_to_disk. Empty: no decontamination.
+    eval_sets: list[str] = []
 
     def options(self) -> ExportOptions:
         return ExportOptions(
