@@ -364,6 +364,9 @@ def format_summary(summary: dict, seconds: float) -> str:
     elif summary.get("excluded_documents"):
         lines.append(f"  not in the dataset: {len(summary['excluded_documents'])}")
         lines += [f"    - {key}: {reason}" for key, reason in summary["excluded_documents"].items()]
+    if summary["published_version"] != "none" and summary.get("export_dir"):
+        # Last: the card (tasks, coverage, charts) is where a fine-tuner looks next.
+        lines.append(f"  card:            {Path(summary['export_dir']) / 'README.md'}")
     return "\n".join(lines)
 
 

@@ -369,3 +369,20 @@ def test_every_exported_row_of_every_task_cites_spans_found_at_their_offsets(mix
 
     _, folder, database = mixed_run
     _assert_every_row_has_evidence_found_at_its_offsets(*_exported_rows_and_chunks(folder, str(database)))
+
+
+@pytest.mark.slow
+def test_the_card_shows_the_dataset_at_a_glance_and_make_run_ends_with_its_path(mixed_run):
+    from PIL import Image
+
+    from synth_assets.run import format_summary
+
+    summary, folder, _ = mixed_run
+    card = (folder / "README.md").read_text()
+    assert "## The dataset at a glance" in card
+    for name in ("grounding.png", "rejections.png", "coverage.png"):  # the judge is off: no judge chart
+        assert f"]({name})" in card
+        with Image.open(folder / name) as image:
+            assert image.format == "PNG" and image.size == (900, 450)
+    assert "judge_scores.png" not in card
+    assert format_summary(summary, 1.0).splitlines()[-1].strip() == f"card:            {folder / 'README.md'}"

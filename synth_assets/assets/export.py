@@ -30,6 +30,7 @@ from synth_assets.core.charts import stacked_bars_png
 from synth_assets.core.tasks import mix_bars, mix_markdown, mix_table, share_report
 from synth_assets.core.exporting import (
     TASK_CHART_FILE,
+    glance_charts,
     PROVENANCE_COLUMNS,
     build_format_rows,
     pairs_digest,
@@ -294,9 +295,12 @@ def training_dataset(
     options = export.options()
     frames = build_format_rows(pairs, options)
     mix = dataset_mix(pairs, generation.task_shares, stats.get("task_rejections", {}))
+    glance = glance_charts(stats)
     result = write_export(frames, Path(export.export_dir), options,
                           {**stats, "excluded_documents": excluded, "no_text_documents": no_text,
-                           "split_note": note, "task_mix": mix["markdown"], "files": {TASK_CHART_FILE: mix["png"]}})
+                           "split_note": note, "task_mix": mix["markdown"],
+                           "glance": {name: chart["markdown"] for name, chart in glance.items()},
+                           "files": {TASK_CHART_FILE: mix["png"], **{name: chart["png"] for name, chart in glance.items()}}})
     context.log.info(
         f"candidate export {result.version} {'written' if result.created else 'already existed, unchanged'}: "
         f"{result.path} (published once its checks pass)"
@@ -337,6 +341,10 @@ def training_dataset(
             "task_chart": dg.MetadataValue.md(
                 f"![items per task and difficulty](data:image/png;base64,{base64.b64encode(mix['png']).decode()})"),
             "task_chart_file": dg.MetadataValue.path(str((result.path / TASK_CHART_FILE).resolve())),
+            "card": dg.MetadataValue.path(str((result.path / "README.md").resolve())),
+            **{f"chart_{name.removesuffix('.png')}": dg.MetadataValue.md(
+                f"![{name}](data:image/png;base64,{base64.b64encode(chart['png']).decode()})\n\n{chart['markdown']}")
+               for name, chart in glance.items()},
             "preview": dg.MetadataValue.md(
                 frames["alpaca"].head(5)[["instruction", "output", "split"]].to_markdown(index=False)
             ),
@@ -485,7 +493,7 @@ def dataset_mix(pairs: pd.DataFrame, shares: dict[str, float], rejections: dict[
 def _curation_stats(con, document_ids: list[str]) -> dict:
     """Generators, models, prompt versions and filter pass rates, for the dataset card."""
     kept = con.execute(
-        f"SELECT generator, model, prompt_version, language FROM {FILTERED_QA_PAIRS_TABLE}"
+        f"SELECT generator, model, prompt_version, language, grounding, judge_score FROM {FILTERED_QA_PAIRS_TABLE}"
         " WHERE document_id IN (SELECT unnest(?))",
         [document_ids],
     ).df()
@@ -511,5 +519,8 @@ def _curation_stats(con, document_ids: list[str]) -> dict:
         "pass_rate": len(kept) / generated if generated else 0.0,
         "rejections_by_reason": reasons,
         "task_rejections": per_task,
+        # For the charts: the kept pairs' grounding and judge scores (NULL unless the judge is on).
+        "grounding": [float(g) for g in kept["grounding"].dropna()],
+        "judge_scores": [int(s) for s in kept["judge_score"].dropna()],
         "languages": kept["language"].fillna("undetermined").value_counts().to_dict(),
     }

@@ -243,7 +243,7 @@ TRL's conversational format). `*_cot` variants, when present, put the reasoning 
 `<think>` tags before the answer. Provenance columns ({', '.join(PROVENANCE_COLUMNS) if options.include_provenance else 'removed from this export'})
 trace every row to its chunk, heading or page, and file.
 
-{tasks_section(stats)}{coverage_section(stats.get("coverage"))}## Filters
+{tasks_section(stats)}{glance_section(stats.get("glance"))}{coverage_section(stats.get("coverage"))}## Filters
 
 {stats.get('generated', 0)} pairs generated, {stats.get('kept', 0)} kept
 (pass rate {stats.get('pass_rate', 0):.1%}); rejected pairs by reason (a pair can have several):
@@ -255,6 +255,59 @@ trace every row to its chunk, heading or page, and file.
 
 
 TASK_CHART_FILE = "tasks.png"
+# The dataset at a glance: chart file -> its title in the card.
+GLANCE_CHARTS = {"judge_scores.png": "Judge scores of the kept items", "grounding.png": "Grounding of the kept items",
+                 "rejections.png": "Kept items and rejections per reason", "coverage.png": "Chunk coverage per document"}
+
+
+def glance_charts(stats: dict) -> dict[str, dict]:
+    """The card's charts beside their Markdown tables, from training_dataset's stats: judge
+    scores and grounding of the kept items, kept and rejected per reason, and coverage per
+    document (least covered 25). A chart with nothing to show is left out (no judge scores
+    when the judge is off)."""
+    from synth_assets.core.charts import barh_png, histogram_png
+
+    charts: dict[str, dict] = {}
+    scores = stats.get("judge_scores") or []
+    if scores:
+        counts = {score: scores.count(score) for score in range(1, 11)}
+        charts["judge_scores.png"] = {
+            "png": histogram_png(GLANCE_CHARTS["judge_scores.png"], scores, [b + 0.5 for b in range(0, 11)],
+                                 "judge score (1-10)"),
+            "markdown": "| judge score | items |\n| --- | --- |\n" + "\n".join(f"| {s} | {n} |" for s, n in counts.items())}
+    grounding = stats.get("grounding") or []
+    if grounding:
+        edges = [round(0.1 * b, 1) for b in range(0, 11)]
+        counts = {f"{low:.1f}-{high:.1f}": sum(low <= g < high or (high == 1.0 and g == 1.0) for g in grounding)
+                  for low, high in zip(edges, edges[1:])}
+        charts["grounding.png"] = {
+            "png": histogram_png(GLANCE_CHARTS["grounding.png"], grounding, edges, "grounding (share of the answer's "
+                                 "content words in its chunk)"),
+            "markdown": "| grounding | items |\n| --- | --- |\n" + "\n".join(f"| {b} | {n} |" for b, n in counts.items())}
+    outcome = {"kept": stats.get("kept", 0), **(stats.get("rejections_by_reason") or {})}
+    if any(outcome.values()):
+        charts["rejections.png"] = {
+            "png": barh_png(GLANCE_CHARTS["rejections.png"], outcome, "items (a rejected item can have several reasons)"),
+            "markdown": "| outcome | items |\n| --- | --- |\n" + "\n".join(
+                f"| {k} | {v} |" for k, v in sorted(outcome.items(), key=lambda item: -item[1]))}
+    documents = (stats.get("coverage") or {}).get("documents") or {}
+    shares = {d: c["chunk_coverage"] for d, c in documents.items() if c.get("chunk_coverage") is not None}
+    if shares:
+        least = dict(sorted(shares.items(), key=lambda item: item[1])[:25])
+        charts["coverage.png"] = {
+            "png": barh_png(GLANCE_CHARTS["coverage.png"], least, "share of the document's chunks with a kept item"),
+            "markdown": "| document | chunk coverage |\n| --- | --- |\n" + "\n".join(
+                f"| `{d}` | {share:.0%} |" for d, share in least.items())}
+    return charts
+
+
+def glance_section(glance: dict | None) -> str:
+    """The card's charts (PNG files beside it; the Hub renders them) with their tables."""
+    if not glance:
+        return ""
+    parts = [f"### {GLANCE_CHARTS[name]}\n\n![{GLANCE_CHARTS[name]}]({name})\n\n{table}\n"
+             for name, table in glance.items()]
+    return "## The dataset at a glance\n\n" + "\n".join(parts) + "\n"
 
 
 def tasks_section(stats: dict) -> str:
