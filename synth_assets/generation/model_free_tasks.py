@@ -194,7 +194,6 @@ def conversation_items(chunk: ChunkUnits, n: int) -> list[Item]:
     return items
 
 
-_YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
 # (direct question, indirect question, what in the document would answer it).
 _ABSENT = (
     ("When was {x} first introduced?", "when {x} was first introduced",
