@@ -48,6 +48,9 @@ def test_openai_backend_in_the_graph_caches_every_reply(pipeline_resources, inst
     assert first["generator"] == "openai" and first["model"] == "sim-model"
     assert first["generation_requests"] > 0 and first["generation_cache_hits"] == 0
     assert first["generation_completion_tokens"] > 0 and "generation_completion_tokens_per_second" in first
+    # What the document cost the model, per task: one reply per chunk here (no faults).
+    usage = first["model_usage"]["qa"]
+    assert usage["requests"] == first["chunks_sent"] and usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
 
     # A forced repeat (every document, up to date or not) sends nothing: every chunk's
     # reply comes from the cache.
@@ -55,6 +58,7 @@ def test_openai_backend_in_the_graph_caches_every_reply(pipeline_resources, inst
     assert stats.snapshot()["requests"] == sent_first
     again = generation_metadata(instance, key)
     assert again["generation_requests"] == 0 and again["generation_cache_hits"] == first["chunks_sent"]
+    assert "model_usage" not in again  # cached replies cost nothing
 
     with duckdb.connect(pipeline_resources["duckdb"].database, read_only=True) as con:
         rows = con.execute("SELECT DISTINCT generator, model, prompt_version FROM generated_qa_pairs").fetchall()

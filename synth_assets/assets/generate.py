@@ -29,6 +29,22 @@ from synth_assets.storage import (
 GENERATE_GROUP = "generate"
 
 
+def usage_per_document(requests: list[GenerationRequest], usage: dict[str, tuple[int, int, int]]) -> dict[str, dict]:
+    """{document_id: {task: {requests, prompt_tokens, completion_tokens}}} of the replies
+    this run received (cache hits cost nothing and are not counted)."""
+    found: dict[str, dict] = {}
+    for request in requests:
+        if request.request_id not in usage:
+            continue
+        replies, prompt_tokens, completion_tokens = usage[request.request_id]
+        task = found.setdefault(request.document_id, {}).setdefault(
+            request.task, {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0})
+        task["requests"] += replies
+        task["prompt_tokens"] += prompt_tokens
+        task["completion_tokens"] += completion_tokens
+    return found
+
+
 @document_asset(
     group_name=GENERATE_GROUP,
     # The configured backend (model_free, openai, vllm, vllm_serve) is added as a kind
@@ -160,9 +176,12 @@ def generated_qa_pairs(
             replace_partition_rows(con, GENERATION_FAILURES_TABLE, document_id,
                                    failures[failures["document_id"] == document_id])
     single_metadata = {}
+    usage = usage_per_document(requests, outcome.usage)
     for document_id in document_ids:
         got = pairs.loc[pairs["document_id"] == document_id, "task"].value_counts().to_dict()
         metadata = {"pairs": int(sum(got.values()))}
+        if document_id in usage:  # what this document cost the model, per task
+            metadata["model_usage"] = dg.MetadataValue.json(usage[document_id])
         if set(shares) != {"qa"}:
             metadata["items_per_task"] = dg.MetadataValue.json(
                 {task: {"planned": plans[document_id].get(task, 0), "generated": int(got.get(task, 0))}

@@ -87,6 +87,9 @@ class GenerationOutcome:
     failures: list[GenerationFailure] = field(default_factory=list)
     # requests, prompt_tokens, completion_tokens, retries, cache_hits, seconds, ...
     stats: dict[str, float] = field(default_factory=dict)
+    # request_id -> (replies, prompt tokens, completion tokens) of what was sent this time
+    # (a cached reply costs nothing); empty for a backend without a model
+    usage: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,7 @@ class Run:
     secret: str | None = None  # scrubbed from every error recorded
     results: dict[str, list[Any]] = field(default_factory=dict)
     failures: dict[str, GenerationFailure] = field(default_factory=dict)
+    usage: dict[str, list[int]] = field(default_factory=dict)  # item_id -> [replies, prompt, completion tokens]
     writer: _CacheWriter | None = None
     # Called with (item_id, results) as each prompt's results arrive (cached ones first).
     on_result: Callable[[str, list[Any]], None] | None = None
@@ -169,6 +170,12 @@ class Run:
     def settle(self, prompt: Prompt, reply: Reply) -> bool:
         self.prompt_tokens += reply.prompt_tokens
         self.completion_tokens += reply.completion_tokens
+        # Per prompt, every reply counted (a rejected one cost tokens too): what a document
+        # and a task cost (GenerationOutcome.usage).
+        usage = self.usage.setdefault(prompt.item_id, [0, 0, 0])
+        usage[0] += 1
+        usage[1] += reply.prompt_tokens
+        usage[2] += reply.completion_tokens
         try:
             results, good, error = self.parse(reply.texts, self.task_of(prompt))
         except Exception as bug:  # a bug on one chunk is that chunk's failure, not the run's
@@ -297,6 +304,7 @@ class ModelBackend(abc.ABC):
                                                           failure.error, by_id[prompt.item_id].task))
         outcome.stats = {"chunks": len(requests), **stats, "failures": len(outcome.failures),
                          "pairs": len(outcome.pairs)}
+        outcome.usage = {item_id: tuple(counts) for item_id, counts in run.usage.items()}
         return outcome
 
     def _prompt(self, request: GenerationRequest) -> Prompt:
