@@ -45,7 +45,7 @@ import httpx
 QUESTION_TYPES = ("factual", "how", "why", "compare", "explain")
 # Fault kinds in the order their fractions are stacked on [0, 1).
 FAULTS = ("fail_500", "fail_429", "malformed", "truncated", "empty", "stall", "drop", "messy",
-          "answer_drop")
+          "answer_drop", "wrong_types")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
             429: "Too Many Requests", 500: "Internal Server Error"}
@@ -71,6 +71,9 @@ class SimConfig:
     # Compute the reply, then drop the connection half way through sending it: the work
     # is done (a slot was held), the reply lost, as when a server dies while answering.
     answer_drop: float = 0.0
+    # Schema violations in a reply that parses: fields left out, null, or of the wrong type
+    # (an answer that is a number, quotes that are a string or null, a turn without its user).
+    wrong_types: float = 0.0
     # Deterministic per-chunk faults for tests: a document containing the marker always
     # gets a malformed reply, or always an HTTP 400 ("prompt too long").
     malformed_marker: str | None = None
@@ -179,6 +182,21 @@ def _pairs_wanted(body: dict[str, Any], messages: list[dict[str, Any]]) -> int:
     text = " ".join(str(m.get("content", "")) for m in messages)
     match = re.search(r"Write (\d+) question", text)
     return int(match.group(1)) if match else 3
+
+
+_WRONG = (("question_type", None), ("difficulty", "hard"), ("quotes", None), ("answer", 42), ("quotes", "a string"),
+          ("reasoning", ["a", 1]), ("excerpts", "1 and 2"), ("question", None), ("turns", [{"user": None}]))
+
+
+def broken_types(reply: dict[str, Any]) -> dict[str, Any]:
+    """A reply whose items have, in turn, a field left out and one null or of the wrong
+    type: what a model without structured output sends."""
+    for index, item in enumerate(reply.get("pairs") or reply.get("items") or []):
+        left_out, _ = _WRONG[index % len(_WRONG)]
+        item.pop(left_out, None)
+        field, value = _WRONG[(index + 3) % len(_WRONG)]
+        item[field] = value
+    return reply
 
 
 def garbled(quote: str) -> str:
@@ -759,11 +777,13 @@ class SimServer:
                 content = ""
             elif fault == "messy":
                 content = "```json\n" + content[:-2] + ",]}\n```"  # trailing comma, fenced
+            elif fault == "wrong_types":
+                content = json.dumps(broken_types(json.loads(content)))
             words = sum(len(str(m.get("content", "")).split()) for m in messages)
             prompt_tokens = round(words * 1.3)
             with stats._lock:
                 stats.outcomes[fault or "ok"] += 1
-                if fault in (None, "messy", "truncated"):
+                if fault in (None, "messy", "truncated", "wrong_types"):
                     stats.answered[document_hash(document)] += 1
             if fault == "answer_drop":
                 await _send(writer, 200, {"choices": [{"message": {"content": content}}]}, cut=True)

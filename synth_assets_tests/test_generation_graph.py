@@ -188,3 +188,30 @@ def test_generated_qa_pairs_shows_the_configured_backend_as_its_kind(pipeline_re
     defs = build_definitions({**pipeline_resources, "generation": generation})
     spec = defs.resolve_assets_def("generated_qa_pairs").specs_by_key[dg.AssetKey("generated_qa_pairs")]
     assert spec.kinds == {backend, "duckdb", "great_expectations"}
+
+
+@pytest.mark.slow
+def test_replies_with_missing_null_or_mistyped_fields_and_false_quotes_fail_no_document(
+        pipeline_resources, instance, tmp_path):
+    """Every task mixed, judge on, against a server whose replies leave fields out, send
+    null or the wrong type, quote text that is not in the chunk and make the mistakes of
+    real models: every document completes; the bad items are rejected with their reasons."""
+    from synth_assets.resources.curation import CurationResource
+
+    base_url, stats, stop = start_server_in_thread(
+        slots=8, ttft=0.001, tpot=0.0001, output_tokens=20, wrong_types=0.3, messy=0.1, bad_quote=0.3,
+        invented_sentence=0.2, ignored_follow_up=0.2, single_chunk_hop=0.2, unsupported_step=0.2)
+    try:
+        generation = GenerationResource(
+            backend="openai", model="sim-model", base_url=base_url, cache_path=str(tmp_path / "cache.duckdb"),
+            tasks="qa=0.4,reasoning=0.2,multi_hop=0.15,conversation=0.15,unanswerable=0.1")
+        defs = build_definitions({**pipeline_resources, "generation": generation,
+                                  "curation": CurationResource(use_judge=True)})
+        summary = run_all(defs, instance, show_progress=False)
+    finally:
+        stop()
+    assert stats.snapshot()["outcomes"].get("wrong_types", 0) > 0
+    assert summary["failed"] == {} and summary["pairs_kept"] > 0
+    with duckdb.connect(pipeline_resources["duckdb"].database, read_only=True) as con:
+        reasons = {r for (r,) in con.execute("SELECT DISTINCT unnest(reject_reasons) FROM rejected_qa_pairs").fetchall()}
+    assert {"citation_invalid", "unsupported_claim"} <= reasons
