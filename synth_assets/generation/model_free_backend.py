@@ -12,17 +12,17 @@ from synth_assets.generation.base import (
     JudgeOutcome,
     JudgeRequest,
 )
-from synth_assets.core.tasks import CONVERSATION, MULTI_HOP, QA, REASONING, UNANSWERABLE, allocate, difficulty_proxy, pick_partners
+from synth_assets.core.tasks import CONVERSATION, MULTI_HOP, QA, REASONING, UNANSWERABLE, pick_partners
 from synth_assets.generation.model_free import MODEL_FREE_TEMPLATE_VERSION, generate_pairs
 from synth_assets.generation.model_free_tasks import (
     ChunkUnits,
     Item,
     conversation_items,
     multi_hop_items,
+    qa_items,
     reasoning_items,
     unanswerable_items,
 )
-from synth_assets.generation.sentences import normalise
 
 # Sentences of the source an item of each task uses up (an unanswerable item quotes one
 # that others may use too): what sizes a document's mix (ModelFreeBackend._fill).
@@ -112,7 +112,7 @@ class ModelFreeBackend:
         document). The total is the sentences qa alone would use, divided by what an item
         of the mix costs in sentences (SENTENCES_PER_ITEM)."""
         shares = self.task_shares or {task: 1.0 for task in {r.task for r in document_requests}}
-        capacity = sum(len(generate_pairs(chunks[c].text, [], max_pairs=self.pairs_per_chunk)) for c in order)
+        capacity = sum(len(chunks[c].qa_pairs(self.pairs_per_chunk)) for c in order)
         total = round(capacity / sum(share * SENTENCES_PER_ITEM[task] for task, share in shares.items()))
         anchors = {task: list(dict.fromkeys([r.chunk_id for r in document_requests if r.task == task] + order))
                    for task in shares}
@@ -150,18 +150,7 @@ class ModelFreeBackend:
         chunk = chunks[chunk_id]
         n = min(n, self.pairs_per_chunk)
         if task == QA:
-            used = [normalise(u.evidence) for u, _, _ in chunk.units if not chunk.used.isdisjoint(u.covers)]
-            items = []
-            for pair in generate_pairs(chunk.text, list(request.headings) if request else [], max_pairs=n,
-                                       title=request.title if request else None):
-                if any(u in normalise(pair.evidence) for u in used):
-                    continue
-                for unit, _, _ in chunk.units:
-                    if normalise(unit.evidence) in normalise(pair.evidence):
-                        chunk.spend(unit)
-                items.append(Item(QA, pair.question, pair.answer, pair.question_type, pair.evidence,
-                                  difficulty_proxy(QA, pair.answer, chunk.text), source_chunk_ids=(chunk_id,)))
-            return items
+            return qa_items(chunk, n, self.pairs_per_chunk)
         if task == REASONING:
             return reasoning_items(chunk, n)
         if task == CONVERSATION:

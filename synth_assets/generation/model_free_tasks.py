@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from synth_assets.core.tasks import (
     CONVERSATION,
+    QA,
     MAX_TURNS,
     MIN_TURNS,
     MULTI_HOP,
@@ -32,8 +33,8 @@ from synth_assets.core.tasks import (
     UNANSWERABLE,
     content_stems,
     difficulty_proxy,
-    key_terms,
 )
+from synth_assets.generation.model_free import generate_pairs
 from synth_assets.generation.questions import chunk_context, questions_for
 from synth_assets.generation.sentences import Unit, evidence_units, normalise
 
@@ -66,6 +67,11 @@ class ChunkUnits:
     used: set[int] = field(default_factory=set)
     # Every prose sentence, with or without a question (a reasoning step needs none).
     sentences: list[Unit] = field(default_factory=list)
+    headings: tuple[str, ...] = ()
+    title: str | None = None
+    # qa's pairs for the chunk (model_free.generate_pairs), made once, and those taken.
+    _qa: list | None = field(default=None, repr=False)
+    _qa_taken: set[int] = field(default_factory=set, repr=False)
 
     @classmethod
     def of(cls, chunk_id: str, text: str, headings: list[str], title: str | None) -> ChunkUnits:
@@ -80,7 +86,13 @@ class ChunkUnits:
             if found:  # the most specific rule first (questions_for keeps the rules' order)
                 kind, question = sorted(found, key=lambda kq: (kq[0] == "explain", kq[0] == "what"))[0]
                 units.append((unit, kind, question))
-        return cls(chunk_id, text, units, sentences=sentences)
+        return cls(chunk_id, text, units, sentences=sentences, headings=tuple(headings), title=title)
+
+    def qa_pairs(self, max_pairs: int) -> list:
+        """The pairs qa alone would write for this chunk (what sizes a document's mix)."""
+        if self._qa is None:
+            self._qa = generate_pairs(self.text, list(self.headings), max_pairs=max_pairs, title=self.title)
+        return self._qa
 
     def free(self) -> list[tuple[Unit, str, str]]:
         return [u for u in self.units if self.used.isdisjoint(u[0].covers)]
@@ -110,6 +122,24 @@ def _joined(first: str, second: str) -> str:
     word = second.split()[0].lower()
     tail = f"{second[0].lower()}{second[1:]}" if word in _WH else second
     return f"{head}, and {tail}"
+
+
+def qa_items(chunk: ChunkUnits, n: int, max_pairs: int) -> list[Item]:
+    """Up to `n` of the chunk's qa pairs not taken yet whose sentences no other item used."""
+    items = []
+    for index, pair in enumerate(chunk.qa_pairs(max_pairs)):
+        if len(items) >= n:
+            break
+        evidence = normalise(pair.evidence)
+        covered = [unit for unit in chunk.sentences if normalise(unit.evidence) in evidence]
+        if index in chunk._qa_taken or any(not chunk.used.isdisjoint(unit.covers) for unit in covered):
+            continue
+        chunk._qa_taken.add(index)
+        for unit in covered:
+            chunk.spend(unit)
+        items.append(Item(QA, pair.question, pair.answer, pair.question_type, pair.evidence,
+                          difficulty_proxy(QA, pair.answer, chunk.text), source_chunk_ids=(chunk.chunk_id,)))
+    return items
 
 
 def reasoning_items(chunk: ChunkUnits, n: int) -> list[Item]:
@@ -245,6 +275,3 @@ def unanswerable_items(chunk: ChunkUnits, n: int, document_text: str = "") -> li
             break  # one question per subject: the next attribute goes to the next subject
     return items
 
-
-__all__ = ["ChunkUnits", "Item", "MODEL_FREE_TASKS_VERSION", "conversation_items", "key_terms",
-           "multi_hop_items", "reasoning_items", "unanswerable_items"]
