@@ -120,17 +120,16 @@ def generated_qa_pairs(
                  for chunk_id, text in ((request.chunk_id, request.text), *request.partners)}
 
         def judge_requests_for(request: GenerationRequest, pairs: list) -> list:
-            records = [{"pair_id": f"{request.request_id}#q{index:02d}", **pair_record(pair),
-                        # As the curate step shows it to the judge: a multi-hop item's chunks joined.
-                        "chunk_text": "\n\n".join(texts.get(c, "") for c in pair.source_chunk_ids)
-                        if pair.task == "multi_hop" else request.text, "chunk_language": chunk_language.get(request.chunk_id),
-                        # Whole chunks (the curate step's rules read bodies, without the overlap):
-                        # at worst a multi-hop item is judged here that curation then rejects.
-                        "source_texts": [texts.get(c, "") for c in pair.source_chunk_ids]
-                        if pair.task == "multi_hop" else None,
-                        "judge_source_texts": [texts.get(c, "") for c in pair.source_chunk_ids]
-                        if pair.task == "multi_hop" else None}
-                       for index, pair in enumerate(pairs, 1)]
+            records = []
+            for index, pair in enumerate(pairs, 1):
+                # A multi-hop item as the curate step shows it to the judge: its chunks, joined
+                # as its source. (The curate step's rules read bodies, without the overlap: at
+                # worst an item is judged here that curation then rejects.)
+                hops = [texts.get(c, "") for c in pair.source_chunk_ids] if pair.task == "multi_hop" else None
+                records.append({"pair_id": f"{request.request_id}#q{index:02d}", **pair_record(pair),
+                                "chunk_text": "\n\n".join(hops) if hops else request.text,
+                                "chunk_language": chunk_language.get(request.chunk_id),
+                                "source_texts": hops, "judge_source_texts": hops})
             return pairs_to_judge(records, config)
 
         outcome, judged = backend.generate_and_judge(requests, judge_requests_for)

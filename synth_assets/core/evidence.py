@@ -24,7 +24,7 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
-from synth_assets.core.text import STEMS, STOPWORDS, TOKEN, as_text
+from synth_assets.core.text import TOKEN, as_text, content_stem_list
 
 CITATION_INVALID = "citation_invalid"
 UNSUPPORTED_CLAIM = "unsupported_claim"
@@ -42,7 +42,8 @@ MIN_QUOTE_CHARS = 12  # a shorter quote is a phrase that could be found anywhere
 # clauses joined by ";", and lines.
 _CLAIM_SPLIT = re.compile(r"(?:(?<=[.!?])|(?<=[.!?]\]))\s+(?=[\"'(\[]?[A-Z0-9])|(?<=[.!?])(?=\[\d)"
                           r"|(?<=\d\])\s+(?=[A-Z])|;\s+|\n+")
-_STEP_LABEL = re.compile(r"^\s*(?:step\s*\d+\s*[:.)-]|\d+\s*[.)]|[-*•])\s*", re.IGNORECASE)
+# A reasoning step's label ("Step 2:", "2.", "-"): not part of what it states.
+STEP_LABEL = re.compile(r"^\s*(?:step\s*\d+\s*[:.)-]|\d+\s*[.)]|[-*•])\s*", re.IGNORECASE)
 
 
 def _normalised_with_offsets(text: str) -> tuple[str, list[int]]:
@@ -109,23 +110,23 @@ def span_texts(spans: Sequence[Mapping], sources: Mapping[str, str]) -> list[str
 
 def claims(text: str) -> list[str]:
     """Sentences and ";"-joined clauses of a text, step labels ("Step 2:") removed."""
-    parts = (_STEP_LABEL.sub("", part).strip() for part in _CLAIM_SPLIT.split(as_text(text)))
+    parts = (STEP_LABEL.sub("", part).strip() for part in _CLAIM_SPLIT.split(as_text(text)))
     return [part for part in parts if TOKEN.search(part)]
 
 
-def _stems(text: str) -> set[str]:
-    return {STEMS[t] for t in TOKEN.findall(text.lower()) if t not in STOPWORDS}
+def _content_set(text: str) -> set[str]:
+    return set(content_stem_list(text))
 
 
 def unsupported_claims(statements: Sequence[str], cited: Sequence[str], min_support: float) -> list[str]:
     """The claims of `statements` whose content words are not, to `min_support`, in the
     cited passages. A claim of fewer than two content words ("Yes.") says too little to
     check and passes."""
-    support = set().union(*(_stems(text) for text in cited)) if cited else set()
+    support = set().union(*(_content_set(text) for text in cited)) if cited else set()
     out = []
     for statement in statements:
         for claim in claims(statement):
-            words = _stems(claim)
+            words = _content_set(claim)
             if len(words) >= 2 and len(words & support) < min_support * len(words):
                 out.append(claim)
     return out

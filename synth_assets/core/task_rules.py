@@ -21,6 +21,7 @@ import json
 import re
 from typing import Any
 
+from synth_assets.core.evidence import STEP_LABEL
 from synth_assets.core.tasks import (
     CONVERSATION,
     MAX_TURNS,
@@ -61,7 +62,6 @@ TASK_REASON_DESCRIPTIONS: dict[str, str] = {
 # Words that point back to an earlier turn: a follow-up may name nothing of it.
 _BACK_REFERENCE = re.compile(r"\b(it|its|this|that|these|those|they|them|their|there|he|she|his|her|also|else"
                              r"|more|further|then|why|how so)\b", re.IGNORECASE)
-_STEP_LABEL = re.compile(r"^\s*(?:step\s*\d+\s*[:.)-]|\d+\s*[.)]|[-*•])\s*", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 # Question words that carry no content for the answerability test.
 _QUESTION_WORDS = {STEMS[w] for w in ("what", "who", "when", "where", "which", "why", "how", "much", "many",
@@ -138,7 +138,7 @@ def task_reasons(record: dict, chunk: Chunk, min_grounding: float) -> list[str]:
     answer = as_text(record.get("answer"))
     reasons: list[str] = []
     if task == REASONING:
-        steps = [_STEP_LABEL.sub("", line) for line in re.split(r"\n+", as_text(record.get("reasoning")))]
+        steps = [STEP_LABEL.sub("", line) for line in re.split(r"\n+", as_text(record.get("reasoning")))]
         steps = [s for line in steps for s in sentences(line)]
         if not steps or any(_recall(step, chunk) < min_grounding for step in steps):
             reasons.append(REASONING_UNSUPPORTED)

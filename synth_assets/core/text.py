@@ -306,7 +306,7 @@ class _StemMemo(dict):
 STEMS = _StemMemo()
 
 
-def _content_stems(text: str) -> list[str]:
+def content_stem_list(text: str) -> list[str]:
     """Stems of the content tokens of `text`, in order (the unit of the grounding scores)."""
     stems = STEMS
     return [stems[t] for t in TOKEN.findall(text.lower()) if t not in STOPWORDS]
@@ -471,7 +471,7 @@ def answer_repeats_question(question: str, answer: str) -> bool:
     """True when the answer says nothing the question did not: all its content words are
     in the question, or (an answer of stopwords only) it equals the question ignoring
     case and punctuation."""
-    return stems_repeat_question(as_text(question), as_text(answer), _content_stems(as_text(answer)))
+    return stems_repeat_question(as_text(question), as_text(answer), content_stem_list(as_text(answer)))
 
 
 def stems_repeat_question(question: str, answer: str, answer_stems: list[str]) -> bool:
@@ -479,7 +479,7 @@ def stems_repeat_question(question: str, answer: str, answer_stems: list[str]) -
     if not answer_stems:
         key = normalise_question(answer)
         return bool(key) and key == normalise_question(question)
-    return set(answer_stems) <= set(_content_stems(question))
+    return set(answer_stems) <= set(content_stem_list(question))
 
 
 def normalise_question(text: str) -> str:
