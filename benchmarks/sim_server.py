@@ -97,6 +97,8 @@ class SimConfig:
     answerable_unanswerable: float = 0.0  # unanswerable: a question a sentence of the excerpt answers
     unsupported_step: float = 0.0  # reasoning: a step that is not in the source
     bad_quote: float = 0.0  # any item (qa too): a quote that does not occur in the source (words reordered)
+    # Leave `usage` out of every reply, as some servers do: the client counts the tokens.
+    no_usage: bool = False
 
 
 class SimStats:
@@ -132,6 +134,9 @@ class SimStats:
             self.task_items: Counter[str] = Counter()
             self.mistakes: Counter[str] = Counter()
             self.planted: dict[str, str] = {}
+            # The usage of every reply sent with a body (what a hosted API would bill).
+            self.prompt_tokens = 0
+            self.completion_tokens = 0
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -154,6 +159,8 @@ class SimStats:
                 "task_items": dict(self.task_items),
                 "mistakes": dict(self.mistakes),
                 "planted": dict(self.planted),
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
             }
 
 
@@ -783,12 +790,14 @@ class SimServer:
             prompt_tokens = round(words * 1.3)
             with stats._lock:
                 stats.outcomes[fault or "ok"] += 1
+                stats.prompt_tokens += prompt_tokens
+                stats.completion_tokens += output_tokens
                 if fault in (None, "messy", "truncated", "wrong_types"):
                     stats.answered[document_hash(document)] += 1
             if fault == "answer_drop":
                 await _send(writer, 200, {"choices": [{"message": {"content": content}}]}, cut=True)
                 return False
-            return await _send(writer, 200, {
+            reply = {
                 "id": f"chatcmpl-sim-{stats.requests}",
                 "object": "chat.completion",
                 "created": int(time.time()),
@@ -797,7 +806,10 @@ class SimServer:
                              "message": {"role": "assistant", "content": content}}],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": output_tokens,
                           "total_tokens": prompt_tokens + output_tokens},
-            })
+            }
+            if config.no_usage:
+                del reply["usage"]
+            return await _send(writer, 200, reply)
         finally:
             with stats._lock:
                 stats.in_flight -= 1

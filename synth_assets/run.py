@@ -27,6 +27,12 @@ from synth_assets.batch import blocked_documents, no_text_documents, run_outcome
 from synth_assets.dagster_internals import free_concurrency_slots
 from synth_assets.core.decontamination import eval_sets_fingerprint, parse_eval_sets
 from synth_assets.jobs import BUILD_TRAINING_DATASET_JOB, PROCESS_DOCUMENTS_JOB
+from synth_assets.assets.generate import GENERATED_QA_PAIRS_KEY, recorded_history
+from synth_assets.core.chunking import load_tokenizer
+from synth_assets.core.estimate import SAMPLE_SIZE, Estimate, History, NothingToEstimate, estimate, format_estimate, \
+    sample_documents
+from synth_assets.core.usage import add_counts, merge_per_server, usage_lines, usage_stats
+from synth_assets.generation.estimate import file_format, sample_document
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
 from synth_assets.storage import (
     ALPACA_EXAMPLES_TABLE,
@@ -131,11 +137,37 @@ def _apply_new_verdicts(job, instance: dg.DagsterInstance, duckdb, keys: list[st
 
 @dataclass
 class Outcome:
-    """What the runs found, per document: failures, blocking checks that failed, warnings."""
+    """What the runs found, per document: failures, blocking checks that failed, warnings;
+    and what their generation steps asked of the model."""
 
     failed: dict[str, str] = field(default_factory=dict)
     blocked: dict[str, str] = field(default_factory=dict)
     warnings: dict[str, list[str]] = field(default_factory=dict)
+    usage: dict[str, dict] = field(default_factory=dict)  # document -> {task: counts}, every run added
+    usage_per_server: list[dict] = field(default_factory=list)  # each generation step's {url: counts}
+    counted: dict = field(default_factory=lambda: {"requests": 0, "tokenizer": None})
+    generation_seconds: float = 0.0
+
+    def add_usage(self, result: dg.ExecuteInProcessResult) -> None:
+        """The model usage recorded by the run's generated_qa_pairs (per document, per
+        server, counted with the tokenizer) and its generation time."""
+        steps = set()
+        for event in result.get_asset_materialization_events():
+            materialization = event.event_specific_data.materialization
+            if materialization.asset_key != GENERATED_QA_PAIRS_KEY:
+                continue
+            metadata = {key: value.value for key, value in materialization.metadata.items()}
+            if isinstance(metadata.get("model_usage"), dict):
+                for task, counts in metadata["model_usage"].items():
+                    add_counts(self.usage.setdefault(materialization.partition, {}).setdefault(task, {}), counts)
+            if isinstance(tokenized := metadata.get("usage_counted_with_tokenizer"), dict):
+                self.counted["requests"] += tokenized["requests"]
+                self.counted["tokenizer"] = tokenized["tokenizer"]
+            if event.step_key not in steps:  # the step's own figures are on each of its documents
+                steps.add(event.step_key)
+                self.generation_seconds += float(metadata.get("generation_seconds") or 0)
+                if isinstance(metadata.get("model_usage_per_server"), dict):
+                    self.usage_per_server.append(metadata["model_usage_per_server"])
 
 
 def _execute(job, instance: dg.DagsterInstance, planned: planning.PlannedRun, run_config: dict):
@@ -148,6 +180,7 @@ def _execute(job, instance: dg.DagsterInstance, planned: planning.PlannedRun, ru
 def _run_one(job, instance: dg.DagsterInstance, planned: planning.PlannedRun, outcome: Outcome) -> None:
     key = planned.documents[0]
     result = _execute(job, instance, planned, QUIET_CONSOLE)
+    outcome.add_usage(result)
     evaluations = [e for e in result.get_asset_check_evaluations() if not e.passed]
     failed_checks = [e for e in evaluations if e.severity == dg.AssetCheckSeverity.ERROR]
     for e in evaluations:
@@ -166,6 +199,7 @@ def _run_many(job, instance: dg.DagsterInstance, duckdb, planned: planning.Plann
         print(f"{len(planned.documents)} documents in one run ({planned.documents[0]} .. {planned.documents[-1]}); "
               "each step logs per document:", flush=True)
     result = _execute(job, instance, planned, BATCH_CONSOLE if show_progress else QUIET_CONSOLE)
+    outcome.add_usage(result)
     failed, blocked = run_outcome(duckdb, result.run_id)
     outcome.blocked.update(blocked)
     for key, items in warnings_in_range(result.get_asset_check_evaluations()).items():
@@ -295,7 +329,20 @@ def run_all(
         "warnings": outcome.warnings,
         **_export(defs, instance, changed=bool(changed or dropped or force)),
         **count_rows(defs, keys),
+        "model_usage": _usage_of_this_run(defs, outcome, todo),
     }
+
+
+def _usage_of_this_run(defs: dg.Definitions, outcome: Outcome, processed: list[str]) -> dict:
+    """What this command's runs asked of the model (replies from the generation cache cost
+    nothing), per kept item of the documents it processed."""
+    generation = defs.resources["generation"]
+    with defs.resources["duckdb"].get_connection() as con:
+        kept = con.execute(f"SELECT count(*) FROM {FILTERED_QA_PAIRS_TABLE} WHERE document_id IN (SELECT unnest(?))",
+                           [processed]).fetchone()[0]
+    return usage_stats(outcome.usage, kept, uses_a_model=generation.uses_a_model,
+                       per_server=merge_per_server(outcome.usage_per_server), counted=outcome.counted,
+                       seconds=outcome.generation_seconds or None, prices=generation.prices())
 
 
 def count_rows(defs: dg.Definitions, keys: list[str]) -> dict[str, int]:
@@ -348,6 +395,10 @@ def format_summary(summary: dict, seconds: float) -> str:
         f"  pairs generated: {summary['pairs_generated']}",
         f"  pairs kept:      {summary['pairs_kept']} ({summary['pairs_rejected']} rejected, kept in rejected_qa_pairs)",
     ]
+    if summary.get("model_usage") and summary.get("processed"):
+        usage = usage_lines(summary["model_usage"])
+        lines.append(f"  model:           {usage[0]}")
+        lines += [f"                   {line}" for line in usage[1:]]
     if summary["export_error"]:
         lines.append(f"  dataset:         NOT published: {summary['export_error']}")
     elif summary["published_version"] == "none":
@@ -370,11 +421,62 @@ def format_summary(summary: dict, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def estimate_folder(settings, sample_size: int = SAMPLE_SIZE, seed: int = 0,
+                    instance: dg.DagsterInstance | None = None) -> Estimate:
+    """The estimate of a full run over the documents folder (core/estimate.py), from a
+    sample parsed and chunked in this process; raises NothingToEstimate when every
+    sampled document fails. Reads the recorded runs of the instance, writes nothing."""
+    documents, generation = settings.resources["documents"], settings.resources["generation"]
+    files = documents.discover()
+    tokenizer, tokenizer_name = load_tokenizer(generation.tokenizer_name)
+    use_judge = settings.resources["curation"].filter_config().use_judge
+    sizes = {key: path.stat().st_size for key, path in files.items()}
+    formats = {key: file_format(path) for key, path in files.items()}
+    sampled = [sample_document(key, files[key], tokenizer=tokenizer, max_bytes=documents.max_bytes,
+                               layout_models_dir=documents.layout_models_path, chunk_tokens=generation.chunk_tokens,
+                               overlap_tokens=generation.overlap_tokens, shares=generation.task_shares,
+                               pairs_per_chunk=generation.pairs_per_chunk, use_judge=use_judge)
+               for key in sample_documents(sizes, formats, sample_size, seed)]
+    history = recorded_history(instance, generation.model) if instance is not None else History()
+    folder: dict[str, tuple[int, int]] = {}
+    for key in files:
+        documents_of, bytes_of = folder.get(formats[key], (0, 0))
+        folder[formats[key]] = (documents_of + 1, bytes_of + sizes[key])
+    return estimate(sampled, folder, history=history,
+                    max_tokens=generation.generation_tokens, use_judge=use_judge,
+                    throughput_setting=generation.throughput_tokens_per_s, prices=generation.prices(),
+                    tokenizer=tokenizer_name)
+
+
+def estimate_main(settings, sample_size: int, seed: int) -> int:
+    """`make run ARGS=--estimate`: print the estimate; 1 when every sampled document failed."""
+    generation = settings.resources["generation"]
+    if not generation.uses_a_model:
+        print(f"{generation.backend}: the configured generator asks no model; below, what a model backend "
+              "(SYNTH_ASSETS_GENERATION_BACKEND=openai, vllm or vllm_serve) would be asked")
+    with dg.DagsterInstance.get() as instance:
+        try:
+            result = estimate_folder(settings, sample_size, seed, instance)
+        except NothingToEstimate as error:
+            print(f"estimate: nothing to estimate from: {error}", file=sys.stderr)
+            return 1
+    print(format_estimate(result, str(settings.resources["documents"].root)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--force", action="store_true", help="run every document, even those up to date")
+    parser.add_argument("--estimate", action="store_true",
+                        help="print the requests, tokens, time and cost a full run over the folder would take, "
+                             "from a sample of its documents; generates nothing")
+    parser.add_argument("--sample", type=int, default=SAMPLE_SIZE, metavar="N",
+                        help=f"--estimate: documents to parse and chunk (all when the folder has no more; {SAMPLE_SIZE})")
+    parser.add_argument("--seed", type=int, default=0, help="--estimate: which documents are sampled (0)")
     args = parser.parse_args(argv)
+    if args.estimate:
+        return estimate_main(definitions.settings, args.sample, args.seed)
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         summary = run_all(definitions.defs, instance, show_progress=not args.no_progress, force=args.force,

@@ -28,7 +28,7 @@ from synth_assets.planning import (
 from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.documents import DOCUMENTS_DIR_ENV, DocumentsFolder
 from synth_assets.resources.export import EVAL_SETS_ENV, HUB_REPO_ENV, ExportSettings
-from synth_assets.resources.generation import GENERATION_MODEL_ENV, TASKS_ENV, GenerationResource
+from synth_assets.resources.generation import COST_SETTINGS_ENV, GENERATION_MODEL_ENV, TASKS_ENV, GenerationResource
 from synth_assets.resources.review import ReviewSettings
 from synth_assets.resources.storage import PipelineDatabase
 
@@ -59,6 +59,7 @@ ENVIRONMENT: dict[str, tuple[type[dg.ConfigurableResource], dict[str, str]]] = {
         "engine_batch_size": "SYNTH_ASSETS_ENGINE_BATCH_SIZE",
         "instance_dir": "DAGSTER_HOME",
         "service_idle_s": "SYNTH_ASSETS_SERVICE_IDLE_S",
+        **COST_SETTINGS_ENV,  # throughput and prices
     }),
     # Every curation setting, under the name SYNTH_ASSETS_<FIELD>.
     "curation": (CurationResource, {name: f"SYNTH_ASSETS_{name.upper()}" for name in CurationResource.model_fields}),
@@ -126,6 +127,7 @@ class Settings:
             resources["generation"].task_shares
         except ValueError as error:
             raise ValueError(f"{TASKS_ENV}={environ.get(TASKS_ENV, '')!r} is not valid: {error}") from None
+        resources["generation"].check_cost_settings()  # a price or throughput must be positive
         return cls(
             resources=resources,
             single_run_min_documents=(

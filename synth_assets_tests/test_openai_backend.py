@@ -453,3 +453,38 @@ def test_one_cache_file_is_shared_by_two_threads(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert errors == [] and cache.count() == 80
+
+
+def test_usage_is_recorded_per_request_per_server_and_from_the_cache(sim: Server, tmp_path: Path) -> None:
+    first_url, _ = sim()
+    second_url, _ = sim()
+    cache = GenerationCache(tmp_path / "cache.duckdb")
+    requests = _requests(12)
+    outcome = _backend(first_url, base_urls=[first_url, second_url], cache=cache).generate(requests)
+    per_server = outcome.usage_by_server
+    assert set(per_server) == {first_url, second_url}  # both servers answered, each counted
+    assert sum(replies for replies, _, _ in per_server.values()) == 12
+    # the simulated server's usage: 50 completion tokens per reply, prompt = 1.3 x words
+    assert all(completion == 50 * replies for replies, _, completion in per_server.values())
+    assert sum(p for _, p, _ in per_server.values()) == sum(p for _, p, _ in outcome.usage.values()) > 0
+    assert not outcome.usage_counted and outcome.usage_tokenizer is None
+    again = _backend(first_url, cache=GenerationCache(tmp_path / "cache.duckdb")).generate(requests)
+    assert not again.usage and not again.usage_by_server  # nothing was asked this time
+    # but each cached reply still says what it cost when it was asked
+    assert again.usage_cached == {key: (1, *counts[1:]) for key, counts in outcome.usage.items()}
+
+
+def test_a_server_without_usage_is_counted_with_the_tokenizer(sim: Server) -> None:
+    from synth_assets.core.chunking import FALLBACK_TOKENIZER_NAME, load_tokenizer
+
+    base_url, _ = sim(no_usage=True)
+    requests = _requests(4)
+    outcome = _backend(base_url).generate(requests)
+    assert outcome.usage_counted == {request.request_id: 1 for request in requests}
+    assert outcome.usage_tokenizer == FALLBACK_TOKENIZER_NAME  # no model tokenizer is local here
+    tokenizer, _ = load_tokenizer(None)
+    for request in requests:
+        replies, prompt_tokens, completion_tokens = outcome.usage[request.request_id]
+        # the prompt holds the chunk's text, so it has more tokens than the chunk alone
+        assert replies == 1 and prompt_tokens > len(tokenizer.encode(request.text, add_special_tokens=False))
+        assert completion_tokens > 20  # a JSON reply of three pairs, not the 0 of "no usage"

@@ -12,12 +12,27 @@ from synth_assets.assets.factory import document_asset
 from synth_assets.batch import for_each_document, stopped_in_run
 from synth_assets.core.dedup import DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION
 from synth_assets.core.coverage import covered_chunk_ids, document_coverage
-from synth_assets.core.filters import filter_pairs, language_metadata, pair_languages
+from synth_assets.core.filters import closed_book_reasons, filter_pairs, language_metadata, pair_languages
+from synth_assets.core.preference import (
+    CANDIDATE_COLUMNS,
+    CLOSED_BOOK,
+    PREFERENCE_TASKS,
+    answer_rules,
+    generator_candidates,
+)
 from synth_assets.core.task_rules import difficulty_of, judge_view, task_of
 from synth_assets.core.text import as_text
 from synth_assets.core.text import grounding_score
 from synth_assets.core.previews import pairs_preview
 from synth_assets.generation.base import JudgeOutcome, JudgeRequest
+from synth_assets.generation.model_backend import ModelBackend
+from synth_assets.generation.model_free_tasks import MODEL_FREE_CLOSED_BOOK_VERSION, closed_book_stand_ins
+from synth_assets.generation.task_prompts import (
+    CLOSED_BOOK_PROMPT_VERSION,
+    ClosedBookOutcome,
+    ClosedBookRequest,
+    closed_book_request_id,
+)
 from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.generation import GPU_POOL, GenerationResource
 from synth_assets.resources.storage import PipelineDatabase
@@ -25,6 +40,7 @@ from synth_assets.storage import (
     DOCUMENT_CHUNKS_TABLE,
     FILTERED_QA_PAIRS_TABLE,
     GENERATED_QA_PAIRS_TABLE,
+    PREFERENCE_CANDIDATES_TABLE,
     REJECTED_QA_PAIRS_TABLE,
     load_pairs_with_chunks,
     read_partition,
@@ -62,28 +78,38 @@ def filtered_qa_pairs(
 
     Rejected pairs are not deleted: they go to rejected_qa_pairs with every reason that
     applied, and the counts per reason are shown here.
+
+    With preference pairs on (SYNTH_ASSETS_PREFERENCE_PAIRS=1), each qa question that
+    passes the cheap rules is also answered without its source (closed-book, in the same
+    backend call as the judge's requests; without a model, the best-matching sentence of
+    another chunk), that answer filtered against the question's chunk like any other, and
+    the other answers to the kept questions written to preference_candidates with the
+    rules they failed (core/preference.py builds the pairs from them at export).
     """
-    judged = {}
-    if curation.filter_config().use_judge:
-        # Every document's judge requests go out in one backend call before any document
-        # is finished: the server (or LLM.chat) gets them all at once and never idles
-        # while Python filters and writes one document after another.
+    judged: dict = {}
+    closed: dict = {}
+    if curation.filter_config().use_judge or curation.preference_pairs:
+        # Every document's judge (and closed-book) requests go out in one backend call
+        # before any document is finished: the server (or LLM.chat) gets them all at once
+        # and never idles while Python filters and writes one document after another.
         keys = list(context.partition_keys)
         stopped = stopped_in_run(duckdb, context.run_id) if len(keys) > 1 else {}
         judged = judge_documents(context, generation, duckdb, curation.filter_config(),
-                                 [key for key in keys if key not in stopped])
+                                 [key for key in keys if key not in stopped],
+                                 closed_book=closed if curation.preference_pairs else None)
     return for_each_document(
-        context, duckdb, "filtered_qa_pairs", [FILTERED_QA_PAIRS_TABLE, REJECTED_QA_PAIRS_TABLE],
-        lambda key: curate_one(context, key, curation, generation, duckdb, judged.get(key)),
+        context, duckdb, "filtered_qa_pairs",
+        [FILTERED_QA_PAIRS_TABLE, REJECTED_QA_PAIRS_TABLE, PREFERENCE_CANDIDATES_TABLE],
+        lambda key: curate_one(context, key, curation, generation, duckdb, judged.get(key), closed.get(key)),
     )
 
 
 def curate_one(context, document_id: str, curation: CurationResource, generation: GenerationResource,
                duckdb: PipelineDatabase, judged: tuple[dict, dict] | Exception | None = None,
-               ) -> dg.MaterializeResult:
+               closed: dict | None = None) -> dg.MaterializeResult:
     """Filter one document's pairs and write them. `judged` is the document's share of
-    judge_documents (scores by pair_id, metadata); without it, and with the judge on,
-    this document is judged on its own."""
+    judge_documents (scores by pair_id, metadata), `closed` its closed-book answers (with
+    preference pairs on); without them, this document is judged and asked on its own."""
     with duckdb.get_connection() as con:
         pairs = load_items(con, document_id)
     config = curation.filter_config()
@@ -91,10 +117,16 @@ def curate_one(context, document_id: str, curation: CurationResource, generation
     records = pairs.to_dict("records")
     judge_metadata: dict = {"judge": "off (SYNTH_ASSETS_USE_JUDGE=1 turns it on)"}
     judgements: dict[str, tuple[int, str]] = {}
-    if config.use_judge:
-        judged = judged or judge_documents(context, generation, duckdb, config, [document_id])[document_id]
-        if isinstance(judged, Exception):  # met while preparing its judge requests: its own failure
+    if isinstance(judged, Exception):  # met while preparing its judge requests: its own failure
+        raise judged
+    if (config.use_judge and judged is None) or (curation.preference_pairs and closed is None):
+        asked: dict = {}
+        judged = judge_documents(context, generation, duckdb, config, [document_id],
+                                 closed_book=asked if curation.preference_pairs else None)[document_id]
+        if isinstance(judged, Exception):
             raise judged
+        closed = asked.get(document_id)
+    if config.use_judge:
         judgements, judge_metadata = judged
     judge_scores = [judgements.get(p["pair_id"], (None, ""))[0] for p in records] if config.use_judge else None
     evidence: list[dict] = []
@@ -123,9 +155,15 @@ def curate_one(context, document_id: str, curation: CurationResource, generation
                "source_map"]
     kept = pairs[kept_mask].drop(columns=[*scratch, "reject_reasons", "reason_details"], errors="ignore")
     rejected = pairs[~kept_mask].drop(columns=scratch, errors="ignore")
+    candidates = pd.DataFrame(columns=CANDIDATE_COLUMNS)
+    preference_metadata = {}
+    if curation.preference_pairs:
+        candidates, preference_metadata = preference_candidates(pairs, kept_mask, closed or {}, config)
     with duckdb.get_connection() as con:
         replace_partition_rows(con, FILTERED_QA_PAIRS_TABLE, document_id, kept)
         replace_partition_rows(con, REJECTED_QA_PAIRS_TABLE, document_id, rejected)
+        # Always written: turning preference pairs off leaves no candidates behind.
+        replace_partition_rows(con, PREFERENCE_CANDIDATES_TABLE, document_id, candidates)
         chunks = read_partition(con, DOCUMENT_CHUNKS_TABLE, document_id)
     coverage = document_coverage(chunks, covered_chunk_ids(kept))
 
@@ -150,6 +188,7 @@ def curate_one(context, document_id: str, curation: CurationResource, generation
             "semantic_similarity": "on (all-MiniLM-L6-v2, min "
             f"{config.min_semantic_similarity})" if config.use_embeddings else "off",
             **judge_metadata,
+            **preference_metadata,
             **language_metadata(pairs["language"]),
             "preview": dg.MetadataValue.md(preview),
             "rejected_sample": dg.MetadataValue.md(
@@ -161,18 +200,26 @@ def curate_one(context, document_id: str, curation: CurationResource, generation
     )
 
 
-def pairs_to_judge(records: list[dict], config) -> list[JudgeRequest]:
+def pairs_to_judge(records: list[dict], config, passing: list[bool] | None = None) -> list[JudgeRequest]:
     """The pairs worth a judge's request: those that pass the cheaper rules, or fail
     them only as duplicates (which the judge may change). A model call for a pair
-    already rejected would be wasted."""
-    cheap = config.model_copy(update={"use_judge": False})
-    dedup_only = {DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION}
+    already rejected would be wasted. `passing`: passes_cheap_rules(records, config),
+    when already known."""
+    if passing is None:
+        passing = passes_cheap_rules(records, config)
     return [
         JudgeRequest(p["pair_id"], *judge_view(p), as_text(p.get("chunk_text")), task_of(p),
                      tuple(as_text(t) for t in p.get("judge_source_texts") or ()))
-        for p, reasons in zip(records, filter_pairs(records, cheap))
-        if set(reasons) <= dedup_only
+        for p, ok in zip(records, passing) if ok
     ]
+
+
+def passes_cheap_rules(records: list[dict], config) -> list[bool]:
+    """Per item: whether it passes every rule but the judge, duplicates aside (the judge
+    may change which copy is kept)."""
+    cheap = config.model_copy(update={"use_judge": False})
+    dedup_only = {DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION}
+    return [set(reasons) <= dedup_only for reasons in filter_pairs(records, cheap)]
 
 
 def load_items(con, document_id: str) -> pd.DataFrame:
@@ -209,9 +256,14 @@ def judge_documents(
     duckdb: PipelineDatabase,
     config,
     document_ids: list[str],
+    closed_book: dict | None = None,
 ) -> dict[str, tuple[dict[str, tuple[int, str]], dict] | Exception]:
     """Per document: judge scores by pair_id and metadata about the judging, or the
     error met while preparing its requests (that document's failure, not the others').
+
+    With `closed_book` (a dict, preference pairs on), the qa questions that pass the
+    cheap rules are also answered without their source, in the same backend call as the
+    judge requests (answer_closed_book), and `closed_book[document_id]` filled.
 
     The judge requests of every document go to the backend in one call (the openai
     backend keeps its bounded concurrency full across documents; vllm makes one
@@ -220,16 +272,24 @@ def judge_documents(
     cache hits. A pair the judge could not score is kept unjudged and counted.
     """
     requests: dict[str, list[JudgeRequest]] = {}
+    asked: dict[str, list[dict]] = {}
     prepared: dict = {}
     with duckdb.get_connection() as con:
         for document_id in document_ids:
             try:
                 records = load_items(con, document_id).to_dict("records")
-                requests[document_id] = pairs_to_judge(records, config)
+                passing = passes_cheap_rules(records, config)
+                requests[document_id] = pairs_to_judge(records, config, passing) if config.use_judge else []
+                if closed_book is not None:
+                    asked[document_id] = [r for r, ok in zip(records, passing)
+                                          if ok and task_of(r) in PREFERENCE_TASKS]
             except Exception as error:  # noqa: BLE001 - raised again by that document's curate_one
                 prepared[document_id] = error
     to_judge = [request for batch in requests.values() for request in batch]
-    outcome = generation.judge(to_judge, context.log) if to_judge else JudgeOutcome()
+    if closed_book is not None:
+        outcome = answer_closed_book(context, generation, duckdb, config, asked, to_judge, closed_book)
+    else:
+        outcome = generation.judge(to_judge, context.log) if to_judge else JudgeOutcome()
     if outcome.failures:
         context.log.warning(
             f"the judge could not score {len(outcome.failures)} pairs; they are kept unjudged. "
@@ -250,3 +310,104 @@ def judge_documents(
             "judge_score_counts": dg.MetadataValue.json(dict(sorted(Counter(values).items()))),
         }
     return prepared
+
+
+def answer_closed_book(context, generation: GenerationResource, duckdb: PipelineDatabase, config,
+                       asked: dict[str, list[dict]], to_judge: list[JudgeRequest], out: dict) -> JudgeOutcome:
+    """Each asked item's question answered without its source, and the outcome of the
+    judge requests `to_judge`, sent in ONE backend call; then the closed-book answers that
+    pass the cheap rules judged (with the judge on) in a second call, all documents at
+    once. Fills `out[document_id]` with {"records": the closed-book answers as items of the
+    document (pair_id: the request id, answer: the closed-book one), "scores": {request id:
+    (score, reason, unsupported)}, "failures", "source"}.
+
+    Without a model (model_free) there is no memory to answer from: the stand-in is the
+    sentence of another chunk of the document that best matches the question
+    (model_free_tasks.closed_book_stand_ins), filtered the same way."""
+    backend = generation.create_backend(context.log)
+    requests = [ClosedBookRequest(r["pair_id"], as_text(r.get("question"))) for found in asked.values() for r in found]
+    if isinstance(backend, ModelBackend):
+        answered, outcome = backend.closed_book(requests, judge=to_judge)
+        source = {"generator": backend.generator, "model": backend.model, "prompt_version": CLOSED_BOOK_PROMPT_VERSION}
+    else:
+        outcome = generation.judge(to_judge, context.log) if to_judge else JudgeOutcome()
+        answered = ClosedBookOutcome()
+        with duckdb.get_connection() as con:
+            for document_id, found in asked.items():
+                chunks = read_partition(con, DOCUMENT_CHUNKS_TABLE, document_id)
+                prose = chunks[~chunks["boilerplate"]]
+                answered.answers.update(closed_book_stand_ins(
+                    {r["pair_id"]: (as_text(r.get("question")), r["chunk_id"]) for r in found},
+                    dict(zip(prose["chunk_id"], prose["body"]))))
+        source = {"generator": backend.generator, "model": None, "prompt_version": MODEL_FREE_CLOSED_BOOK_VERSION}
+    if answered.failures:
+        context.log.warning(f"{len(answered.failures)} closed-book questions got no answer; their items get no "
+                            f"closed-book candidate. First error: {next(iter(answered.failures.values()))}")
+    cheap = config.model_copy(update={"use_judge": False})
+    second: list[JudgeRequest] = []
+    for document_id, found in asked.items():
+        records = [{**r, "pair_id": closed_book_request_id(r["pair_id"]), "item_id": r["pair_id"],
+                    "answer": answered.answers[r["pair_id"]], "evidence": None, "reasoning": None}
+                   for r in found if r["pair_id"] in answered.answers]
+        out[document_id] = {"records": records, "scores": {}, "source": source,
+                            "failures": sum(r["pair_id"] in answered.failures for r in found),
+                            "asked": len(found)}
+        if config.use_judge and records:
+            reasons, _ = closed_book_reasons(records, cheap)
+            second += [JudgeRequest(r["pair_id"], *judge_view(r), as_text(r.get("chunk_text")), task_of(r))
+                       for r, found_reasons in zip(records, reasons) if not found_reasons]
+    if second:
+        judged = generation.judge(second, context.log)
+        for entry in out.values():
+            for record in entry["records"]:
+                request_id = record["pair_id"]
+                if request_id in judged.scores:
+                    entry["scores"][request_id] = (*judged.scores[request_id], judged.unsupported.get(request_id, []))
+    return outcome
+
+
+def preference_candidates(pairs: pd.DataFrame, kept_mask: pd.Series, closed: dict, config
+                          ) -> tuple[pd.DataFrame, dict]:
+    """The other answers to the questions of a document's kept qa items, each with every
+    rule it failed against the item's chunk (preference_candidates rows), and metadata:
+    the closed-book answers asked, got, rejected (by rule) and passed (not used), and the
+    generator's own rejected answers to a kept question.
+
+    `pairs`: the document's items as curated (reject_reasons set); `closed`: its share of
+    answer_closed_book. A closed-book answer is kept as a candidate only when its item was
+    kept: the chosen side of a pair is always a kept item."""
+    kept_ids = set(pairs.loc[kept_mask, "pair_id"])
+    records = [r for r in closed.get("records", []) if r["item_id"] in kept_ids]
+    scores = closed.get("scores", {})
+    judge_scores = ([scores[r["pair_id"]][0] if r["pair_id"] in scores else None for r in records]
+                    if config.use_judge else None)
+    unsupported = [scores[r["pair_id"]][2] if r["pair_id"] in scores else [] for r in records]
+    reasons, details = closed_book_reasons(records, config, judge_scores=judge_scores,
+                                           judge_unsupported=unsupported if config.use_judge else None)
+    source = closed.get("source", {})
+    rows = [{
+        "candidate_id": r["pair_id"], "pair_id": r["item_id"], "document_id": r["document_id"],
+        "chunk_id": r["chunk_id"], "task": task_of(r), "origin": CLOSED_BOOK, "question": r.get("question"),
+        "answer": r["answer"], "reject_reasons": found,
+        "reason_details": json.dumps(detail, ensure_ascii=False) if detail else None,
+        "judge_score": scores[r["pair_id"]][0] if r["pair_id"] in scores else None,
+        "grounding": grounding_score(r["answer"], as_text(r.get("chunk_text"))), **source,
+    } for r, found, detail in zip(records, reasons, details)]
+    closed_rows = pd.DataFrame(rows, columns=CANDIDATE_COLUMNS)
+    kept, rejected = pairs[kept_mask], pairs[~kept_mask]
+    own = generator_candidates(kept, rejected)
+    candidates = pd.concat([frame for frame in (closed_rows, own) if len(frame)], ignore_index=True) \
+        if len(closed_rows) or len(own) else closed_rows
+    candidates["judge_score"] = pd.array(candidates["judge_score"], dtype="Int64")
+    by_rule = Counter(rule for found in reasons for rule in answer_rules(found))
+    metadata = {"preference_candidates": dg.MetadataValue.json({
+        "closed_book_asked": closed.get("asked", 0),
+        "closed_book_answered": len(closed.get("records", [])),
+        "closed_book_failed": closed.get("failures", 0),
+        "closed_book_of_kept_items": len(records),
+        "closed_book_rejected": sum(bool(answer_rules(found)) for found in reasons),
+        "closed_book_passed_not_used": sum(not found for found in reasons),
+        "closed_book_rejected_by_rule": dict(by_rule.most_common()),
+        "generator_rejected_same_question": len(own),
+    })}
+    return candidates, metadata

@@ -9,11 +9,13 @@ from synth_assets.assets.factory import document_asset
 from synth_assets.batch import stopped_in_run
 from synth_assets.core.chunking import HEADING_SEPARATOR
 from synth_assets.core.previews import pairs_preview
-from synth_assets.dagster_internals import add_partition_metadata
+from synth_assets.core.estimate import History
+from synth_assets.core.usage import NO_MODEL_REQUESTS, add_counts, usage_stats
+from synth_assets.dagster_internals import add_partition_metadata, latest_storage_ids
 from synth_assets.assets.curate import pairs_to_judge
 from synth_assets.generation.base import GenerationRequest, pair_record
 from synth_assets.generation.task_plan import plan_requests, prompt_version_of
-from synth_assets.generation.model_backend import ModelBackend
+from synth_assets.generation.model_backend import ModelBackend, add_usage
 from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.generation import GPU_POOL, GenerationResource
 from synth_assets.resources.storage import PipelineDatabase
@@ -30,18 +32,31 @@ GENERATE_GROUP = "generate"
 
 
 def usage_per_document(requests: list[GenerationRequest], usage: dict[str, tuple[int, int, int]]) -> dict[str, dict]:
-    """{document_id: {task: {requests, prompt_tokens, completion_tokens}}} of the replies
-    this run received (cache hits cost nothing and are not counted)."""
+    """{document_id: {task: {requests, prompt_tokens, completion_tokens}}} of the replies in
+    `usage` (by request id; a judge reply by pair id, `<request id>#qNN`, counts as the
+    task "judge" of its document)."""
+    of = {request.request_id: (request.document_id, request.task) for request in requests}
     found: dict[str, dict] = {}
-    for request in requests:
-        if request.request_id not in usage:
+    for item_id, (replies, prompt_tokens, completion_tokens) in usage.items():
+        if item_id in of:
+            document_id, task = of[item_id]
+        elif item_id.rsplit("#q", 1)[0] in of:
+            document_id, task = of[item_id.rsplit("#q", 1)[0]][0], "judge"
+        else:  # not a request of this step: not this step's cost
             continue
-        replies, prompt_tokens, completion_tokens = usage[request.request_id]
-        task = found.setdefault(request.document_id, {}).setdefault(
-            request.task, {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0})
-        task["requests"] += replies
-        task["prompt_tokens"] += prompt_tokens
-        task["completion_tokens"] += completion_tokens
+        add_counts(found.setdefault(document_id, {}).setdefault(task, {}),
+                   {"requests": replies, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens})
+    return found
+
+
+def counted_per_document(requests: list[GenerationRequest], counted: dict[str, int]) -> dict[str, int]:
+    """{document_id: replies whose tokens the tokenizer counted} (the server sent no usage)."""
+    document_of = {request.request_id: request.document_id for request in requests}
+    found: dict[str, int] = {}
+    for item_id, replies in counted.items():
+        document_id = document_of.get(item_id) or document_of.get(item_id.rsplit("#q", 1)[0])
+        if document_id is not None:
+            found[document_id] = found.get(document_id, 0) + replies
     return found
 
 
@@ -134,6 +149,7 @@ def generated_qa_pairs(
 
         outcome, judged = backend.generate_and_judge(requests, judge_requests_for)
         judge_stats = judged.stats
+        add_usage(outcome, judged)  # the judge's requests are this step's cost too
     else:
         outcome = backend.generate(requests)
 
@@ -176,11 +192,26 @@ def generated_qa_pairs(
                                    failures[failures["document_id"] == document_id])
     single_metadata = {}
     usage = usage_per_document(requests, outcome.usage)
+    from_cache = usage_per_document(requests, outcome.usage_cached)
+    counted = counted_per_document(requests, outcome.usage_counted)
     for document_id in document_ids:
         got = pairs.loc[pairs["document_id"] == document_id, "task"].value_counts().to_dict()
         metadata = {"pairs": int(sum(got.values()))}
-        if document_id in usage:  # what this document cost the model, per task
+        if not isinstance(backend, ModelBackend):  # zeros would pretend a model was asked
+            metadata["model_usage"] = NO_MODEL_REQUESTS
+        if document_id in usage:  # what this document cost the model, per task, this time
             metadata["model_usage"] = dg.MetadataValue.json(usage[document_id])
+        if document_id in from_cache:  # what its replies from the cache cost when they were asked
+            metadata["model_usage_from_cache"] = dg.MetadataValue.json(from_cache[document_id])
+        if document_id in counted:
+            metadata["usage_counted_with_tokenizer"] = dg.MetadataValue.json(
+                {"requests": counted[document_id], "tokenizer": outcome.usage_tokenizer})
+        if metadata["pairs"] and (document_id in usage or document_id in from_cache):
+            spent = add_counts({}, {})
+            for counts in (*usage.get(document_id, {}).values(), *from_cache.get(document_id, {}).values()):
+                add_counts(spent, counts)
+            metadata["model_tokens_per_generated_item"] = round(
+                (spent["prompt_tokens"] + spent["completion_tokens"]) / metadata["pairs"], 1)
         if set(shares) != {"qa"}:
             metadata["items_per_task"] = dg.MetadataValue.json(
                 {task: {"planned": plans[document_id].get(task, 0), "generated": int(got.get(task, 0))}
@@ -212,8 +243,81 @@ def generated_qa_pairs(
             "question_types": dg.MetadataValue.json(type_mix),
             "tasks": dg.MetadataValue.json({"configured": shares, "generated": task_mix}),
             **{f"generation_{key}": value for key, value in outcome.stats.items()},
+            **usage_of_step(outcome),
             **judge_stats,
             **single_metadata,
             "preview": dg.MetadataValue.md(pairs_preview(pairs.assign(heading_path=pairs["chunk_id"].map(heading_of)))),
         }
     )
+
+
+def usage_of_step(outcome) -> dict:
+    """The step's model usage per server (a fleet's bill is per server), and the replies
+    whose tokens the tokenizer counted because their server sent no usage."""
+    metadata = {}
+    if outcome.usage_by_server:
+        metadata["model_usage_per_server"] = dg.MetadataValue.json(
+            {url: dict(zip(("requests", "prompt_tokens", "completion_tokens"), counts))
+             for url, counts in outcome.usage_by_server.items()})
+    if outcome.usage_counted:
+        metadata["usage_counted_with_tokenizer"] = dg.MetadataValue.json(
+            {"requests": sum(outcome.usage_counted.values()), "tokenizer": outcome.usage_tokenizer})
+    return metadata
+
+
+GENERATED_QA_PAIRS_KEY = dg.AssetKey("generated_qa_pairs")
+
+
+def _value(metadata, key: str):
+    return metadata[key].value if key in metadata else None
+
+
+def latest_generation_metadata(instance: dg.DagsterInstance, document_ids: list[str]) -> dict[str, dict]:
+    """{document_id: metadata of its latest generated_qa_pairs materialization}."""
+    latest = latest_storage_ids(instance, GENERATED_QA_PAIRS_KEY, dg.DagsterEventType.ASSET_MATERIALIZATION)
+    ids = [latest[key] for key in document_ids if key in latest]
+    found = {}
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=GENERATED_QA_PAIRS_KEY, storage_ids=part), limit=len(part)).records
+        found.update({record.partition_key: record.asset_materialization.metadata for record in records})
+    return found
+
+
+def dataset_usage(instance: dg.DagsterInstance, document_ids: list[str], kept_items: int, *,
+                  uses_a_model: bool, prices=None) -> dict:
+    """What the model was asked for the items of these documents (core.usage.usage_stats):
+    each document's latest generated_qa_pairs, the replies it asked for and those it took
+    from the cache (as they cost when they were asked). For the dataset card."""
+    per_document: dict[str, dict] = {}
+    counted = {"requests": 0, "tokenizer": None}
+    for document_id, metadata in latest_generation_metadata(instance, document_ids).items():
+        for key in ("model_usage", "model_usage_from_cache"):
+            if isinstance(_value(metadata, key), dict):
+                for task, counts in _value(metadata, key).items():
+                    add_counts(per_document.setdefault(document_id, {}).setdefault(task, {}), counts)
+        if isinstance(tokenized := _value(metadata, "usage_counted_with_tokenizer"), dict):
+            counted["requests"] += tokenized["requests"]
+            counted["tokenizer"] = tokenized["tokenizer"]
+    return usage_stats(per_document, kept_items, uses_a_model=uses_a_model, counted=counted, prices=prices)
+
+
+def recorded_history(instance: dg.DagsterInstance, model: str | None, limit: int = 5000) -> History:
+    """What the recorded generation runs of `model` measured (the newest `limit`
+    materializations): completion tokens per request per task, and the throughput."""
+    per_task: dict[str, dict[str, int]] = {}
+    runs: dict[str, tuple[int, float]] = {}
+    records = instance.fetch_materializations(GENERATED_QA_PAIRS_KEY, limit=limit).records
+    for record in records:
+        metadata = record.asset_materialization.metadata
+        if model is None or _value(metadata, "model") != model:
+            continue
+        if isinstance(usage := _value(metadata, "model_usage"), dict):
+            for task, counts in usage.items():
+                add_counts(per_task.setdefault(task, {}), counts)
+        # The step's figures are on each of its documents' events: once per run.
+        completion, seconds = _value(metadata, "generation_completion_tokens"), _value(metadata, "generation_seconds")
+        if record.run_id not in runs and completion and seconds:
+            runs[record.run_id] = (int(completion), float(seconds))
+    return History(per_task, sum(c for c, _ in runs.values()), sum(s for _, s in runs.values()), len(runs))

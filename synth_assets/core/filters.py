@@ -479,3 +479,31 @@ def filter_pairs(
         elif n is not None:
             reasons.append(NEAR_DUPLICATE_QUESTION)
     return results
+
+
+def closed_book_reasons(
+    records: list[dict],
+    config: FilterConfig = FilterConfig(),
+    judge_scores: Sequence[int | None] | None = None,
+    judge_unsupported: Sequence[list[str]] | None = None,
+) -> tuple[list[list[str]], list[dict]]:
+    """The rules an answer written without the source fails against the item's chunk
+    (records as filter_pairs takes them, the answer being the closed-book one), with the
+    details of the claims found unsupported.
+
+    Every rule of filter_pairs applies, with two differences that follow from the answer
+    having no source in view: it quotes nothing, so the citation rule does not apply and
+    the claim check weighs each claim against the whole chunk (the widest support there
+    is: a claim it rejects is in no passage of the chunk); and the question is the kept
+    item's own, so the duplicate rules (which judge questions, not answers) do not apply."""
+    bare = [{key: value for key, value in record.items() if key != "quotes"} for record in records]
+    reasons = filter_pairs(bare, config, judge_scores=judge_scores, judge_unsupported=judge_unsupported)
+    details = []
+    for record, found in zip(records, reasons):
+        found[:] = [reason for reason in found if reason not in (DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION)]
+        unsupported = unsupported_claims(statements_of(record), [as_text(record.get("chunk_text"))],
+                                         config.min_claim_support)
+        if unsupported and UNSUPPORTED_CLAIM not in found:
+            found.append(UNSUPPORTED_CLAIM)
+        details.append({UNSUPPORTED_CLAIM: unsupported} if unsupported else {})
+    return reasons, details

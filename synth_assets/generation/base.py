@@ -90,6 +90,14 @@ class GenerationOutcome:
     # request_id -> (replies, prompt tokens, completion tokens) of what was sent this time
     # (a cached reply costs nothing); empty for a backend without a model
     usage: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # base URL of the server that answered -> (replies, prompt tokens, completion tokens)
+    usage_by_server: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # request_id -> replies whose tokens `usage_tokenizer` counted (the server sent no usage)
+    usage_counted: dict[str, int] = field(default_factory=dict)
+    usage_tokenizer: str | None = None
+    # request_id -> (1, prompt tokens, completion tokens) of a reply taken from the cache,
+    # as recorded when it was asked: what the item cost, though this run paid nothing
+    usage_cached: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,14 @@ class JudgeOutcome:
     # pair_id -> the claims of its answer the judge found unsupported by the source (LLM judge)
     unsupported: dict[str, list[str]] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
+    # As GenerationOutcome's, by pair_id.
+    usage: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    usage_by_server: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    usage_counted: dict[str, int] = field(default_factory=dict)
+    usage_tokenizer: str | None = None
+    # request_id -> (1, prompt tokens, completion tokens) of a reply taken from the cache,
+    # as recorded when it was asked: what the item cost, though this run paid nothing
+    usage_cached: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
 class GenerationBackend(Protocol):

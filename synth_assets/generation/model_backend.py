@@ -105,6 +105,11 @@ class Reply:
     texts: list[str]
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # The server that answered (its base URL); "" for an engine in this process.
+    server: str = ""
+    # The tokenizer that counted the tokens when the server sent no `usage`; None: the
+    # counts are the server's (or the engine's) own.
+    counted_with: str | None = None
 
 
 @dataclass
@@ -133,6 +138,10 @@ class Run:
     results: dict[str, list[Any]] = field(default_factory=dict)
     failures: dict[str, GenerationFailure] = field(default_factory=dict)
     usage: dict[str, list[int]] = field(default_factory=dict)  # item_id -> [replies, prompt, completion tokens]
+    usage_by_server: dict[str, list[int]] = field(default_factory=dict)  # base URL -> the same
+    counted: dict[str, int] = field(default_factory=dict)  # item_id -> replies counted with `counted_with`
+    counted_with: str | None = None
+    cached_usage: dict[str, list[int]] = field(default_factory=dict)  # item_id -> [1, prompt, completion] as cached
     writer: _CacheWriter | None = None
     # Called with (item_id, results) as each prompt's results arrive (cached ones first).
     on_result: Callable[[str, list[Any]], None] | None = None
@@ -176,6 +185,14 @@ class Run:
         usage[0] += 1
         usage[1] += reply.prompt_tokens
         usage[2] += reply.completion_tokens
+        if reply.server:  # a fleet's bill is per server
+            server = self.usage_by_server.setdefault(reply.server, [0, 0, 0])
+            server[0] += 1
+            server[1] += reply.prompt_tokens
+            server[2] += reply.completion_tokens
+        if reply.counted_with:  # the server sent no usage: the summary says so
+            self.counted[prompt.item_id] = self.counted.get(prompt.item_id, 0) + 1
+            self.counted_with = reply.counted_with
         try:
             results, good, error = self.parse(reply.texts, self.task_of(prompt))
         except Exception as bug:  # a bug on one chunk is that chunk's failure, not the run's
@@ -304,18 +321,16 @@ class ModelBackend(abc.ABC):
                                                           failure.error, by_id[prompt.item_id].task))
         outcome.stats = {"chunks": len(requests), **stats, "failures": len(outcome.failures),
                          "pairs": len(outcome.pairs)}
-        outcome.usage = {item_id: tuple(counts) for item_id, counts in run.usage.items()}
+        _record_usage(outcome, run)
         return outcome
 
     def _prompt(self, request: GenerationRequest) -> Prompt:
         """A request's prompt: qa's own (unchanged when no count is set), or its task's."""
-        if request.task == QA:
-            if request.n_items is None:
-                return Prompt(request.request_id, build_messages(request, self.pairs_per_chunk))
-            return Prompt(request.request_id, build_messages(request, request.n_items),
-                          task=self._item_task(QA, request.n_items))
-        n = request.n_items or self.pairs_per_chunk
-        return Prompt(request.request_id, build_task_messages(request, n), task=self._item_task(request.task, n))
+        messages = request_messages(request, self.pairs_per_chunk)
+        if request.task == QA and request.n_items is None:
+            return Prompt(request.request_id, messages)
+        return Prompt(request.request_id, messages,
+                      task=self._item_task(request.task, request.n_items or self.pairs_per_chunk))
 
     def _item_task(self, task: str, n_items: int) -> Task:
         """A task with the sampling and cache-key extras of this backend's qa task."""
@@ -366,6 +381,7 @@ class ModelBackend(abc.ABC):
                 judged.scores.update(outcome.scores)
                 judged.unsupported.update(outcome.unsupported)
                 judged.failures.update(outcome.failures)
+                add_usage(judged, outcome)
 
         arrived_all: list = []
         thread = threading.Thread(target=judging, name="judge-as-generated", daemon=True)
@@ -399,6 +415,7 @@ class ModelBackend(abc.ABC):
                 outcome.failures[prompt.item_id] = _failure(run, prompt).error
         outcome.stats = {"judged": len(outcome.scores), "judge_failures": len(outcome.failures),
                          **{f"judge_{key}": value for key, value in stats.items() if key != "failures"}}
+        _record_usage(outcome, run)
         return outcome
 
     def cache_key_for(self, request: GenerationRequest) -> str:
@@ -418,6 +435,9 @@ class ModelBackend(abc.ABC):
             results = run.parse(_cached_texts(hit.reply), run.task_of(prompt))[0] if hit is not None else []
             if results:
                 run.results[prompt.item_id] = results
+                # What the reply cost when it was asked (as recorded with it): the items
+                # made from it cost that, though this run paid nothing.
+                run.cached_usage[prompt.item_id] = [1, hit.prompt_tokens or 0, hit.completion_tokens or 0]
                 if on_result is not None:
                     on_result(prompt.item_id, results)
             else:  # not cached, or cached but rejected by the parser as it is now
@@ -513,6 +533,33 @@ def _pairs(request: GenerationRequest, results: list[Any]) -> list[GeneratedPair
                 task=request.task, difficulty=p.get("difficulty"), source_chunk_ids=sources,
                 turns=tuple(p.get("turns") or ()), quotes=tuple(p.get("quotes") or ())))
     return pairs
+
+
+def request_messages(request: GenerationRequest, pairs_per_chunk: int) -> list[dict[str, str]]:
+    """The chat messages a request is sent as (also counted by the estimate)."""
+    if request.task == QA:
+        return build_messages(request, request.n_items or pairs_per_chunk)
+    return build_task_messages(request, request.n_items or pairs_per_chunk)
+
+
+def _record_usage(outcome: GenerationOutcome | JudgeOutcome, run: Run) -> None:
+    """What the call's replies cost, per request and per server, onto its outcome."""
+    outcome.usage = {item_id: tuple(counts) for item_id, counts in run.usage.items()}
+    outcome.usage_by_server = {url: tuple(counts) for url, counts in run.usage_by_server.items()}
+    outcome.usage_counted = dict(run.counted)
+    outcome.usage_tokenizer = run.counted_with
+    outcome.usage_cached = {item_id: tuple(counts) for item_id, counts in run.cached_usage.items()}
+
+
+def add_usage(total: GenerationOutcome | JudgeOutcome, part: GenerationOutcome | JudgeOutcome) -> None:
+    """`part`'s usage added to `total`'s (the judge's calls made while generating)."""
+    for mine, theirs in ((total.usage, part.usage), (total.usage_by_server, part.usage_by_server),
+                         (total.usage_cached, part.usage_cached)):
+        for key, counts in theirs.items():
+            mine[key] = tuple(a + b for a, b in zip(mine.get(key, (0, 0, 0)), counts))
+    for key, replies in part.usage_counted.items():
+        total.usage_counted[key] = total.usage_counted.get(key, 0) + replies
+    total.usage_tokenizer = part.usage_tokenizer or total.usage_tokenizer
 
 
 def _failure(run: Run, prompt: Prompt) -> GenerationFailure:

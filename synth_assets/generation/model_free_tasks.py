@@ -275,3 +275,38 @@ def unanswerable_items(chunk: ChunkUnits, n: int, document_text: str = "") -> li
             break  # one question per subject: the next attribute goes to the next subject
     return items
 
+
+
+# -- Closed-book stand-ins (preference pairs without a model) -----------------------------
+
+MODEL_FREE_CLOSED_BOOK_VERSION = "model-free-closed-book-v1"
+
+
+def closed_book_stand_ins(questions: dict[str, tuple[str, str]], bodies: dict[str, str]) -> dict[str, str]:
+    """{item_id: answer} for {item_id: (question, its chunk_id)}, without a model.
+
+    There is no model to ask the question without its source, so no memory to answer
+    from. What stands in for one is the answer a wrong passage gives: the sentence of
+    ANOTHER chunk of the same document (`bodies`: chunk_id -> body, without the overlap
+    of the chunk before) sharing the most content words with the question, verbatim. It
+    is on the subject and reads well, and it is not the question's own sentence: the
+    curate step filters it against the question's chunk like any answer, and keeps it as
+    `rejected` only when a rule fails it. An item whose document has no other chunk, or
+    none sharing a content word with the question, gets none."""
+    sentences = {chunk_id: [unit.evidence for unit in evidence_units(body) if not unit.is_list]
+                 for chunk_id, body in bodies.items()}
+    stems = {chunk_id: [content_stems(sentence) for sentence in found] for chunk_id, found in sentences.items()}
+    answers = {}
+    for item_id, (question, own_chunk) in questions.items():
+        asked = content_stems(question)
+        best, best_shared = None, 0
+        for chunk_id in sorted(sentences):  # sorted: the same answer whatever the dict order
+            if chunk_id == own_chunk:
+                continue
+            for sentence, words in zip(sentences[chunk_id], stems[chunk_id]):
+                shared = len(asked & words)
+                if shared > best_shared:
+                    best, best_shared = sentence, shared
+        if best is not None:
+            answers[item_id] = " ".join(best.split())
+    return answers

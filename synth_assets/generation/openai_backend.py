@@ -40,6 +40,11 @@ every server is out, requests still go to all of them, with backoff, each one an
 attempt, so the run ends with each chunk generated or failed. One URL (one server,
 or a router in front of replicas) is used as before, without health checks.
 
+Every reply's prompt and completion tokens come from the server's `usage`; a server
+that leaves it out has them counted with `tokenizer_name`'s tokenizer (the one that sizes
+the chunks: the model's own when it is local, else the offline MiniLM one), and the
+outcome says how many replies were counted so and with which tokenizer.
+
 The API key is read from the environment at call time, is kept only by the clients'
 request headers and the run (never the backend), and is scrubbed from every error
 string that is logged or returned.
@@ -50,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import email.utils
 import itertools
 import os
@@ -67,6 +73,8 @@ RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 # The configuration is wrong for every chunk: stop sending after the first.
 FATAL_STATUSES = frozenset({401, 403, 404})
 _SCHEMA_WORDS = ("response_format", "json_schema", "structured", "guided", "schema")
+# A reply's counted_with until the tokenizer has counted it: the server sent no usage.
+_NO_USAGE = "no usage from the server"
 
 
 class _Retryable(Exception):
@@ -163,6 +171,7 @@ class OpenAIBackend(ModelBackend):
         log: Any = None,
         progress_every_s: float = 5.0,
         health_interval_s: float = 5.0,
+        tokenizer_name: str | None = None,
     ) -> None:
         if max_concurrency < 1 or max_attempts < 1:
             raise ValueError("max_concurrency and max_attempts must be at least 1")
@@ -192,6 +201,7 @@ class OpenAIBackend(ModelBackend):
         self.cache = cache
         self.log = log
         self.progress_every_s = progress_every_s
+        self.tokenizer_name = tokenizer_name  # counts the tokens of replies sent without usage
 
     def __repr__(self) -> str:
         urls = self.base_urls[0] if len(self.base_urls) == 1 else list(self.base_urls)
@@ -339,7 +349,7 @@ class OpenAIBackend(ModelBackend):
             run.fail(prompt, run.stop_reason, sent=False)
             return None
         try:
-            reply = await self._post(client, prompt, run)
+            reply = await self._post(client, prompt, run, server.url)
         except _Retryable as failure:
             fleet_of_many = len(fleet.servers) > 1
             if failure.unreachable and fleet_of_many:
@@ -364,7 +374,7 @@ class OpenAIBackend(ModelBackend):
             return None
         return 0.0 if run.settle(prompt, reply) else None  # a bad reply is asked again at once
 
-    async def _post(self, client: httpx.AsyncClient, prompt: Prompt, run: Run) -> Reply:
+    async def _post(self, client: httpx.AsyncClient, prompt: Prompt, run: Run, server_url: str = "") -> Reply:
         """One chat completion, or _Retryable/_Fatal."""
         task = run.task_of(prompt)
         while True:  # loops once more only when the server refuses response_format
@@ -391,7 +401,8 @@ class OpenAIBackend(ModelBackend):
 
             status = response.status_code
             if status == 200:
-                return _reply(response)
+                reply = _reply(response, server_url)
+                return reply if reply.counted_with is None else self._counted(reply, prompt.messages)
             detail = response.text[:300]
             if status in RETRY_STATUSES:
                 raise _Retryable(f"HTTP {status}: {detail}", _retry_after(response))
@@ -408,6 +419,16 @@ class OpenAIBackend(ModelBackend):
                 continue
             raise _Fatal(f"HTTP {status}: {detail}", stop_all=status in FATAL_STATUSES)
 
+    def _counted(self, reply: Reply, messages: list[dict[str, str]]) -> Reply:
+        """A reply the server sent without `usage`, its tokens counted with the tokenizer."""
+        from synth_assets.core.chunking import load_tokenizer
+        from synth_assets.core.usage import count_completion_tokens, count_prompt_tokens
+
+        tokenizer, name = load_tokenizer(self.tokenizer_name)  # cached: loaded once per process
+        return dataclasses.replace(
+            reply, prompt_tokens=count_prompt_tokens(tokenizer, messages),
+            completion_tokens=sum(count_completion_tokens(tokenizer, text) for text in reply.texts), counted_with=name)
+
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Full jitter: uniform(0, min(max, base * 2^(attempt-1))); Retry-After wins."""
         if retry_after is not None:
@@ -415,16 +436,20 @@ class OpenAIBackend(ModelBackend):
         return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)))
 
 
-def _reply(response: httpx.Response) -> Reply:
+def _reply(response: httpx.Response, server_url: str = "") -> Reply:
+    """The reply, with the server's token counts; `counted_with` _NO_USAGE when it sent
+    none (the caller counts them with the tokenizer)."""
     try:
         data = response.json()
         content = data["choices"][0]["message"].get("content") or ""
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         # A 200 without a completion is a server hiccup, not the model's reply.
         raise _Retryable(f"HTTP 200 without a chat completion: {response.text[:200]}") from None
-    usage = data.get("usage") or {}
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     tokens = [usage.get(k) for k in ("prompt_tokens", "completion_tokens")]
-    return Reply([content], *(int(t) if isinstance(t, (int, float)) else 0 for t in tokens))
+    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in tokens):
+        return Reply([content], server=server_url, counted_with=_NO_USAGE)
+    return Reply([content], *(int(t) for t in tokens), server=server_url)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

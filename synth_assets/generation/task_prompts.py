@@ -13,6 +13,7 @@ default), never the reply; a reply with no usable item is a ReplyParseError, ask
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from json_repair import repair_json
@@ -231,3 +232,71 @@ def parse_task_reply(task: str, text: str | None, n_items: int) -> list[dict[str
     if not items:
         raise ReplyParseError(f"{len(raw)} items but none usable for {task}")
     return items
+
+
+# -- Closed-book answers (preference pairs, core/preference.py) ---------------------------
+#
+# With preference pairs on, each kept-worthy question is asked once more WITHOUT its
+# source: what the model says from memory. The curate step filters that answer against
+# the question's chunk like any other; one the filters reject is a `rejected` answer of a
+# preference pair, beside the grounded answer as `chosen`. The prompt has its own version
+# and its own cache key (schema name, task "closed_book"), so turning preference pairs on
+# adds requests and leaves the cached generation and judge replies as they were.
+
+CLOSED_BOOK_PROMPT_VERSION = "closed-book-v1"
+CLOSED_BOOK_SCHEMA_NAME = "closed_book_answer"
+CLOSED_BOOK = "closed_book"  # the task name in cache keys and request ids
+
+CLOSED_BOOK_SYSTEM_PROMPT = """\
+You are a helpful assistant. Answer the user's question from what you know, in one to \
+three complete sentences, in the language of the question.
+Reply with JSON only, no other text, in this form: {"answer": "..."}"""
+
+
+@dataclass(frozen=True)
+class ClosedBookRequest:
+    """One question to answer without its source. `item_id` names the request (the pair
+    id of the item whose question it is); the chunk is not sent, only kept for the filters."""
+
+    item_id: str
+    question: str
+
+
+@dataclass
+class ClosedBookOutcome:
+    # item_id -> the answer the model gave without the source
+    answers: dict[str, str] = field(default_factory=dict)
+    # item_id -> why there is no answer (after every attempt)
+    failures: dict[str, str] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def closed_book_request_id(item_id: str) -> str:
+    """The id of an item's closed-book request: apart from its judge request's (the pair id)."""
+    return f"{item_id}@{CLOSED_BOOK}"
+
+
+def build_closed_book_messages(question: str) -> list[dict[str, str]]:
+    """The question alone, as a user would ask it: no document, no excerpt."""
+    return [{"role": "system", "content": CLOSED_BOOK_SYSTEM_PROMPT}, {"role": "user", "content": question}]
+
+
+def closed_book_json_schema() -> dict[str, Any]:
+    return {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
+            "additionalProperties": False}
+
+
+def parse_closed_book_reply(text: str | None) -> str:
+    """The answer of a closed-book reply; ReplyParseError when there is none."""
+    if text is None or not text.strip():
+        raise ReplyParseError("empty reply")
+    try:
+        value = repair_json(text, return_objects=True)
+    except Exception as error:  # a bug in json_repair is a parse failure, not a crash
+        raise ReplyParseError(f"could not repair JSON: {type(error).__name__}") from None
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        value = value[0]
+    answer = _text(value.get("answer")) if isinstance(value, dict) else ""
+    if not answer:
+        raise ReplyParseError("no answer in the closed-book reply")
+    return answer

@@ -32,6 +32,12 @@ class CurationResource(dg.ConfigurableResource, FilterConfig):
     # this share of its non-boilerplate chunks. None: no check (a short document or a
     # strict filter can leave chunks uncovered for good reasons).
     min_coverage: float | None = pydantic.Field(default=None, ge=0.0, le=1.0)
+    # Preference pairs (core/preference.py, docs/EXPORTS.md): each question of a qa item
+    # is also answered without its source (a closed-book request, batched with the judge's;
+    # without a model, a stand-in from another chunk), that answer filtered against the
+    # item's chunk, and one the filters reject kept as the `rejected` side of a pair whose
+    # `chosen` is the kept, grounded answer. Off: no request more, nothing changes.
+    preference_pairs: bool = False
 
     def filter_config(self) -> FilterConfig:
         return FilterConfig(**self.model_dump(include=set(FilterConfig.model_fields)))
@@ -41,4 +47,6 @@ class CurationResource(dg.ConfigurableResource, FilterConfig):
         filtered_qa_pairs' code version, so changing a threshold marks that asset and
         its downstream stale (the gate settings only change what the checks say)."""
         settings = self.filter_config().model_dump()
+        if self.preference_pairs:  # off keeps the versions it always had
+            settings["preference_pairs"] = True
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]

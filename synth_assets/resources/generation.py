@@ -39,6 +39,13 @@ from synth_assets.generation.base import GenerationBackend
 
 GENERATION_MODEL_ENV = "SYNTH_ASSETS_MODEL"
 TASKS_ENV = "SYNTH_ASSETS_TASKS"
+# What the model costs (docs/GENERATION.md#what-a-run-costs): each a positive number, or unset.
+COST_SETTINGS_ENV = {
+    "throughput_tokens_per_s": "SYNTH_ASSETS_THROUGHPUT_TOKENS_PER_S",
+    "price_per_hour": "SYNTH_ASSETS_PRICE_PER_HOUR",
+    "price_per_million_prompt_tokens": "SYNTH_ASSETS_PRICE_PER_MILLION_PROMPT_TOKENS",
+    "price_per_million_completion_tokens": "SYNTH_ASSETS_PRICE_PER_MILLION_COMPLETION_TOKENS",
+}
 DEFAULT_PAIRS_PER_CHUNK = 5
 DEFAULT_CACHE_PATH = "data/generation_cache.duckdb"
 GPU_POOL = "gpu"
@@ -94,6 +101,15 @@ class GenerationResource(dg.ConfigurableResource):
     instance_dir: str | None = None
     service_idle_s: float = 900.0
     cache_path: str | None = DEFAULT_CACHE_PATH
+    # What the model costs, for `make run`'s summary, the card and `--estimate`:
+    # completion tokens per second the server(s) write, end to end (None: measured from
+    # the recorded runs), and prices in any one currency: the server(s) per hour, all
+    # their GPUs together (GPU time), and per million prompt / completion tokens (a
+    # hosted API). Each must be a positive number (checked at start-up).
+    throughput_tokens_per_s: float | None = None
+    price_per_hour: float | None = None
+    price_per_million_prompt_tokens: float | None = None
+    price_per_million_completion_tokens: float | None = None
 
     _backend: Any = PrivateAttr(default=None)
     _lease: Any = PrivateAttr(default=None)
@@ -107,6 +123,20 @@ class GenerationResource(dg.ConfigurableResource):
     def task_shares(self) -> dict[str, float]:
         """The task shares, parsed (checked at start-up by Settings.from_env)."""
         return parse_task_shares(self.tasks)
+
+    def check_cost_settings(self) -> None:
+        """A throughput or price that is not a positive number: ValueError naming its variable."""
+        from synth_assets.core.usage import check_positive
+
+        for name, variable in COST_SETTINGS_ENV.items():
+            check_positive(getattr(self, name), variable)
+
+    def prices(self):
+        """The price settings (core.usage.Prices)."""
+        from synth_assets.core.usage import Prices
+
+        return Prices(self.price_per_hour, self.price_per_million_prompt_tokens,
+                      self.price_per_million_completion_tokens)
 
     @property
     def chunk_tokens(self) -> int:
@@ -243,6 +273,8 @@ class GenerationResource(dg.ConfigurableResource):
             use_json_schema=self.use_json_schema,
             cache=self._cache(),
             log=log,
+            # Counts the tokens of replies sent without usage: the chunks' tokenizer.
+            tokenizer_name=self.tokenizer_name,
         )
         if self.backend == "vllm_serve":
             backend.generator = "vllm_serve"  # rows say the pipeline started the server

@@ -1,0 +1,278 @@
+"""What a run over a folder will ask of the model, before anything is generated.
+
+`make run ARGS=--estimate` parses and chunks a sample of the folder's documents (all of
+them when there are at most `SAMPLE_SIZE`), plans their requests as generation would
+(generation/estimate.py), and this module turns those counts into the expected
+requests, prompt and completion tokens of the whole folder, and, given a throughput,
+the time, and, given a price, the cost.
+
+- Sampling and scaling: the sample's places go to the formats (extensions) in
+  proportion to their bytes; each sampled document stands for (bytes of its format in
+  the folder / sampled bytes of that format) documents, and formats left out of the
+  sample are shared by all by bytes. A sampled file that fails counts with its bytes and
+  no requests, so failures are expected in the same proportion in the rest.
+- Prompt tokens are counted on the prompts themselves, with the tokenizer that sizes the
+  chunks (the model's own when it is local).
+- Completion tokens per request come from the recorded runs of the same model (the
+  `model_usage` of generated_qa_pairs: completion tokens per request, per task); for a
+  task with no recorded request, `DEFAULT_COMPLETION_TOKENS_PER_ITEM` times the items
+  asked, at most the `max_tokens` a request may write.
+- The judge (with SYNTH_ASSETS_USE_JUDGE=1) is counted as one request per generated
+  item: an upper bound, since only items that pass the cheaper rules are judged.
+- Time: the expected completion tokens over the throughput, completion tokens per
+  second end to end: SYNTH_ASSETS_THROUGHPUT_TOKENS_PER_S, or measured over the recorded
+  runs of the model (their completion tokens over their generation time).
+- The estimate is of a full run, as with `--force` and an empty generation cache:
+  replies already in the cache are not subtracted; retries are not included.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from synth_assets.core.usage import COUNTS, Prices, add_counts
+
+SAMPLE_SIZE = 5
+JUDGE = "judge"
+# Completion tokens a model writes per item when no run of it is recorded: a JSON item
+# with its question, answer, evidence quotes and, per task, its steps or turns (typical of
+# 7-8B instruction models on these prompts; recorded runs replace them).
+DEFAULT_COMPLETION_TOKENS_PER_ITEM = {
+    "qa": 80,
+    "reasoning": 180,
+    "multi_hop": 110,
+    "conversation": 380,
+    "unanswerable": 90,
+    JUDGE: 50,  # per judge request: a score and a one-line reason
+}
+
+
+@dataclass
+class SampledDocument:
+    """One sampled document: its size, and what it became (or why it failed)."""
+
+    document_id: str
+    size_bytes: int
+    format: str = ""  # the file's extension: bytes per token depend on it
+    chunks: int = 0
+    # task -> {requests, prompt_tokens, items}
+    tasks: dict[str, dict[str, int]] = field(default_factory=dict)
+    # prompt tokens the judge would be shown per generated item (chunk text and template)
+    judge_prompt_tokens: int = 0
+    error: str | None = None
+
+
+def sample_documents(sizes: Mapping[str, int], formats: Mapping[str, str], size: int = SAMPLE_SIZE,
+                     seed: int = 0) -> list[str]:
+    """`size` of the documents (all of them when there are no more), in folder order.
+
+    The places go to the formats in proportion to their bytes (largest remainder; a
+    folder of PDFs and Markdown gets both), and within a format the documents are drawn
+    with `seed`: bytes per token differ between formats far more than within one."""
+    if size < 1:
+        raise ValueError(f"the estimate's sample size must be at least 1, got {size}")
+    keys = list(sizes)
+    if len(keys) <= size:
+        return keys
+    by_format: dict[str, list[str]] = {}
+    for key in keys:
+        by_format.setdefault(formats[key], []).append(key)
+    weight = {fmt: sum(sizes[key] for key in members) or len(members) for fmt, members in by_format.items()}
+    total = sum(weight.values())
+    quota = {fmt: size * weight[fmt] / total for fmt in by_format}
+    places = {fmt: min(int(quota[fmt]), len(by_format[fmt])) for fmt in by_format}
+    for fmt in sorted(by_format, key=lambda fmt: (places[fmt] - quota[fmt], fmt)):  # largest remainder first
+        if sum(places.values()) >= size:
+            break
+        if places[fmt] < len(by_format[fmt]):
+            places[fmt] += 1
+    while sum(places.values()) < size:  # a format ran out of documents: the biggest others take its places
+        fmt = max((fmt for fmt in by_format if places[fmt] < len(by_format[fmt])), key=lambda fmt: quota[fmt])
+        places[fmt] += 1
+    rng = random.Random(seed)
+    chosen = {key for fmt in sorted(by_format) for key in rng.sample(by_format[fmt], places[fmt])}
+    return [key for key in keys if key in chosen]
+
+
+def weights(sampled: Sequence[SampledDocument], folder: Mapping[str, tuple[int, int]]) -> dict[str, float]:
+    """How many of the folder's documents each sampled one stands for: the bytes of its
+    format over the sampled bytes of that format (by documents for empty files), plus
+    its share of the formats not sampled at all (by bytes over the whole sample).
+    `folder`: format -> (documents, bytes)."""
+    in_sample: dict[str, list[SampledDocument]] = {}
+    for document in sampled:
+        in_sample.setdefault(document.format, []).append(document)
+    unsampled = [folder[fmt] for fmt in folder if fmt not in in_sample]
+    sample_bytes = sum(document.size_bytes for document in sampled)
+    extra_bytes, extra_documents = sum(b for _, b in unsampled), sum(n for n, _ in unsampled)
+    found = {}
+    for fmt, members in in_sample.items():
+        documents, size = folder.get(fmt, (len(members), sum(m.size_bytes for m in members)))
+        member_bytes = sum(m.size_bytes for m in members)
+        for member in members:
+            own = size / member_bytes if member_bytes else documents / len(members)
+            extra = extra_bytes / sample_bytes if sample_bytes else extra_documents / len(sampled)
+            found[member.document_id] = own + extra
+    return found
+
+
+@dataclass(frozen=True)
+class History:
+    """What the recorded runs of the configured model measured: {task: counts} of the
+    replies they received, and their completion tokens and generation seconds (for the
+    throughput)."""
+
+    per_task: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    runs: int = 0
+
+    def completion_per_request(self, task: str) -> float | None:
+        counts = self.per_task.get(task, {})
+        return counts["completion_tokens"] / counts["requests"] if counts.get("requests") else None
+
+    @property
+    def throughput(self) -> float | None:
+        return self.completion_tokens / self.seconds if self.completion_tokens and self.seconds > 0 else None
+
+
+@dataclass
+class Estimate:
+    documents: int
+    sampled: list[SampledDocument]
+    per_task: dict[str, dict[str, float]]  # task -> {requests, prompt_tokens, completion_tokens}
+    chunks: float
+    completion_source: dict[str, str]  # task -> where its completion tokens per request came from
+    throughput: float | None
+    throughput_source: str
+    seconds: float | None
+    prices: Prices
+    cost: float | None
+    tokenizer: str
+
+    @property
+    def totals(self) -> dict[str, float]:
+        total: dict[str, float] = dict.fromkeys(COUNTS, 0.0)
+        for counts in self.per_task.values():
+            for key in COUNTS:
+                total[key] += counts[key]
+        return total
+
+    @property
+    def failed(self) -> list[SampledDocument]:
+        return [document for document in self.sampled if document.error is not None]
+
+
+class NothingToEstimate(Exception):
+    """Every sampled document failed: there is nothing to scale from."""
+
+
+def estimate(sampled: list[SampledDocument], folder: Mapping[str, tuple[int, int]], *, history: History,
+             max_tokens: int, use_judge: bool, throughput_setting: float | None, prices: Prices,
+             tokenizer: str, throughput_variable: str = "SYNTH_ASSETS_THROUGHPUT_TOKENS_PER_S") -> Estimate:
+    """The folder's expected requests, tokens, time and cost from its sampled documents."""
+    if not sampled:
+        raise NothingToEstimate("the folder holds no document")
+    if all(document.error is not None for document in sampled):
+        raise NothingToEstimate("every sampled document failed:\n" + "\n".join(
+            f"  - {document.document_id}: {document.error}" for document in sampled))
+    weight = weights(sampled, folder)
+    # The sample's counts, each document weighted by the documents it stands for.
+    per_task: dict[str, dict[str, float]] = {}
+    items: dict[str, float] = {}
+    judge_prompt = 0.0
+    for document in sampled:
+        judge_prompt += document.judge_prompt_tokens * weight[document.document_id]
+        for task, counts in document.tasks.items():
+            scaled_counts = per_task.setdefault(task, {"requests": 0.0, "prompt_tokens": 0.0, "completion_tokens": 0.0})
+            scaled_counts["requests"] += counts["requests"] * weight[document.document_id]
+            scaled_counts["prompt_tokens"] += counts["prompt_tokens"] * weight[document.document_id]
+            items[task] = items.get(task, 0.0) + counts["items"] * weight[document.document_id]
+    source: dict[str, str] = {}
+    for task, counts in per_task.items():
+        counts["completion_tokens"], source[task] = _completion(task, counts["requests"], items[task], history,
+                                                               max_tokens)
+    if use_judge and items:
+        generated = sum(items.values())
+        # The judge sees each item's question and answer beside the source: about what the
+        # generator wrote for it.
+        written = sum(counts["completion_tokens"] for counts in per_task.values())
+        judge = {"requests": generated, "prompt_tokens": judge_prompt + written, "completion_tokens": 0.0}
+        judge["completion_tokens"], source[JUDGE] = _completion(JUDGE, generated, generated, history, 200)
+        per_task[JUDGE] = judge
+    scaled = per_task
+    completion = sum(counts["completion_tokens"] for counts in scaled.values())
+    prompt = sum(counts["prompt_tokens"] for counts in scaled.values())
+    if throughput_setting is not None:
+        throughput, throughput_source = throughput_setting, f"{throughput_variable}"
+    elif history.throughput is not None:
+        throughput = history.throughput
+        throughput_source = f"measured over {history.runs} recorded run{'s' if history.runs != 1 else ''}"
+    else:
+        throughput, throughput_source = None, f"no recorded run of this model; set {throughput_variable}"
+    seconds = completion / throughput if throughput else None
+    return Estimate(
+        documents=sum(n for n, _ in folder.values()), sampled=sampled, per_task=scaled,
+        chunks=sum(document.chunks * weight[document.document_id] for document in sampled), completion_source=source,
+        throughput=throughput, throughput_source=throughput_source, seconds=seconds, prices=prices,
+        cost=prices.cost(prompt, completion, seconds), tokenizer=tokenizer)
+
+
+def _completion(task: str, requests: float, items: float, history: History, max_tokens: int) -> tuple[float, str]:
+    measured = history.completion_per_request(task)
+    if measured is not None:
+        runs = f"{history.runs} recorded run{'s' if history.runs != 1 else ''}"
+        return requests * measured, f"{measured:.0f} per request, from {runs}"
+    per_item = DEFAULT_COMPLETION_TOKENS_PER_ITEM.get(task, DEFAULT_COMPLETION_TOKENS_PER_ITEM["qa"])
+    per_request = min(per_item * items / requests, max_tokens) if requests else 0
+    return requests * per_request, f"{per_item} per item (default: no recorded run of this task)"
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def format_estimate(result: Estimate, folder: str) -> str:
+    """The lines `make run ARGS=--estimate` prints."""
+    total = result.totals
+    ok = [document for document in result.sampled if document.error is None]
+    what = ("every document" if len(result.sampled) == result.documents
+            else f"{len(result.sampled)} sampled documents, scaled by the bytes of each format")
+    lines = [f"estimate for {result.documents} documents in {folder} (from {what}); nothing was generated"]
+    if result.failed:
+        lines.append(f"  failed in the sample: {len(result.failed)} (expected in the same proportion in the rest)")
+        lines += [f"    - {document.document_id}: {document.error}" for document in result.failed]
+    lines += [
+        f"  sampled:           {len(ok)} documents parsed, {sum(d.chunks for d in ok)} chunks",
+        f"  chunks:            ~{result.chunks:,.0f}",
+        f"  requests:          ~{total['requests']:,.0f}"
+        + (" (" + ", ".join(f"{task} {c['requests']:,.0f}" for task, c in result.per_task.items()) + ")"
+           if len(result.per_task) > 1 else ""),
+        f"  prompt tokens:     ~{total['prompt_tokens']:,.0f} (counted with {result.tokenizer})",
+        f"  completion tokens: ~{total['completion_tokens']:,.0f} ("
+        + "; ".join(f"{task}: {text}" for task, text in result.completion_source.items()) + ")",
+    ]
+    if result.seconds is None:
+        lines.append(f"  time:              unknown ({result.throughput_source})")
+    else:
+        lines.append(f"  time:              ~{_duration(result.seconds)} at {result.throughput:,.1f} completion "
+                     f"tokens/s ({result.throughput_source})")
+    if result.prices.any:
+        if result.cost is None:
+            lines.append(f"  cost:              unknown: a price per hour needs the time ({result.prices.describe()})")
+        else:
+            lines.append(f"  cost:              ~{result.cost:,.4g} (at {result.prices.describe()})")
+    else:
+        lines.append("  cost:              no price set (SYNTH_ASSETS_PRICE_PER_HOUR, "
+                     "SYNTH_ASSETS_PRICE_PER_MILLION_PROMPT_TOKENS / _COMPLETION_TOKENS)")
+    return "\n".join(lines)
+
+
+def estimate_figures(result: Estimate) -> dict[str, Any]:
+    """The estimate as plain numbers (the benchmark compares them with a run)."""
+    return {**{key: round(value) for key, value in result.totals.items()}, "chunks": round(result.chunks),
+            "seconds": result.seconds, "cost": result.cost}

@@ -1,0 +1,236 @@
+"""Tokens, time and cost (issue 30): the estimate before a run, the usage recorded by a
+run against the simulated server, and the settings' checks."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benchmarks.sim_server import start_server_in_thread
+from synth_assets.core.estimate import (
+    DEFAULT_COMPLETION_TOKENS_PER_ITEM,
+    History,
+    NothingToEstimate,
+    SampledDocument,
+    estimate,
+    format_estimate,
+    sample_documents,
+    weights,
+)
+from synth_assets.core.usage import Prices, usage_lines, usage_section, usage_stats
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "documents"
+
+
+def _doc(document_id: str, size: int, fmt: str = ".md", requests: int = 10, prompt: int = 5000,
+         items: int = 50, error: str | None = None) -> SampledDocument:
+    tasks = {} if error else {"qa": {"requests": requests, "prompt_tokens": prompt, "items": items}}
+    return SampledDocument(document_id, size, fmt, chunks=requests if not error else 0, tasks=tasks, error=error)
+
+
+# -- sampling and scaling --------------------------------------------------------------
+
+def test_a_small_folder_is_estimated_from_every_document():
+    sizes = {f"d{i}.md": 100 for i in range(4)}
+    assert sample_documents(sizes, dict.fromkeys(sizes, ".md"), 5) == list(sizes)
+
+
+def test_the_sample_is_seeded_and_shared_by_the_formats_bytes():
+    sizes = {**{f"a{i}.md": 1_000 for i in range(40)}, **{f"b{i}.pdf": 10_000 for i in range(10)}}
+    formats = {key: key[-4:] if key.endswith(".pdf") else ".md" for key in sizes}
+    first = sample_documents(sizes, formats, 5, seed=1)
+    assert first == sample_documents(sizes, formats, 5, seed=1) != sample_documents(sizes, formats, 5, seed=2)
+    # 100 KB of PDF against 40 KB of Markdown: 5 x 100/140 = 3.6 -> 4 places, 1 for Markdown
+    assert sum(key.endswith(".pdf") for key in first) == 4 and len(first) == 5
+    with pytest.raises(ValueError, match="at least 1"):
+        sample_documents(sizes, formats, 0)
+
+
+def test_each_sampled_document_stands_for_its_formats_bytes_and_a_share_of_the_rest():
+    sampled = [_doc("a.md", 1_000), _doc("b.md", 3_000), _doc("c.pdf", 10_000, ".pdf")]
+    # folder: 20 KB of Markdown, 50 KB of PDF, 7 KB of HTML (not sampled)
+    folder = {".md": (20, 20_000), ".pdf": (5, 50_000), ".html": (2, 7_000)}
+    found = weights(sampled, folder)
+    assert found == pytest.approx({"a.md": 5 + 0.5, "b.md": 5 + 0.5, "c.pdf": 5 + 0.5})
+
+
+def test_the_estimate_scales_the_sample_and_takes_completions_from_recorded_runs():
+    sampled = [_doc("a.md", 1_000, requests=10, prompt=5_000, items=50),
+               _doc("b.md", 1_000, requests=30, prompt=15_000, items=150),
+               _doc("bad.md", 2_000, error="could not be read")]
+    history = History(per_task={"qa": {"requests": 100, "prompt_tokens": 1, "completion_tokens": 25_000}},
+                      completion_tokens=50_000, seconds=100.0, runs=2)
+    result = estimate(sampled, {".md": (40, 40_000)}, history=history, max_tokens=1024, use_judge=False,
+                      throughput_setting=None, prices=Prices(per_hour=3.6), tokenizer="test-tokenizer")
+    # 40 KB over 4 KB sampled: x10; the failed file's bytes are in the 4 KB (failures as often elsewhere)
+    assert result.totals["requests"] == pytest.approx(400)
+    assert result.totals["prompt_tokens"] == pytest.approx(200_000)
+    assert result.totals["completion_tokens"] == pytest.approx(400 * 250)  # 250 per request, recorded
+    assert result.throughput == pytest.approx(500) and result.seconds == pytest.approx(200)
+    assert result.cost == pytest.approx(3.6 * 200 / 3600)
+    text = format_estimate(result, "/docs")
+    assert "bad.md: could not be read" in text and "~400" in text and "250 per request, from 2 recorded runs" in text
+    assert "measured over 2 recorded runs" in text and "0:03:20" in text
+
+
+def test_without_recorded_runs_completions_are_the_defaults_and_time_needs_a_throughput():
+    sampled = [_doc("a.md", 1_000, requests=2, prompt=1_000, items=10)]
+    result = estimate(sampled, {".md": (1, 1_000)}, history=History(), max_tokens=1024, use_judge=True,
+                      throughput_setting=None, prices=Prices(per_million_completion_tokens=2.0), tokenizer="t")
+    qa = DEFAULT_COMPLETION_TOKENS_PER_ITEM["qa"] * 10
+    assert result.per_task["qa"]["completion_tokens"] == pytest.approx(qa)
+    # the judge: one request per generated item, shown the source and what was written
+    assert result.per_task["judge"]["requests"] == pytest.approx(10)
+    assert result.per_task["judge"]["completion_tokens"] == pytest.approx(10 * DEFAULT_COMPLETION_TOKENS_PER_ITEM["judge"])
+    assert result.seconds is None and "set SYNTH_ASSETS_THROUGHPUT_TOKENS_PER_S" in format_estimate(result, "/d")
+    assert result.cost == pytest.approx(2.0 * result.totals["completion_tokens"] / 1e6)  # per token: no time needed
+    # A request cannot write more than max_tokens.
+    capped = estimate(sampled, {".md": (1, 1_000)}, history=History(), max_tokens=100, use_judge=False,
+                      throughput_setting=42.0, prices=Prices(), tokenizer="t")
+    assert capped.per_task["qa"]["completion_tokens"] == pytest.approx(2 * 100)
+    assert capped.seconds == pytest.approx(200 / 42.0) and capped.throughput_source == "SYNTH_ASSETS_THROUGHPUT_TOKENS_PER_S"
+
+
+def test_a_folder_whose_sampled_documents_all_fail_says_why_for_each():
+    sampled = [_doc("x.pdf", 10, ".pdf", error="could not be read as PDF: bad header"),
+               _doc("y.docx", 10, ".docx", error="is not a valid Word file")]
+    with pytest.raises(NothingToEstimate) as failure:
+        estimate(sampled, {".pdf": (1, 10), ".docx": (1, 10)}, history=History(), max_tokens=512, use_judge=False,
+                 throughput_setting=None, prices=Prices(), tokenizer="t")
+    assert "x.pdf: could not be read as PDF: bad header" in str(failure.value)
+    assert "y.docx: is not a valid Word file" in str(failure.value)
+
+
+# -- the folder, parsed and chunked in process -------------------------------------------
+
+def _settings(folder: Path, **environ: str):
+    from synth_assets.settings import Settings
+
+    return Settings.from_env({"SYNTH_ASSETS_DOCUMENTS_DIR": str(folder), "SYNTH_ASSETS_GENERATION_BACKEND": "openai",
+                              "SYNTH_ASSETS_MODEL": "sim-model", **environ})
+
+
+def test_estimate_main_on_a_folder_of_broken_files_prints_each_and_exits_1(tmp_path, monkeypatch, capsys):
+    from synth_assets.run import estimate_main
+
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "broken.pdf").write_bytes(b"not a pdf at all")
+    (folder / "broken.docx").write_bytes(b"not a zip either")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    assert estimate_main(_settings(folder), 5, 0) == 1
+    err = capsys.readouterr().err
+    assert "broken.pdf: " in err and "broken.docx: " in err and "every sampled document failed" in err
+
+
+def test_the_settings_refuse_a_price_or_throughput_that_is_not_a_positive_number(tmp_path):
+    for variable in ("SYNTH_ASSETS_PRICE_PER_HOUR", "SYNTH_ASSETS_THROUGHPUT_TOKENS_PER_S",
+                     "SYNTH_ASSETS_PRICE_PER_MILLION_PROMPT_TOKENS", "SYNTH_ASSETS_PRICE_PER_MILLION_COMPLETION_TOKENS"):
+        for bad in ("0", "-2.5", "nan", "inf", "cheap"):
+            with pytest.raises(ValueError, match=variable):
+                _settings(tmp_path, **{variable: bad})
+    generation = _settings(tmp_path, SYNTH_ASSETS_PRICE_PER_HOUR="2.5",
+                           SYNTH_ASSETS_THROUGHPUT_TOKENS_PER_S="800").resources["generation"]
+    assert generation.prices() == Prices(per_hour=2.5) and generation.throughput_tokens_per_s == 800
+
+
+# -- what a run recorded, against the simulated server ---------------------------------------
+
+@pytest.fixture
+def two_documents(tmp_path: Path) -> Path:
+    folder = tmp_path / "two_documents"
+    folder.mkdir()
+    for name in ("wiki.md", "asciidoc_02.asciidoc"):
+        shutil.copy(EXAMPLES / name, folder / name)
+    return folder
+
+
+def _run(pipeline_resources, instance, two_documents, base_url, tmp_path, **generation):
+    from synth_assets.definitions import build_definitions
+    from synth_assets.resources.documents import DocumentsFolder
+    from synth_assets.resources.generation import GenerationResource
+    from synth_assets.run import run_all
+
+    resource = GenerationResource(backend="openai", model="sim-model", base_url=base_url,
+                                  cache_path=str(tmp_path / "cache.duckdb"), **generation)
+    defs = build_definitions({**pipeline_resources, "documents": DocumentsFolder(path=str(two_documents)),
+                              "generation": resource})
+    return defs, run_all(defs, instance, show_progress=False)
+
+
+def test_the_estimate_of_a_folder_it_reads_whole_predicts_the_run(pipeline_resources, instance, two_documents,
+                                                                 tmp_path):
+    from synth_assets.run import estimate_folder, format_summary
+
+    base_url, stats, stop = start_server_in_thread(slots=8, ttft=0.001, tpot=0.0001, output_tokens=40)
+    try:
+        before = estimate_folder(_settings(two_documents), instance=instance)
+        defs, summary = _run(pipeline_resources, instance, two_documents, base_url, tmp_path,
+                             price_per_million_prompt_tokens=1.0)
+    finally:
+        stop()
+    sent = stats.snapshot()
+    assert summary["failed"] == {} and sent["requests"] > 0
+    # Every document was read: the requests are exactly the run's, and the prompt tokens
+    # (the offline MiniLM tokenizer against the simulated server's 1.3 per word) near them.
+    assert before.totals["requests"] == pytest.approx(sent["requests"])
+    assert before.totals["prompt_tokens"] == pytest.approx(sent["prompt_tokens"], rel=0.2)
+    # The run recorded what it asked, per kept item; its summary says so, with the cost.
+    usage = summary["model_usage"]
+    assert (usage["requests"], usage["prompt_tokens"], usage["completion_tokens"]) == (
+        sent["requests"], sent["prompt_tokens"], sent["completion_tokens"])
+    assert usage["per_server"] == {base_url: {"requests": sent["requests"], "prompt_tokens": sent["prompt_tokens"],
+                                              "completion_tokens": sent["completion_tokens"]}}
+    assert usage["requests_per_kept_item"] == round(sent["requests"] / summary["pairs_kept"], 2)
+    assert usage["cost"] == pytest.approx(sent["prompt_tokens"] / 1e6)
+    text = format_summary(summary, 1.0)
+    assert f"model:           {sent['requests']} requests" in text and "per kept item" in text
+    # After the run, the estimate takes the completions (40 per request here) from it.
+    after = estimate_folder(_settings(two_documents), instance=instance)
+    assert after.totals["completion_tokens"] == pytest.approx(sent["completion_tokens"])
+    assert after.throughput is not None and after.seconds is not None
+
+
+def test_a_server_without_usage_is_counted_with_the_tokenizer_and_the_summary_says_so(
+        pipeline_resources, instance, two_documents, tmp_path):
+    from synth_assets.run import format_summary
+
+    base_url, stats, stop = start_server_in_thread(slots=8, ttft=0.001, tpot=0.0001, output_tokens=40, no_usage=True)
+    try:
+        _, summary = _run(pipeline_resources, instance, two_documents, base_url, tmp_path)
+    finally:
+        stop()
+    usage = summary["model_usage"]
+    requests = stats.snapshot()["requests"]
+    assert usage["counted_with_tokenizer"]["requests"] == usage["requests"] == requests
+    assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0  # counted, not zeros
+    assert (f"server sent no usage for {requests} requests; counted with sentence-transformers/all-MiniLM-L6-v2"
+            in format_summary(summary, 1.0))
+
+
+def test_the_model_free_generator_says_it_asks_no_model(pipeline_resources, instance, two_documents):
+    from synth_assets.definitions import build_definitions
+    from synth_assets.resources.documents import DocumentsFolder
+    from synth_assets.run import format_summary, run_all
+
+    defs = build_definitions({**pipeline_resources, "documents": DocumentsFolder(path=str(two_documents))})
+    summary = run_all(defs, instance, show_progress=False)
+    assert "model:           no model requests" in format_summary(summary, 1.0)
+
+
+# -- the words ----------------------------------------------------------------------------
+
+def test_the_card_section_gives_totals_per_task_and_per_kept_item():
+    stats = usage_stats({"a": {"qa": {"requests": 10, "prompt_tokens": 8000, "completion_tokens": 2000}},
+                         "b": {"qa": {"requests": 5, "prompt_tokens": 4000, "completion_tokens": 1000},
+                               "judge": {"requests": 20, "prompt_tokens": 9000, "completion_tokens": 1000}}},
+                        40, uses_a_model=True, counted={"requests": 3, "tokenizer": "tok"})
+    section = usage_section(stats)
+    assert "| qa | 15 | 12000 | 3000 |" in section and "| **total** | 35 | 21000 | 4000 |" in section
+    assert "per kept item (40): 625 tokens, 0.88 requests" in section
+    assert "server sent no usage for 3 requests; counted with tok" in section
+    assert usage_section(usage_stats({}, 10, uses_a_model=False)).startswith("## Model usage\n\nNo model requests")
+    assert usage_lines(usage_stats({}, 0, uses_a_model=True))[0].startswith("no model requests this time")
