@@ -30,7 +30,7 @@ from synth_assets.jobs import BUILD_TRAINING_DATASET_JOB, PROCESS_DOCUMENTS_JOB
 from synth_assets.assets.generate import GENERATED_QA_PAIRS_KEY, recorded_history
 from synth_assets.core.chunking import load_tokenizer
 from synth_assets.core.estimate import SAMPLE_SIZE, Estimate, History, NothingToEstimate, estimate, format_estimate, \
-    sample_documents
+    sample_documents, text_size
 from synth_assets.core.usage import add_counts, merge_per_server, usage_lines, usage_stats
 from synth_assets.generation.estimate import file_format, sample_document
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
@@ -430,7 +430,7 @@ def estimate_folder(settings, sample_size: int = SAMPLE_SIZE, seed: int = 0,
     files = documents.discover()
     tokenizer, tokenizer_name = load_tokenizer(generation.tokenizer_name)
     use_judge = settings.resources["curation"].filter_config().use_judge
-    sizes = {key: path.stat().st_size for key, path in files.items()}
+    sizes = {key: text_size(path) for key, path in files.items()}
     formats = {key: file_format(path) for key, path in files.items()}
     sampled = [sample_document(key, files[key], tokenizer=tokenizer, max_bytes=documents.max_bytes,
                                layout_models_dir=documents.layout_models_path, chunk_tokens=generation.chunk_tokens,
@@ -445,7 +445,8 @@ def estimate_folder(settings, sample_size: int = SAMPLE_SIZE, seed: int = 0,
     return estimate(sampled, folder, history=history,
                     max_tokens=generation.generation_tokens, use_judge=use_judge,
                     throughput_setting=generation.throughput_tokens_per_s, prices=generation.prices(),
-                    tokenizer=tokenizer_name)
+                    tokenizer=tokenizer_name,
+                    max_in_flight=generation.max_concurrency * max(1, len(generation.base_urls)))
 
 
 def estimate_main(settings, sample_size: int, seed: int) -> int:

@@ -93,6 +93,33 @@ def test_without_recorded_runs_completions_are_the_defaults_and_time_needs_a_thr
     assert capped.seconds == pytest.approx(200 / 42.0) and capped.throughput_source == "SYNTH_ASSETS_THROUGHPUT_TOKENS_PER_S"
 
 
+def test_recorded_prompts_scale_the_counts_only_for_the_tokenizer_they_were_measured_with():
+    sampled = [_doc("a.md", 1_000, requests=10, prompt=5_000, items=50)]
+    history = History(prompt_calibration={"requests": 64, "server": 8_000, "tokenizer_count": 10_000},
+                      calibration_tokenizers=("tok",))
+    kwargs = dict(history=history, max_tokens=1024, use_judge=False, throughput_setting=None, prices=Prices())
+    same = estimate(sampled, {".md": (1, 1_000)}, tokenizer="tok", **kwargs)
+    assert same.prompt_ratio == pytest.approx(0.8) and same.totals["prompt_tokens"] == pytest.approx(4_000)
+    assert "x0.800 as the servers counted 64 recorded prompts" in format_estimate(same, "/d")
+    other = estimate(sampled, {".md": (1, 1_000)}, tokenizer="another", **kwargs)
+    assert other.prompt_ratio is None and other.totals["prompt_tokens"] == pytest.approx(5_000)
+
+
+def test_text_size_measures_the_text_of_html_and_office_files_not_their_bytes(tmp_path):
+    from synth_assets.core.estimate import text_size
+
+    page = tmp_path / "page.html"
+    page.write_text("<html><head><style>p {color: red}</style><script>var x = 1;</script></head>"
+                    "<body><p>Ducks   swim.</p><!-- a comment --></body></html>")
+    assert text_size(page) == len("Ducks swim.")
+    assert text_size(EXAMPLES / "wiki.md") == (EXAMPLES / "wiki.md").stat().st_size
+    docx = EXAMPLES / "lorem_ipsum.docx"
+    assert 3_000 < text_size(docx) < docx.stat().st_size / 3  # its text runs, not its zipped bytes
+    broken = tmp_path / "broken.docx"
+    broken.write_bytes(b"not a zip")
+    assert text_size(broken) == 9
+
+
 def test_a_folder_whose_sampled_documents_all_fail_says_why_for_each():
     sampled = [_doc("x.pdf", 10, ".pdf", error="could not be read as PDF: bad header"),
                _doc("y.docx", 10, ".docx", error="is not a valid Word file")]
@@ -163,6 +190,7 @@ def _run(pipeline_resources, instance, two_documents, base_url, tmp_path, **gene
 
 def test_the_estimate_of_a_folder_it_reads_whole_predicts_the_run(pipeline_resources, instance, two_documents,
                                                                  tmp_path):
+    from synth_assets.core.estimate import format_estimate
     from synth_assets.run import estimate_folder, format_summary
 
     base_url, stats, stop = start_server_in_thread(slots=8, ttft=0.001, tpot=0.0001, output_tokens=40)
@@ -188,10 +216,16 @@ def test_the_estimate_of_a_folder_it_reads_whole_predicts_the_run(pipeline_resou
     assert usage["cost"] == pytest.approx(sent["prompt_tokens"] / 1e6)
     text = format_summary(summary, 1.0)
     assert f"model:           {sent['requests']} requests" in text and "per kept item" in text
-    # After the run, the estimate takes the completions (40 per request here) from it.
+    # After the run, the estimate takes the completions (40 per request here) from it, and
+    # scales its prompt counts as the server counted the same prompts: the prompts it plans
+    # are the ones generation sent, so the totals are the server's.
     after = estimate_folder(_settings(two_documents), instance=instance)
     assert after.totals["completion_tokens"] == pytest.approx(sent["completion_tokens"])
+    assert after.prompt_ratio is not None and after.prompt_ratio != pytest.approx(1.0, abs=0.01)
+    assert after.totals["prompt_tokens"] == pytest.approx(sent["prompt_tokens"], rel=0.001)
     assert after.throughput is not None and after.seconds is not None
+    # a handful of requests never filled the 64 places: the time is an upper bound, and says so
+    assert not after.busy and "upper bound" in format_estimate(after, "/docs")
 
 
 def test_a_server_without_usage_is_counted_with_the_tokenizer_and_the_summary_says_so(

@@ -7,15 +7,15 @@ import dagster as dg
 
 from synth_assets.assets.factory import document_asset
 from synth_assets.batch import stopped_in_run
-from synth_assets.core.chunking import HEADING_SEPARATOR
+from synth_assets.core.chunking import HEADING_SEPARATOR, load_tokenizer
 from synth_assets.core.previews import pairs_preview
 from synth_assets.core.estimate import History
-from synth_assets.core.usage import NO_MODEL_REQUESTS, add_counts, usage_stats
+from synth_assets.core.usage import NO_MODEL_REQUESTS, add_counts, count_prompt_tokens, usage_stats
 from synth_assets.dagster_internals import add_partition_metadata, latest_storage_ids
 from synth_assets.assets.curate import pairs_to_judge
 from synth_assets.generation.base import GenerationRequest, pair_record
 from synth_assets.generation.task_plan import plan_requests, prompt_version_of
-from synth_assets.generation.model_backend import ModelBackend, add_usage
+from synth_assets.generation.model_backend import ModelBackend, add_usage, request_messages
 from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.generation import GPU_POOL, GenerationResource
 from synth_assets.resources.storage import PipelineDatabase
@@ -244,6 +244,7 @@ def generated_qa_pairs(
             "tasks": dg.MetadataValue.json({"configured": shares, "generated": task_mix}),
             **{f"generation_{key}": value for key, value in outcome.stats.items()},
             **usage_of_step(outcome),
+            **prompt_tokens_against_tokenizer(requests, outcome, generation),
             **judge_stats,
             **single_metadata,
             "preview": dg.MetadataValue.md(pairs_preview(pairs.assign(heading_path=pairs["chunk_id"].map(heading_of)))),
@@ -263,6 +264,29 @@ def usage_of_step(outcome) -> dict:
         metadata["usage_counted_with_tokenizer"] = dg.MetadataValue.json(
             {"requests": sum(outcome.usage_counted.values()), "tokenizer": outcome.usage_tokenizer})
     return metadata
+
+
+# Requests whose prompts are counted again with the chunks' tokenizer, per step: enough
+# for a ratio, cheap beside the requests themselves.
+CALIBRATION_REQUESTS = 64
+
+
+def prompt_tokens_against_tokenizer(requests: list[GenerationRequest], outcome, generation: GenerationResource) -> dict:
+    """How the server's prompt tokens compare with the chunks' tokenizer's count of the same
+    prompts (first requests answered at once, with the server's usage): the estimate
+    scales its own counts by it, since that tokenizer may not be the model's and the
+    server adds its chat template."""
+    sample = [request for request in requests
+              if outcome.usage.get(request.request_id, (0,))[0] == 1 and request.request_id not in outcome.usage_counted
+              ][:CALIBRATION_REQUESTS]
+    if not sample:
+        return {}
+    tokenizer, name = load_tokenizer(generation.tokenizer_name)
+    counted = sum(count_prompt_tokens(tokenizer, request_messages(request, generation.pairs_per_chunk))
+                  for request in sample)
+    server = sum(outcome.usage[request.request_id][1] for request in sample)
+    return {"prompt_tokens_against_tokenizer": dg.MetadataValue.json(
+        {"requests": len(sample), "server": server, "tokenizer_count": counted, "tokenizer": name})}
 
 
 GENERATED_QA_PAIRS_KEY = dg.AssetKey("generated_qa_pairs")
@@ -308,6 +332,8 @@ def recorded_history(instance: dg.DagsterInstance, model: str | None, limit: int
     materializations): completion tokens per request per task, and the throughput."""
     per_task: dict[str, dict[str, int]] = {}
     runs: dict[str, tuple[int, float]] = {}
+    calibration: dict[str, dict] = {}  # run -> prompt_tokens_against_tokenizer
+    peak: dict[str, int] = {}  # run -> requests in flight at most
     records = instance.fetch_materializations(GENERATED_QA_PAIRS_KEY, limit=limit).records
     for record in records:
         metadata = record.asset_materialization.metadata
@@ -320,4 +346,11 @@ def recorded_history(instance: dg.DagsterInstance, model: str | None, limit: int
         completion, seconds = _value(metadata, "generation_completion_tokens"), _value(metadata, "generation_seconds")
         if record.run_id not in runs and completion and seconds:
             runs[record.run_id] = (int(completion), float(seconds))
-    return History(per_task, sum(c for c, _ in runs.values()), sum(s for _, s in runs.values()), len(runs))
+            peak[record.run_id] = int(_value(metadata, "generation_peak_in_flight") or 0)
+        if isinstance(against := _value(metadata, "prompt_tokens_against_tokenizer"), dict):
+            calibration.setdefault(record.run_id, against)
+    return History(per_task, sum(c for c, _ in runs.values()), sum(s for _, s in runs.values()), len(runs),
+                   prompt_calibration={name: sum(c[name] for c in calibration.values())
+                                       for name in ("requests", "server", "tokenizer_count")} if calibration else {},
+                   calibration_tokenizers=tuple(sorted({c["tokenizer"] for c in calibration.values()})),
+                   peak_in_flight=max(peak.values(), default=0))

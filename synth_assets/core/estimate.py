@@ -6,13 +6,16 @@ them when there are at most `SAMPLE_SIZE`), plans their requests as generation w
 requests, prompt and completion tokens of the whole folder, and, given a throughput,
 the time, and, given a price, the cost.
 
-- Sampling and scaling: the sample's places go to the formats (extensions) in
-  proportion to their bytes; each sampled document stands for (bytes of its format in
-  the folder / sampled bytes of that format) documents, and formats left out of the
-  sample are shared by all by bytes. A sampled file that fails counts with its bytes and
+- Sampling and scaling by `text_size` (a cheap measure of a file's text: bytes of plain
+  text, characters of HTML text and of Word and PowerPoint text runs, bytes of a PDF):
+  the sample's places go to the formats (extensions) in proportion to their size; each
+  sampled document stands for (size of its format in the folder / sampled size of that
+  format) documents, and formats left out of the sample are shared by all by size. A sampled file that fails counts with its bytes and
   no requests, so failures are expected in the same proportion in the rest.
 - Prompt tokens are counted on the prompts themselves, with the tokenizer that sizes the
-  chunks (the model's own when it is local).
+  chunks (the model's own when it is local), then scaled by what the recorded runs
+  measured: the servers' prompt tokens over that tokenizer's count of the same prompts
+  (the tokenizer may not be the model's; the server adds its chat template).
 - Completion tokens per request come from the recorded runs of the same model (the
   `model_usage` of generated_qa_pairs: completion tokens per request, per task); for a
   task with no recorded request, `DEFAULT_COMPLETION_TOKENS_PER_ITEM` times the items
@@ -29,8 +32,11 @@ the time, and, given a price, the cost.
 from __future__ import annotations
 
 import random
+import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from synth_assets.core.usage import COUNTS, Prices, add_counts
@@ -55,7 +61,7 @@ class SampledDocument:
     """One sampled document: its size, and what it became (or why it failed)."""
 
     document_id: str
-    size_bytes: int
+    size: int  # text_size of its file
     format: str = ""  # the file's extension: bytes per token depend on it
     chunks: int = 0
     # task -> {requests, prompt_tokens, items}
@@ -63,6 +69,37 @@ class SampledDocument:
     # prompt tokens the judge would be shown per generated item (chunk text and template)
     judge_prompt_tokens: int = 0
     error: str | None = None
+
+
+# Formats whose bytes are their text (as near as matters).
+PLAIN_TEXT = frozenset({".md", ".markdown", ".txt", ".adoc", ".asciidoc", ".asc"})
+_HTML = frozenset({".html", ".htm", ".xhtml"})
+_OFFICE_TEXT = {".docx": re.compile(rb"<w:t(?:\s[^>]*)?>([^<]*)</w:t>"), ".pptx": re.compile(rb"<a:t>([^<]*)</a:t>")}
+_HTML_DROP = re.compile(r"<(script|style|noscript)\b.*?</\1\s*>|<!--.*?-->", re.S | re.I)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def text_size(path: Path) -> int:
+    """A cheap measure of how much text a file holds, to scale the sample by: the bytes of
+    plain-text formats, the characters of an HTML page's text (tags, scripts and styles
+    left out), the characters in a Word or PowerPoint file's text runs (read from its
+    XML, no layout), and the bytes of anything else (PDF: its text is in compressed
+    streams, so bytes are the one cheap measure). Only documents of one format are
+    compared with each other; an unreadable file counts its bytes."""
+    suffix = path.suffix.lower()
+    size = path.stat().st_size
+    try:
+        if suffix in _HTML:
+            text = _TAG.sub(" ", _HTML_DROP.sub(" ", path.read_text(encoding="utf-8", errors="replace")))
+            return len(" ".join(text.split()))
+        if suffix in _OFFICE_TEXT:
+            with zipfile.ZipFile(path) as archive:
+                return sum(len(run) for name in archive.namelist() if name.endswith(".xml")
+                           and name.startswith(("word/", "ppt/slides/"))
+                           for run in _OFFICE_TEXT[suffix].findall(archive.read(name)))
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return size  # the run will say what is wrong with it; here it only weighs
+    return size
 
 
 def sample_documents(sizes: Mapping[str, int], formats: Mapping[str, str], size: int = SAMPLE_SIZE,
@@ -106,12 +143,12 @@ def weights(sampled: Sequence[SampledDocument], folder: Mapping[str, tuple[int, 
     for document in sampled:
         in_sample.setdefault(document.format, []).append(document)
     unsampled = [folder[fmt] for fmt in folder if fmt not in in_sample]
-    sample_bytes = sum(document.size_bytes for document in sampled)
+    sample_bytes = sum(document.size for document in sampled)
     extra_bytes, extra_documents = sum(b for _, b in unsampled), sum(n for n, _ in unsampled)
     found = {}
     for fmt, members in in_sample.items():
-        documents, size = folder.get(fmt, (len(members), sum(m.size_bytes for m in members)))
-        member_bytes = sum(m.size_bytes for m in members)
+        documents, size = folder.get(fmt, (len(members), sum(m.size for m in members)))
+        member_bytes = sum(m.size for m in members)
         for member in members:
             own = size / member_bytes if member_bytes else documents / len(members)
             extra = extra_bytes / sample_bytes if sample_bytes else extra_documents / len(sampled)
@@ -129,6 +166,18 @@ class History:
     completion_tokens: int = 0
     seconds: float = 0.0
     runs: int = 0
+    # {requests, server, tokenizer_count}: prompts the servers counted and the chunks'
+    # tokenizer counted again (generated_qa_pairs' prompt_tokens_against_tokenizer)
+    prompt_calibration: Mapping[str, int] = field(default_factory=dict)
+    calibration_tokenizers: tuple[str, ...] = ()
+    peak_in_flight: int = 0  # the most requests any recorded run had in flight
+
+    def prompt_ratio(self, tokenizer: str) -> float | None:
+        """The servers' prompt tokens over `tokenizer`'s count of the same prompts, when the
+        recorded runs measured it with that tokenizer."""
+        if self.calibration_tokenizers != (tokenizer,) or not self.prompt_calibration.get("tokenizer_count"):
+            return None
+        return self.prompt_calibration["server"] / self.prompt_calibration["tokenizer_count"]
 
     def completion_per_request(self, task: str) -> float | None:
         counts = self.per_task.get(task, {})
@@ -152,6 +201,11 @@ class Estimate:
     prices: Prices
     cost: float | None
     tokenizer: str
+    prompt_ratio: float | None = None  # applied to the counted prompt tokens (None: not measured)
+    calibration_requests: int = 0
+    # False: the recorded runs never filled the server (fewer requests in flight than the
+    # bound), so their throughput is a floor and the time an upper bound.
+    busy: bool = True
 
     @property
     def totals(self) -> dict[str, float]:
@@ -172,7 +226,8 @@ class NothingToEstimate(Exception):
 
 def estimate(sampled: list[SampledDocument], folder: Mapping[str, tuple[int, int]], *, history: History,
              max_tokens: int, use_judge: bool, throughput_setting: float | None, prices: Prices,
-             tokenizer: str, throughput_variable: str = "SYNTH_ASSETS_THROUGHPUT_TOKENS_PER_S") -> Estimate:
+             tokenizer: str, throughput_variable: str = "SYNTH_ASSETS_THROUGHPUT_TOKENS_PER_S",
+             max_in_flight: int | None = None) -> Estimate:
     """The folder's expected requests, tokens, time and cost from its sampled documents."""
     if not sampled:
         raise NothingToEstimate("the folder holds no document")
@@ -203,6 +258,11 @@ def estimate(sampled: list[SampledDocument], folder: Mapping[str, tuple[int, int
         judge = {"requests": generated, "prompt_tokens": judge_prompt + written, "completion_tokens": 0.0}
         judge["completion_tokens"], source[JUDGE] = _completion(JUDGE, generated, generated, history, 200)
         per_task[JUDGE] = judge
+    # The tokenizer may not be the model's, and the server adds its chat template: scale
+    # the counts as the recorded runs' servers counted the same prompts.
+    ratio = history.prompt_ratio(tokenizer)
+    for counts in per_task.values():
+        counts["prompt_tokens"] *= ratio or 1.0
     scaled = per_task
     completion = sum(counts["completion_tokens"] for counts in scaled.values())
     prompt = sum(counts["prompt_tokens"] for counts in scaled.values())
@@ -218,7 +278,9 @@ def estimate(sampled: list[SampledDocument], folder: Mapping[str, tuple[int, int
         documents=sum(n for n, _ in folder.values()), sampled=sampled, per_task=scaled,
         chunks=sum(document.chunks * weight[document.document_id] for document in sampled), completion_source=source,
         throughput=throughput, throughput_source=throughput_source, seconds=seconds, prices=prices,
-        cost=prices.cost(prompt, completion, seconds), tokenizer=tokenizer)
+        cost=prices.cost(prompt, completion, seconds), tokenizer=tokenizer, prompt_ratio=ratio,
+        calibration_requests=history.prompt_calibration.get("requests", 0) if ratio else 0,
+        busy=max_in_flight is None or history.peak_in_flight >= max_in_flight or throughput_setting is not None)
 
 
 def _completion(task: str, requests: float, items: float, history: History, max_tokens: int) -> tuple[float, str]:
@@ -252,7 +314,9 @@ def format_estimate(result: Estimate, folder: str) -> str:
         f"  requests:          ~{total['requests']:,.0f}"
         + (" (" + ", ".join(f"{task} {c['requests']:,.0f}" for task, c in result.per_task.items()) + ")"
            if len(result.per_task) > 1 else ""),
-        f"  prompt tokens:     ~{total['prompt_tokens']:,.0f} (counted with {result.tokenizer})",
+        f"  prompt tokens:     ~{total['prompt_tokens']:,.0f} (counted with {result.tokenizer}"
+        + (f", x{result.prompt_ratio:.3f} as the servers counted {result.calibration_requests} recorded prompts)"
+           if result.prompt_ratio else "; no recorded run measured it against the server's count)"),
         f"  completion tokens: ~{total['completion_tokens']:,.0f} ("
         + "; ".join(f"{task}: {text}" for task, text in result.completion_source.items()) + ")",
     ]
@@ -261,6 +325,9 @@ def format_estimate(result: Estimate, folder: str) -> str:
     else:
         lines.append(f"  time:              ~{_duration(result.seconds)} at {result.throughput:,.1f} completion "
                      f"tokens/s ({result.throughput_source})")
+        if not result.busy:
+            lines.append("                     (the recorded runs never filled the server: fewer requests in flight "
+                         "than it takes, so this is an upper bound; a full run is faster)")
     if result.prices.any:
         if result.cost is None:
             lines.append(f"  cost:              unknown: a price per hour needs the time ({result.prices.describe()})")

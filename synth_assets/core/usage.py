@@ -140,6 +140,9 @@ def usage_lines(stats: Mapping[str, Any]) -> list[str]:
         lines.append("per server: " + "; ".join(
             f"{url} {c['requests']} requests, {c['prompt_tokens']} + {c['completion_tokens']} tokens"
             for url, c in sorted(stats["per_server"].items())))
+    if stats.get("seconds"):
+        lines.append(f"generation: {stats['seconds']:.1f} s, "
+                     f"{stats['completion_tokens'] / stats['seconds']:.0f} completion tokens/s")
     if counted := stats.get("counted_with_tokenizer"):
         lines.append(f"server sent no usage for {counted['requests']} requests; counted with {counted['tokenizer']}")
     if "prices" in stats:

@@ -14,7 +14,7 @@ from typing import Any
 
 from synth_assets.core.chunking import chunk_document
 from synth_assets.core.documents import DocumentError, check_document_file
-from synth_assets.core.estimate import SampledDocument
+from synth_assets.core.estimate import SampledDocument, text_size
 from synth_assets.core.judge import build_judge_messages
 from synth_assets.core.parsing import parse_document
 from synth_assets.core.usage import count_prompt_tokens
@@ -33,7 +33,7 @@ def sample_document(document_id: str, path: Path, *, tokenizer: Any, max_bytes: 
                     use_judge: bool) -> SampledDocument:
     """One document's chunks and planned requests, with their prompt tokens; a file that
     cannot be used gives its reason in `error` (as raw_documents or parsed_documents would)."""
-    size, fmt = path.stat().st_size if path.is_file() else 0, file_format(path)
+    size, fmt = text_size(path) if path.is_file() else 0, file_format(path)
     try:
         check_document_file(path, max_bytes)
         parsed = parse_document(path, layout_models_dir=layout_models_dir)
