@@ -201,6 +201,23 @@ def test_both_forms_load_with_datasets_render_in_chat_templates_and_are_trl_pref
         assert row["chosen"][0]["content"] in text
 
 
+def test_counts_of_several_buckets_add_up():
+    from synth_assets.core.preference import add_counts
+
+    kept = pd.DataFrame([kept_row(), kept_row("d#c0002#q01", "Where do ducks nest?", "On the ground near water.")])
+    candidates = pd.DataFrame([
+        candidate("Ducks mostly eat bread that visitors throw into city ponds.", ["ungrounded"]),
+        candidate("They nest in tall trees in cities.", ["ungrounded", "low_judge_score"], pair_id="d#c0002#q01",
+                  question="Where do ducks nest?"),
+        candidate("On the ground near the water.", [], pair_id="d#c0002#q01", question="Where do ducks nest?")],
+        columns=CANDIDATE_COLUMNS)
+    whole = preference_frames(kept, candidates)[1]
+    halves = [preference_frames(kept.iloc[[i]], candidates[candidates["pair_id"] == kept["pair_id"][i]])[1]
+              for i in (0, 1)]
+    assert add_counts(*halves) == whole
+    assert whole["total_pairs"] == 2 and whole["rules"] == {"ungrounded": 2, "low_judge_score": 1}
+
+
 def test_the_card_section_and_llama_factory_entry():
     assert preference_section(None) == ""
     section = preference_section({"total_pairs": 3, "pairs": {CLOSED_BOOK: 2, GENERATOR: 1},

@@ -327,8 +327,9 @@ def answer_closed_book(context, generation: GenerationResource, duckdb: Pipeline
     backend = generation.create_backend(context.log)
     requests = [ClosedBookRequest(r["pair_id"], as_text(r.get("question"))) for found in asked.values() for r in found]
     if isinstance(backend, ModelBackend):
-        answered, outcome = backend.closed_book(requests, judge=to_judge)
         source = {"generator": backend.generator, "model": backend.model, "prompt_version": CLOSED_BOOK_PROMPT_VERSION}
+        answered, outcome = (backend.closed_book(requests, judge=to_judge) if requests or to_judge
+                             else (ClosedBookOutcome(), JudgeOutcome()))
     else:
         outcome = generation.judge(to_judge, context.log) if to_judge else JudgeOutcome()
         answered = ClosedBookOutcome()

@@ -233,6 +233,21 @@ def preference_frames(pairs: pd.DataFrame, candidates: pd.DataFrame, *, include_
     return frames, counts
 
 
+def add_counts(*counts: Mapping) -> dict:
+    """The counts of several preference_frames calls (one per shard bucket) as one: what
+    the card shows for the whole dataset."""
+    total: dict = {}
+    for found in counts:
+        for key, value in found.items():
+            if isinstance(value, Mapping):
+                into = total.setdefault(key, {})
+                for name, n in value.items():
+                    into[name] = into.get(name, 0) + n
+            else:
+                total[key] = total.get(key, 0) + value
+    return total
+
+
 def llama_factory_ranking_entry(name: str, with_system: bool = False) -> dict:
     """LLaMA-Factory's dataset_info.json entry for the `preference` file: a ranking
     dataset in Alpaca form (string prompt, chosen and rejected)."""
