@@ -36,6 +36,7 @@ from synth_assets.core.preference import (  # noqa: E402
 )
 from synth_assets.generation.model_free_tasks import closed_book_stand_ins  # noqa: E402
 from synth_assets.generation.prompts import ReplyParseError  # noqa: E402
+from synth_assets_tests.test_vllm_backend import fake_vllm  # noqa: E402,F401 (a fixture)
 from synth_assets.generation.task_prompts import (  # noqa: E402
     build_closed_book_messages,
     parse_closed_book_reply,
@@ -145,6 +146,46 @@ def test_a_closed_book_request_holds_the_question_alone_and_its_reply_parses():
     assert kind == "confabulated" and "ducks feed on" in answer and answer not in CHUNK
 
 
+class MixedLLM:
+    """A test double of vllm.LLM answering judge prompts with a score and closed-book ones
+    with an answer; records each chat call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def chat(self, conversations, sampling_params, use_tqdm=True):
+        from synth_assets_tests.test_vllm_backend import FakeCompletion, FakeRequestOutput
+
+        self.calls.append((conversations, sampling_params))
+        replies = [{"answer": f"From memory: {m[-1]['content']}"} if "from what you know" in m[0]["content"]
+                   else {"score": 8, "reason": "checked", "unsupported": []} for m in conversations]
+        return [FakeRequestOutput([FakeCompletion(json.dumps(reply))]) for reply in replies]
+
+
+def test_closed_book_requests_go_in_the_judges_engine_call_each_with_its_schema_and_are_cached(fake_vllm, tmp_path):
+    from synth_assets.core.judge import judge_json_schema
+    from synth_assets.generation.base import JudgeRequest
+    from synth_assets.generation.cache import GenerationCache
+    from synth_assets.generation.task_prompts import ClosedBookRequest, closed_book_json_schema
+    from synth_assets_tests.test_vllm_backend import backend_with
+
+    cache = GenerationCache(tmp_path / "cache.duckdb")
+    engine = MixedLLM()
+    questions = [ClosedBookRequest("d#c1#q01", "What do ducks eat?"), ClosedBookRequest("d#c1#q02", "Where?")]
+    judge = [JudgeRequest("d#c1#q01", "What do ducks eat?", "Seeds.", "Ducks eat seeds.")]
+    answered, judged = backend_with(engine, cache=cache).closed_book(questions, judge=judge)
+    assert len(engine.calls) == 1 and len(engine.calls[0][0]) == 3  # one engine call for all three
+    params = engine.calls[0][1]
+    assert [p.kwargs["structured_outputs"].json for p in params] == [judge_json_schema()] + [
+        closed_book_json_schema()] * 2
+    assert params[0].kwargs["temperature"] == 0.0 and params[1].kwargs["temperature"] == 0.3  # sampled as generation
+    assert answered.answers == {"d#c1#q01": "From memory: What do ducks eat?", "d#c1#q02": "From memory: Where?"}
+    assert judged.scores == {"d#c1#q01": (8, "checked")}
+    again = MixedLLM()
+    assert backend_with(again, cache=cache).closed_book(questions, judge=judge)[0].answers == answered.answers
+    assert again.calls == []  # every reply from the cache
+
+
 def test_without_a_model_the_stand_in_is_another_chunks_best_matching_sentence():
     bodies = {"d#c0001": CHUNK,
               "d#c0002": "Geese feed on grass in winter. Ducks feed on bread in city parks when people bring it.",
@@ -227,8 +268,9 @@ def test_the_card_section_and_llama_factory_entry():
     assert "## Preference pairs" in section and "| closed_book | 5 | 2 |" in section
     assert "`docs_preference`" in section and "passed every rule" in section
     assert llama_factory_ranking_entry("docs") == {"docs_preference": {
-        "file_name": "preference/train.jsonl", "ranking": True,
+        "file_name": "preference/train", "formatting": "alpaca", "ranking": True,
         "columns": {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"}}}
+    assert llama_factory_ranking_entry("docs", with_system=True)["docs_preference"]["columns"]["system"] == "system"
 
 
 def test_preference_pairs_are_off_by_default_and_on_changes_only_the_curate_version():
@@ -405,8 +447,9 @@ def test_examples_preference_split_loads_and_every_row_is_a_kept_chosen_and_a_re
     assert all(is_conversational(row) for split in chat.values() for row in split)
     assert "## Preference pairs" in card
     info = json.loads((folder / "dataset_info.json").read_text())
-    assert any(entry.get("ranking") is True and entry["file_name"] == "preference/train.jsonl"
-               for entry in info.values())
+    ranking = [entry for entry in info.values() if entry.get("ranking") is True]
+    assert len(ranking) == 1 and ranking[0]["file_name"].startswith("preference/")
+    assert (folder / ranking[0]["file_name"]).exists()
 
 
 @pytest.fixture(scope="module")

@@ -248,13 +248,15 @@ def add_counts(*counts: Mapping) -> dict:
     return total
 
 
-def llama_factory_ranking_entry(name: str, with_system: bool = False) -> dict:
-    """LLaMA-Factory's dataset_info.json entry for the `preference` file: a ranking
-    dataset in Alpaca form (string prompt, chosen and rejected)."""
+def llama_factory_ranking_entry(name: str, file_name: str = "preference/train", with_system: bool = False) -> dict:
+    """LLaMA-Factory's dataset_info.json entry for the `preference` rows (`file_name`: their
+    train file or folder, as the export lays them out): a ranking dataset in Alpaca form
+    (string prompt, chosen and rejected; the system turn when one is configured)."""
     columns = {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"}
     if with_system:
         columns["system"] = "system"
-    return {f"{name}_preference": {"file_name": "preference/train.jsonl", "ranking": True, "columns": columns}}
+    return {f"{name}_preference": {"file_name": file_name, "formatting": "alpaca", "ranking": True,
+                                   "columns": columns}}
 
 
 def preference_section(counts: Mapping | None, name: str = "synth_assets") -> str:
