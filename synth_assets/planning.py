@@ -31,6 +31,7 @@ from pathlib import Path
 import dagster as dg
 
 from synth_assets.checks import quality_checks
+from synth_assets.core.documents import file_sha256
 from synth_assets.core.incremental import FolderState, folder_state
 from synth_assets.dagster_internals import (
     StaleStatus,
@@ -227,15 +228,21 @@ def documents_in_progress(instance: dg.DagsterInstance, order: Sequence[str]) ->
 def stored_state(duckdb: PipelineDatabase) -> FolderState:
     """The folder state the database already reflects (content hashes of parsed files):
     the documents sensor's starting point when it has no cursor yet, so documents that
-    `make run` already processed are not processed again."""
+    `make run` already processed are not processed again. With each file's size and
+    modification time as fingerprinted, so a file that has not moved since is not read
+    again to be hashed (core/incremental.py)."""
     with duckdb.get_connection() as con:
-        rows = con.execute(f"SELECT document_id, sha256, size_bytes FROM {RAW_DOCUMENTS_TABLE}").fetchall()
-    return {key: {"sha256": sha256, "size": size, "mtime_ns": None} for key, sha256, size in rows}
+        rows = con.execute(f"SELECT document_id, sha256, size_bytes, modified_at FROM {RAW_DOCUMENTS_TABLE}").fetchall()
+    return {key: {"sha256": sha256, "size": size, "mtime_ns": None, "mtime": mtime}
+            for key, sha256, size, mtime in rows}
 
 
-def changed_documents(files: Mapping[str, Path], stored: FolderState) -> list[str]:
-    """Documents whose file the database has not parsed, or parsed with other content."""
-    current = folder_state(files, stored)
+def changed_documents(files: Mapping[str, Path], stored: FolderState,
+                      sha256: Callable[[Path], str] = file_sha256) -> list[str]:
+    """Documents whose file the database has not parsed, or parsed with other content.
+    Only files whose size or modification time moved since they were fingerprinted are
+    read (`sha256`)."""
+    current = folder_state(files, stored, sha256)
     return [key for key in files
             if key not in stored or key not in current or stored[key]["sha256"] != current[key]["sha256"]]
 
@@ -376,12 +383,13 @@ def documents_needing_work(
         if partition_key in whole:
             work[partition_key] = WHOLE
             continue
-        if was_up_to_date.get(partition_key) == records(partition_key):
-            work[partition_key], up_to_date[partition_key] = UP_TO_DATE, records(partition_key)
+        latest = records(partition_key)  # once: 18 ids joined, 2 s a look at 100,000 documents
+        if was_up_to_date.get(partition_key) == latest:
+            work[partition_key], up_to_date[partition_key] = UP_TO_DATE, latest
             continue
         work[partition_key] = Work.of_assets(assets_needing_work(instance, asset_graph, partition_key, resolver))
         if all(resolver.get_status(key, partition_key) == StaleStatus.FRESH for key in keys):  # cached
-            up_to_date[partition_key] = records(partition_key)
+            up_to_date[partition_key] = latest
     return WorkFound(work, up_to_date, definitions)
 
 
@@ -426,14 +434,20 @@ def remember_up_to_date(instance: dg.DagsterInstance, found: WorkFound) -> None:
     """Remember, in the instance, the documents `found` up to date, and forget the
     others it looked at, so the next look asks Dagster only where something changed."""
     remembered = _remembered(instance)
-    documents = remembered.get("documents", {}) if remembered.get("definitions") == found.definitions else {}
+    before = remembered.get("documents", {}) if remembered.get("definitions") == found.definitions else {}
+    documents = dict(before)
     for key in found.work:
         documents.pop(key, None)
     documents.update(found.up_to_date)
     registered = set(instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME))
+    documents = {key: value for key, value in documents.items() if key in registered}
+    # Unchanged after a look that found nothing new (every `make run` and catch-up of an
+    # up-to-date corpus): not written again, 8 MB at 100,000 documents.
+    if documents == before and remembered.get("definitions") == found.definitions:
+        return
     write_instance_value(instance, UP_TO_DATE_DOCUMENTS_KEY, json.dumps({
         "definitions": found.definitions,
-        "documents": {key: value for key, value in documents.items() if key in registered},
+        "documents": documents,
     }))
 
 
