@@ -163,6 +163,9 @@ def plain_loop(work: Path, folder: Path, keys: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--documents", type=int, default=200)
+    parser.add_argument("--added", type=int, default=1,
+                        help="add this many documents one at a time after the cold run, each timed (the median is "
+                             "reported: one run is at the mercy of this machine's drift)")
     parser.add_argument("--no-plain-loop", action="store_true",
                         help="skip the comparison with the assets called directly (it doubles the time)")
     args = parser.parse_args()
@@ -181,9 +184,10 @@ def main() -> None:
         defs = build_definitions(resources(work, folder, "pipeline"))
         with dg.instance_for_test(temp_dir=str(home)) as instance:
             timings = {}
-            for name in ("cold", "nothing_changed", "one_added"):
-                if name == "one_added":
-                    write_document(folder, sections, args.documents)
+            added = [f"one_added_{i}" if i else "one_added" for i in range(args.added)]
+            for name in ("cold", "nothing_changed", *added):
+                if name.startswith("one_added"):
+                    write_document(folder, sections, args.documents + added.index(name))
                 before = {run.run_id for run in instance.get_runs()}
                 started = time.perf_counter()
                 summary = run_all(defs, instance, show_progress=False)
@@ -207,6 +211,9 @@ def main() -> None:
     cold = timings["cold"]
     results["cold_seconds_per_document"] = round(cold / args.documents, 3)
     results["nothing_changed_share_of_cold"] = round(timings["nothing_changed"] / cold, 3)
+    each = sorted(timings[name] for name in timings if name.startswith("one_added"))
+    results["one_added_seconds_each"] = [round(t, 1) for t in each]
+    results["one_added_median_seconds"] = round(each[len(each) // 2], 1)
     results["one_added_share_of_cold"] = round(timings["one_added"] / cold, 3)
     if not args.no_plain_loop:
         results["plain_loop_seconds"] = round(plain, 1)

@@ -97,6 +97,11 @@ class SimConfig:
     answerable_unanswerable: float = 0.0  # unanswerable: a question a sentence of the excerpt answers
     unsupported_step: float = 0.0  # reasoning: a step that is not in the source
     bad_quote: float = 0.0  # any item (qa too): a quote that does not occur in the source (words reordered)
+    # Closed-book requests (the question alone, no <document>; preference pairs): this share
+    # is answered by recalling the sentence seen in an earlier request that best matches the
+    # question (right or wrong place, as a model's memory is); the rest confabulate: the
+    # question's subject with an invented claim, plausible and supported by no source.
+    closed_book_recall: float = 0.3
     # Leave `usage` out of every reply, as some servers do: the client counts the tokens.
     no_usage: bool = False
 
@@ -134,6 +139,8 @@ class SimStats:
             self.task_items: Counter[str] = Counter()
             self.mistakes: Counter[str] = Counter()
             self.planted: dict[str, str] = {}
+            # Closed-book answers by kind: recalled (a sentence seen before) or confabulated.
+            self.closed_book: Counter[str] = Counter()
             # The usage of every reply sent with a body (what a hosted API would bill).
             self.prompt_tokens = 0
             self.completion_tokens = 0
@@ -159,6 +166,7 @@ class SimStats:
                 "task_items": dict(self.task_items),
                 "mistakes": dict(self.mistakes),
                 "planted": dict(self.planted),
+                "closed_book": dict(self.closed_book),
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
             }
@@ -592,6 +600,39 @@ def _task_of_judge_prompt(prompt: str) -> str | None:
     return None
 
 
+def is_closed_book(body: dict[str, Any], messages: list[dict[str, Any]]) -> bool:
+    """A closed-book request (synth_assets.generation.task_prompts): its schema name, or,
+    without structured output, a question with no <document> block and the closed-book
+    system prompt."""
+    try:
+        return body["response_format"]["json_schema"]["name"] == "closed_book_answer"
+    except (KeyError, TypeError):
+        pass
+    system = next((str(m.get("content") or "") for m in messages if m.get("role") == "system"), "")
+    return "from what you know" in system and not any("<document>" in str(m.get("content") or "")
+                                                      for m in messages)
+
+
+def closed_book_answer(question: str, memory: list[str], recall: float, seed: int = 0) -> tuple[str, str]:
+    """(answer, kind) for a question asked without its source: `recall` of them (by a hash
+    of the question) recall the remembered sentence sharing most words with the question
+    ("recalled"); the others, or all when nothing shares a word, confabulate: the question's
+    subject with an invented claim ("confabulated")."""
+    digest = hashlib.sha256(f"{seed}|closed_book|{question}".encode()).digest()
+    draw = int.from_bytes(digest[:8], "big") / 2**64
+    asked = _words(question)
+    if draw < recall and memory:
+        best = max(memory, key=lambda sentence: len(asked & _words(sentence)))
+        if asked & _words(best):
+            return best, "recalled"
+    topic = re.sub(r"\([^)]*\)", "", question).strip(" ?")
+    topic = re.sub(r"^(what is known about|what|how|why|when|who|which|where|explain|describe)\s+"
+                   r"((is|are|was|were|does|do|did)\s+)?", "", topic, flags=re.IGNORECASE)
+    topic = " ".join(topic.split()[:8]) or "it"
+    clause = _INVENTED[digest[8] % len(_INVENTED)]
+    return f"As for {topic}, {clause}; this is how it is usually described in general references.", "confabulated"
+
+
 def judge_reply(prompt: str) -> dict[str, Any] | None:
     """A judge's reply to a judge prompt (synth_assets.core.judge), None for other prompts:
     9 when the answer appears in the source, 2 when it does not. With a task's rubric
@@ -634,6 +675,9 @@ class SimServer:
         self.stats = SimStats()
         self.port: int | None = None
         self._seen: Counter[str] = Counter()  # how often each request content came in
+        # Sentences of the documents in the generation requests it has answered: what a
+        # closed-book request may "remember" (a model's memory of what it read).
+        self._memory: dict[str, None] = {}
         self._slots: asyncio.Semaphore | None = None
         self._server: asyncio.base_events.Server | None = None
         self._handlers: set[asyncio.Task] = set()
@@ -766,13 +810,23 @@ class SimServer:
                 output_tokens = min(output_tokens, body["max_tokens"])
             await self._run_sequence(output_tokens)
 
-            judged = judge_reply(document)
-            task = None if judged is not None else task_wanted(body, messages)
-            if judged is not None:
+            closed_book = is_closed_book(body, messages)
+            judged = None if closed_book else judge_reply(document)
+            task = None if judged is not None or closed_book else task_wanted(body, messages)
+            if closed_book:
+                question = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
+                answer, kind = closed_book_answer(question, list(self._memory), config.closed_book_recall,
+                                                  config.fault_seed)
+                with stats._lock:
+                    stats.closed_book[kind] += 1
+                content = json.dumps({"answer": answer})
+            elif judged is not None:
                 content = json.dumps(judged)
             elif task is not None:
+                self._memory.update(dict.fromkeys(task_sentences(document)))
                 content = json.dumps({"items": self._task_items(task, document, body, messages)})
             else:
+                self._memory.update(dict.fromkeys(task_sentences(document)))
                 content = json.dumps({"pairs": build_pairs(document, _pairs_wanted(body, messages),
                                                            self.config.bad_quote, self.config.fault_seed)})
             finish = "stop"

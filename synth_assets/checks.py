@@ -19,7 +19,11 @@ from synth_assets.assets.generate import generated_qa_pairs
 from synth_assets.batch import check_each_document
 from synth_assets.candidates import NO_CANDIDATE, TRAINING_DATASET_CHECK, candidate_to_check
 from synth_assets.partitions import documents_partitions
+import pyarrow.parquet as pq
+
 from synth_assets.core.exporting import SPLITS
+from synth_assets.core.preference import PREFERENCE_FORMATS
+from synth_assets.core.shards import MANIFEST_FILE, read_manifest, read_shards, shards_of
 from synth_assets.core.diversity import dominant_type, question_type_mix
 from synth_assets.core.coverage import Coverage, below_minimum, coverage_by_document, percent
 from synth_assets.quality import (
@@ -37,6 +41,7 @@ from synth_assets.resources.export import EVAL_SETS_ENV, ExportSettings
 from synth_assets.resources.curation import CurationResource
 from synth_assets.resources.storage import PipelineDatabase
 from synth_assets.storage import (
+    DATASET_INDEX_TABLE,
     ALPACA_EXAMPLES_TABLE,
     DOCUMENT_CHUNKS_TABLE,
     FILTERED_QA_PAIRS_TABLE,
@@ -287,27 +292,32 @@ def _scoped(rows: pd.DataFrame, document_ids: list[str]) -> pd.DataFrame:
 def training_dataset_check(context: dg.AssetCheckExecutionContext, export: ExportSettings,
                            duckdb: PipelineDatabase) -> dg.AssetCheckResult:
     """The candidate export of this run (not whichever candidate is latest: another run may
-    have written one since), read back from its files: no pair twice, no question (of the
-    same task) asked by two documents, no document in both train and validation, every
-    pair one of the vetted rows, each format's files holding exactly the rows
-    training_dataset counted, and, with SYNTH_ASSETS_EVAL_SETS, no row matching an eval set
-    (core/decontamination.py; a Great Expectations suite). It runs before publication:
-    when it fails, the published version stays as it was. Its result names the version
-    it checked; published_dataset publishes only that one (synth_assets/candidates.py)."""
+    have written one since). The shards this build wrote are read back from their files:
+    no pair twice, every pair one of the vetted rows, the rows their manifest says, and,
+    with SYNTH_ASSETS_EVAL_SETS, no row matching an eval set (core/decontamination.py).
+    The whole version is checked through the dataset index and the manifest, without
+    reading the shards earlier builds wrote: no question (of the same task) asked by two
+    documents, no document in both train and validation, no pair twice, every shard's file
+    in place, and each format's rows equal to the rows the index holds (a Great
+    Expectations suite). It runs before publication: when it fails, the published version
+    stays as it was. Its result names the version it checked; published_dataset publishes
+    only that one (synth_assets/candidates.py)."""
     version, recorded = candidate_to_check(context.instance, context.run.run_id)
     if version == NO_CANDIDATE:
         return dg.AssetCheckResult(passed=True, description="no candidate export: nothing to publish, nothing to check",
                                    metadata={"version": version})
     folder = Path(export.export_dir) / version
-    if not (folder / "alpaca").is_dir():
+    listed = read_manifest(folder)
+    if listed is None:
         return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
-                                   description=f"candidate {version} has no alpaca files in {folder}",
+                                   description=f"candidate {version} has no {MANIFEST_FILE} in {folder}",
                                    metadata={"version": version})
     with duckdb.get_connection() as con:
         vetted = _vetted_rows(con)
-    rows, counts = candidate_rows(folder, recorded, vetted)
+        whole = index_violations(con, listed, recorded, folder)
+    rows, counts = candidate_rows(folder, listed, vetted)
     if export.eval_sets:
-        # Contamination rate 0: the matcher again, on what the candidate's files hold.
+        # Contamination rate 0: the matcher again, on what the written shards hold.
         try:
             with duckdb.get_connection() as con:
                 indexes = load_eval_indexes(con, parse_eval_sets(export.eval_sets))
@@ -318,8 +328,10 @@ def training_dataset_check(context: dg.AssetCheckExecutionContext, export: Expor
                                     indexes)
         rows["contamination"] = [None if m is None else f"{m.eval_set} ({m.method} {m.score}): {m.matched_text}"
                                  for m in matches]
-    result = validate_training_dataset(rows, counts)
+    result = validate_training_dataset(rows, counts, whole)
     result.metadata["version"] = version
+    result.metadata["shards_read"] = len(listed.get("written_shards", []))
+    result.metadata["shards_in_version"] = len(listed["shards"])
     return _check_result(result)
 
 
@@ -333,46 +345,64 @@ def _vetted_rows(con) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _read_split(path: Path) -> pd.DataFrame:
-    # Empty files (an empty validation split) give no columns: read as no rows.
-    return pd.read_json(path, lines=True, dtype=False) if path.stat().st_size else pd.DataFrame()
-
-
 def _user_turns(conversation) -> str:
     turns = json.loads(conversation) if isinstance(conversation, str) else conversation
     return " ".join(str(turn.get("value", "")) for turn in turns or [] if turn.get("from") == "human")
 
 
-def candidate_rows(folder: Path, recorded: dict, vetted: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The rows and row counts validate_training_dataset expects, read from the candidate
-    folder; `recorded` is training_dataset's materialization metadata (what it counted),
-    `vetted` the rows a candidate may hold (pair_id, document_id, question)."""
-    frames, counted = [], []
+def index_violations(con, listed: dict, recorded: dict, folder: Path) -> pd.DataFrame:
+    """The whole version's checks, from the dataset index and the manifest (no shard is
+    read): a row per check with how many violations it found."""
+    kept = f"FROM {DATASET_INDEX_TABLE} WHERE status = 'kept'"
+    found = {
+        "questions asked by two documents": con.execute(
+            f"SELECT count(*) FROM (SELECT coalesce(task, 'qa'), normal {kept} AND normal <> '' GROUP BY ALL "
+            "HAVING count(DISTINCT document_id) > 1)").fetchall()[0][0],
+        "documents in both splits": con.execute(
+            f"SELECT count(*) FROM (SELECT document_id {kept} GROUP BY 1 HAVING count(DISTINCT split) > 1)"
+        ).fetchall()[0][0],
+        "pairs twice": con.execute(
+            f"SELECT count(*) FROM (SELECT pair_id {kept} GROUP BY 1 HAVING count(*) > 1)").fetchall()[0][0],
+        "shard files missing": sum(not (folder / s["path"]).is_file() or not (folder / s["jsonl"]).is_file()
+                                   for s in listed["shards"]),
+    }
+    in_index = dict(con.execute(f"SELECT split, count(*) {kept} GROUP BY 1").fetchall())
+    human = int(recorded.get("human_rows") or 0)
     per_format = recorded.get("rows_per_format_and_split", {})
-    total = recorded.get("dagster/row_count")
-    for fmt in sorted(p.name for p in folder.iterdir() if (p / "train.jsonl").is_file()):
-        in_files = {split: _read_split(folder / fmt / f"{split}.jsonl") for split in SPLITS}
-        for split, frame in in_files.items():
-            counted.append({"format": fmt, "split": split, "in_files": len(frame),
-                            "recorded": per_format.get(fmt, {}).get(split, -1)})
-        counted.append({"format": fmt, "split": "all", "in_files": sum(len(f) for f in in_files.values()),
-                        "recorded": total if total is not None else -1})
-        if fmt in ("alpaca", "sharegpt"):
-            frames.append((fmt, in_files))
-    alpaca = dict(frames)["alpaca"]
-    sharegpt = dict(frames).get("sharegpt", {})
-    rows = []
-    for split in SPLITS:
-        part = alpaca[split].reindex(columns=sorted(set(alpaca[split].columns) | {"instruction", "output"}))
-        part = part.assign(split=split)
-        conversations = sharegpt.get(split)
+    for fmt, splits in listed["rows"].items():
+        for split in SPLITS:
+            expected = in_index.get(split, 0) + (human if split == "train" else 0)
+            if fmt not in PREFERENCE_FORMATS:  # a preference row per (kept row, rejected answer), not per kept row
+                found[f"{fmt}/{split}: manifest rows against the index's"] = abs(splits.get(split, 0) - expected)
+            found[f"{fmt}/{split}: manifest rows against training_dataset's count"] = abs(
+                splits.get(split, 0) - per_format.get(fmt, {}).get(split, -1))
+    return pd.DataFrame({"check": list(found), "violations": [int(v) for v in found.values()]})
+
+
+def candidate_rows(folder: Path, listed: dict, vetted: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows and row counts validate_training_dataset expects, read from the shards this
+    build wrote (`listed`: the version's manifest); `vetted` the rows a candidate may hold
+    (pair_id, document_id, question). Unchanged shards were read when they were written."""
+    written = set(listed.get("written_shards", []))
+    shards = [s for s in shards_of(listed) if s.path() in written]
+    counted = []
+    for shard in shards:
+        in_file = pq.read_metadata(folder / shard.path()).num_rows
+        counted.append({"format": shard.format, "split": shard.name, "in_files": in_file, "recorded": shard.rows})
+    parts = []
+    for shard in (s for s in shards if s.format == "alpaca"):
+        part = read_shards(folder, [shard]).assign(split=shard.split)
+        conversations = next((s for s in shards if s.format == "sharegpt" and s.bucket == shard.bucket
+                              and s.split == shard.split), None)
         # The formats hold the same rows in the same order (core/exporting.build_format_rows).
-        if conversations is not None and len(conversations) == len(part) and "conversations" in conversations:
-            part["question"] = [_user_turns(c) for c in conversations["conversations"]]
+        turns = read_shards(folder, [conversations]) if conversations else pd.DataFrame()
+        if len(turns) == len(part) and "conversations" in turns:
+            part["question"] = [" ".join(t["value"] for t in c if t["from"] == "human") for c in turns["conversations"]]
         else:
             part["question"] = part["instruction"]
-        rows.append(part)
-    rows = pd.concat(rows, ignore_index=True)
+        parts.append(part)
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["instruction", "output", "question", "split", "document_id"])
     if "pair_id" in rows:
         rows["from_vetted_rows"] = rows["pair_id"].isin(set(vetted["pair_id"]))
     if "document_id" not in rows:

@@ -232,7 +232,8 @@ def normalised_text(texts: pd.Series) -> pd.Series:
             .str.split().str.join(" "))
 
 
-def validate_training_dataset(rows: pd.DataFrame, counts: pd.DataFrame) -> SuiteResult:
+def validate_training_dataset(rows: pd.DataFrame, counts: pd.DataFrame,
+                              whole: pd.DataFrame | None = None) -> SuiteResult:
     """A candidate export, on what can go wrong in it (one suite over its rows, one over its
     row counts, reported as one result).
 
@@ -244,8 +245,11 @@ def validate_training_dataset(rows: pd.DataFrame, counts: pd.DataFrame) -> Suite
     provenance, `pair_id`, `task` and `from_vetted_rows` (the pair is one of the vetted
     formatted rows or a human row).
 
-    `counts`: a row per format, split and "all" of the candidate: `in_files` (rows read)
-    and `recorded` (the vetted rows training_dataset counted for it).
+    `counts`: a row per shard read: `in_files` (rows in its file) and `recorded` (the rows
+    its manifest says).
+
+    `whole`: the whole version's checks made through the dataset index and the manifest
+    (synth_assets/checks.index_violations): `check` and `violations`, expected 0 each.
 
     Expected: no pair twice (pair_id, and the same instruction with the same output); no
     question (of the same task) asked by two documents; no document in both splits; every
@@ -284,8 +288,17 @@ def validate_training_dataset(rows: pd.DataFrame, counts: pd.DataFrame) -> Suite
     on_rows = run_suite(TRAINING_DATASET_SUITE, expectations, frame)
     on_counts = run_suite(TRAINING_DATASET_SUITE, [
         E.ExpectColumnPairValuesToBeEqual(column_A="in_files", column_B="recorded"),
-        E.ExpectTableRowCountToBeBetween(min_value=1),
     ], counts.assign(row=counts["format"] + "/" + counts["split"]))
+    if whole is not None:
+        on_whole = run_suite(TRAINING_DATASET_SUITE, [
+            E.ExpectColumnValuesToBeInSet(column="violations", value_set=[0]),
+            E.ExpectTableRowCountToBeBetween(min_value=1),
+        ], whole.assign(row=whole["check"]))
+        on_counts = SuiteResult(
+            success=on_counts.success and on_whole.success,
+            metadata={**on_counts.metadata, **{f"{k} (whole version)": v for k, v in on_whole.metadata.items()}},
+            failed=on_counts.failed + [f"{label} (whole version)" for label in on_whole.failed],
+            failing_rows=on_counts.failing_rows + on_whole.failing_rows, suite=TRAINING_DATASET_SUITE)
     metadata = {**on_rows.metadata, **{f"{label} (row counts)": details for label, details in on_counts.metadata.items()
                                        if label != "rows"}}
     return SuiteResult(

@@ -236,15 +236,19 @@ def _eval_sets_changed(defs: dg.Definitions, instance: dg.DagsterInstance) -> bo
     return bool(entries or last) and eval_sets_fingerprint(parse_eval_sets(entries)) != last
 
 
-def _export(defs: dg.Definitions, instance: dg.DagsterInstance, changed: bool) -> dict:
-    """The training dataset, built again when documents changed or it is missing or stale,
-    checked, then published; which version is published and which documents are left out."""
+def _export(defs: dg.Definitions, instance: dg.DagsterInstance, changed: bool, rebuild_dataset: bool = False) -> dict:
+    """The training dataset, built again when documents changed or it is missing or stale
+    (with `rebuild_dataset`, every document taken in again under a new dedup index
+    generation), checked, then published; which version is published and which documents
+    are left out."""
     latest = instance.get_latest_materialization_event(PUBLISHED_DATASET_KEY)
     error = None
-    if (changed or latest is None or not planning.is_fresh(instance, defs.resolve_asset_graph(), PUBLISHED_DATASET_KEY)
+    if (changed or rebuild_dataset or latest is None
+            or not planning.is_fresh(instance, defs.resolve_asset_graph(), PUBLISHED_DATASET_KEY)
             or _eval_sets_changed(defs, instance)):
+        run_config = {**QUIET_CONSOLE, "ops": {"training_dataset": {"config": {"rebuild_dataset": rebuild_dataset}}}}
         export = defs.resolve_job_def(BUILD_TRAINING_DATASET_JOB).execute_in_process(
-            instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE, tags=run_tags())
+            instance=instance, raise_on_error=False, run_config=run_config, tags=run_tags())
         failed_checks = [e for e in export.get_asset_check_evaluations() if not e.passed]
         if failed_checks:
             error = "; ".join(f"{e.asset_check_key.name}: {e.description}" for e in failed_checks)
@@ -272,7 +276,7 @@ def _export(defs: dg.Definitions, instance: dg.DagsterInstance, changed: bool) -
 
 def run_all(
     defs: dg.Definitions, instance: dg.DagsterInstance, *, show_progress: bool = True, force: bool = False,
-    single_run_min: int = planning.DEFAULT_SINGLE_RUN_MIN_DOCUMENTS,
+    single_run_min: int = planning.DEFAULT_SINGLE_RUN_MIN_DOCUMENTS, rebuild_dataset: bool = False,
 ) -> dict:
     """Materialise every document that needs it (all of them with `force`), then the
     training dataset; return a summary. Documents that are up to date (same file
@@ -327,7 +331,7 @@ def run_all(
         "no_text": {key: reason for key, reason in no_text_documents(duckdb).items()
                     if key in keys and key not in outcome.failed},
         "warnings": outcome.warnings,
-        **_export(defs, instance, changed=bool(changed or dropped or force)),
+        **_export(defs, instance, changed=bool(changed or dropped or force), rebuild_dataset=rebuild_dataset),
         **count_rows(defs, keys),
         "model_usage": _usage_of_this_run(defs, outcome, todo),
     }
@@ -469,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--force", action="store_true", help="run every document, even those up to date")
+    parser.add_argument("--rebuild-dataset", action="store_true",
+                        help="build the training dataset whole: a new dedup index generation, word weights of "
+                             "every question (otherwise only changed documents are taken in)")
     parser.add_argument("--estimate", action="store_true",
                         help="print the requests, tokens, time and cost a full run over the folder would take, "
                              "from a sample of its documents; generates nothing")
@@ -481,7 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         summary = run_all(definitions.defs, instance, show_progress=not args.no_progress, force=args.force,
-                          single_run_min=definitions.settings.single_run_min_documents)
+                          single_run_min=definitions.settings.single_run_min_documents,
+                          rebuild_dataset=args.rebuild_dataset)
     print(format_summary(summary, time.perf_counter() - started))
     return 0 if summary["export_ok"] else 1
 

@@ -70,6 +70,8 @@ ENVIRONMENT: dict[str, tuple[type[dg.ConfigurableResource], dict[str, str]]] = {
         "hub_repo": HUB_REPO_ENV,
         "blocked_documents": "SYNTH_ASSETS_EXPORT_BLOCKED_DOCUMENTS",
         "eval_sets": EVAL_SETS_ENV,  # comma-separated
+        "drift_limit": "SYNTH_ASSETS_DATASET_DRIFT_LIMIT",
+        "buckets": "SYNTH_ASSETS_DATASET_BUCKETS",
     }),
     "review": (ReviewSettings, {
         "sample_size": "SYNTH_ASSETS_REVIEW_SAMPLE_SIZE",

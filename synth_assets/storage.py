@@ -49,6 +49,20 @@ REVIEWED_QA_PAIRS_TABLE = "reviewed_qa_pairs"
 # Human-labelled examples read from SYNTH_ASSETS_HUMAN_DATA_DIR (unpartitioned; its
 # document_id is "human:<file>", so deleting a document never touches it).
 HUMAN_EXAMPLES_TABLE = "human_examples"
+# Preference pairs (core/preference.py, SYNTH_ASSETS_PREFERENCE_PAIRS=1): per document, the
+# other answers to the questions of its kept items that the curate step weighed as the
+# `rejected` side, with the rules each failed (none: it passed, and is not used).
+PREFERENCE_CANDIDATES_TABLE = "preference_candidates"
+# The training dataset's build state, kept between builds (synth_assets/dataset_index.py):
+# the generation (frozen word weights), every exported question with its dedup decision,
+# the LSH bands of the questions later ones are compared with, and the current shards.
+DATASET_GENERATIONS_TABLE = "dataset_generations"
+DATASET_WORDS_TABLE = "dataset_words"
+DATASET_INDEX_TABLE = "dataset_index"
+DATASET_BANDS_TABLE = "dataset_bands"
+DATASET_SHARDS_TABLE = "dataset_shards"
+DATASET_COVERAGE_TABLE = "dataset_coverage"
+DATASET_PREFERENCE_COUNTS_TABLE = "dataset_preference_counts"
 
 _PAIR_COLUMNS = """
     pair_id VARCHAR NOT NULL,
@@ -235,6 +249,26 @@ TABLE_DDL: dict[str, str] = {
         reason VARCHAR NOT NULL,
         duplicate_of VARCHAR NOT NULL
     """,
+    # pair_id: the kept item whose question this answers; origin: closed_book (the question
+    # asked without its source) or generator (a rejected item asking the same question);
+    # reject_reasons: every rule it failed against the item's chunk (empty: passed, unused).
+    PREFERENCE_CANDIDATES_TABLE: """
+        candidate_id VARCHAR NOT NULL,
+        pair_id VARCHAR NOT NULL,
+        document_id VARCHAR NOT NULL,
+        chunk_id VARCHAR NOT NULL,
+        task VARCHAR,
+        origin VARCHAR NOT NULL,
+        question VARCHAR,
+        answer VARCHAR,
+        reject_reasons VARCHAR[] NOT NULL,
+        reason_details VARCHAR,
+        judge_score INTEGER,
+        grounding DOUBLE,
+        generator VARCHAR,
+        model VARCHAR,
+        prompt_version VARCHAR
+    """,
     CONTAMINATED_ROWS_TABLE: """
         pair_id VARCHAR NOT NULL,
         document_id VARCHAR NOT NULL,
@@ -243,6 +277,62 @@ TABLE_DDL: dict[str, str] = {
         matched_text VARCHAR,
         method VARCHAR NOT NULL,
         score DOUBLE
+    """,
+    # reason: why the generation began (first build, a curation or export setting changed,
+    # --rebuild-dataset, or drift of the word weights); common: see core/dedup.Frozen.
+    DATASET_GENERATIONS_TABLE: """
+        generation INTEGER NOT NULL,
+        started_at TIMESTAMP NOT NULL,
+        fingerprint VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL,
+        questions INTEGER NOT NULL,
+        common INTEGER NOT NULL
+    """,
+    DATASET_WORDS_TABLE: "generation INTEGER NOT NULL, word VARCHAR NOT NULL, questions INTEGER NOT NULL",
+    # One row per question a build took in (kept or not): seq is the arrival order; status
+    # 'kept', 'duplicate_question', 'near_duplicate_question' or 'contaminated'; keeper:
+    # later questions are compared with it (it has bands); document_digest: the rows the
+    # document's questions were indexed from (a new digest re-indexes the document).
+    DATASET_INDEX_TABLE: """
+        generation INTEGER NOT NULL,
+        seq BIGINT NOT NULL,
+        pair_id VARCHAR NOT NULL,
+        document_id VARCHAR NOT NULL,
+        document_digest VARCHAR NOT NULL,
+        bucket INTEGER NOT NULL,
+        split VARCHAR NOT NULL,
+        normal VARCHAR,
+        kind VARCHAR,
+        subject VARCHAR[],
+        context VARCHAR[],
+        shares VARCHAR,
+        status VARCHAR NOT NULL,
+        duplicate_of VARCHAR,
+        keeper BOOLEAN NOT NULL,
+        question VARCHAR,
+        task VARCHAR,
+        has_reasoning BOOLEAN
+    """,
+    DATASET_BANDS_TABLE: "generation INTEGER NOT NULL, pair_id VARCHAR NOT NULL, band INTEGER NOT NULL, band_key BIGINT NOT NULL",
+    # Each document's coverage by the dataset's rows, kept so a build measures only the
+    # documents it took in (digest: what it was measured from).
+    DATASET_COVERAGE_TABLE: """
+        document_id VARCHAR NOT NULL,
+        digest VARCHAR NOT NULL,
+        chunks INTEGER NOT NULL,
+        covered_chunks INTEGER NOT NULL,
+        headings INTEGER NOT NULL,
+        covered_headings INTEGER NOT NULL,
+        uncovered_chunk_ids VARCHAR[]
+    """,
+    DATASET_PREFERENCE_COUNTS_TABLE: "bucket INTEGER NOT NULL, counts VARCHAR NOT NULL",
+    DATASET_SHARDS_TABLE: """
+        generation INTEGER NOT NULL,
+        format VARCHAR NOT NULL,
+        split VARCHAR NOT NULL,
+        bucket INTEGER NOT NULL,
+        digest VARCHAR NOT NULL,
+        rows INTEGER NOT NULL
     """,
 }
 

@@ -10,11 +10,14 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from synth_assets.candidates import TRAINING_DATASET_CHECK, TRAINING_DATASET_KEY
 from synth_assets.checks import _vetted_rows, candidate_rows
 from synth_assets.core.exporting import LATEST_FILE, SPLITS
+from synth_assets.core.shards import read_manifest, read_shards, shards_of
 from synth_assets.definitions import build_definitions
 from synth_assets.jobs import BUILD_TRAINING_DATASET_JOB
 from synth_assets.quality import validate_training_dataset
@@ -26,9 +29,7 @@ from synth_assets.run import QUIET_CONSOLE, run_all
 
 def _tamper_duplicates(folder: Path) -> None:
     """Every format's train rows written twice: a candidate no check may pass."""
-    for fmt in (p for p in folder.iterdir() if (p / "train.jsonl").is_file()):
-        text = (fmt / "train.jsonl").read_text(encoding="utf-8")
-        (fmt / "train.jsonl").write_text(text + text, encoding="utf-8")
+    _each_format(folder, lambda frames: {**frames, "train": pd.concat([frames["train"]] * 2, ignore_index=True)})
 
 
 @pytest.mark.slow
@@ -113,19 +114,33 @@ def exported(tmp_path_factory):
 
 
 def _validate(folder: Path, recorded: dict, vetted: pd.DataFrame):
-    return validate_training_dataset(*candidate_rows(folder, recorded, vetted))
+    return validate_training_dataset(*candidate_rows(folder, read_manifest(folder), vetted))
+
+
+def _shards(folder: Path, fmt: str, split: str) -> list:
+    return [s for s in shards_of(read_manifest(folder)) if s.format == fmt and s.split == split]
 
 
 def _read(folder: Path, fmt: str, split: str) -> pd.DataFrame:
-    return pd.read_json(folder / fmt / f"{split}.jsonl", lines=True, dtype=False)
+    return read_shards(folder, _shards(folder, fmt, split))
 
 
 def _write(folder: Path, fmt: str, split: str, frame: pd.DataFrame) -> None:
-    frame.to_json(folder / fmt / f"{split}.jsonl", orient="records", lines=True, force_ascii=False)
+    """The rows back into the split's shards, each shard as many rows as before (the last
+    takes what was added or removed). The files are hard links into the shard store: each
+    is replaced, not written through (that would change every version sharing it)."""
+    shards = _shards(folder, fmt, split)
+    start = 0
+    for i, shard in enumerate(shards):
+        end = len(frame) if i == len(shards) - 1 else start + shard.rows
+        path = folder / shard.path()
+        path.unlink()
+        pq.write_table(pa.Table.from_pandas(frame.iloc[start:end].reset_index(drop=True), preserve_index=False), path)
+        start = end
 
 
 def _formats(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if (p / "train.jsonl").is_file())
+    return sorted(read_manifest(folder)["rows"])
 
 
 def _each_format(folder: Path, change) -> None:

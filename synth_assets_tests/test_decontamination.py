@@ -166,8 +166,8 @@ def reword(question: str, rng: random.Random) -> str:
 
 
 def _published_questions(summary: dict) -> list[str]:
-    rows = datasets.load_from_disk(str(Path(summary["export_dir"]) / "alpaca" / "hf"))
-    return list(rows["train"]["instruction"]) + list(rows["validation"]["instruction"])
+    rows = datasets.load_dataset(summary["export_dir"], "alpaca")
+    return [q for split in rows.values() for q in split["instruction"]]
 
 
 @pytest.fixture

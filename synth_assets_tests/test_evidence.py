@@ -113,8 +113,9 @@ def _exported_rows_and_chunks(folder: Path, database: str):
     import duckdb
     import pandas as pd
 
-    rows = pd.concat([pd.read_json(folder / "messages" / f"{split}.jsonl", lines=True)
-                      for split in ("train", "validation")])
+    from synth_assets.core.shards import read_split
+
+    rows = pd.concat([read_split(folder, "messages", split) for split in ("train", "validation")])
     with duckdb.connect(database, read_only=True) as con:
         texts = dict(con.execute("SELECT chunk_id, text FROM document_chunks").fetchall())
     return rows, texts

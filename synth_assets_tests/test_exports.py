@@ -15,8 +15,6 @@ from synth_assets.core.exporting import (
     PROVENANCE_COLUMNS,
     ExportOptions,
     build_format_rows,
-    pairs_digest,
-    pairs_digests,
     publish,
     published_version,
     write_export,
@@ -50,22 +48,29 @@ def export(tmp_path, pairs=None, **options):
     return write_export(frames, tmp_path / "exports", opts, STATS)
 
 
+def load(result, fmt: str):
+    """A format of a written version, as fine-tuners load it: by the card's configs."""
+    return datasets.load_dataset(str(result.path), fmt)
+
+
 def test_every_file_loads_in_datasets_and_matches(tmp_path):
     result = export(tmp_path)
     assert result.created and set(result.rows) == {"alpaca", "sharegpt", "messages"}
     for fmt in ("alpaca", "sharegpt", "messages"):
         folder = result.path / fmt
-        from_disk = datasets.load_from_disk(str(folder / "hf"))
-        jsonl = datasets.load_dataset("json", data_files={s: str(folder / f"{s}.jsonl") for s in ("train", "validation")})
-        parquet = datasets.load_dataset("parquet", data_files={s: str(folder / f"{s}.parquet") for s in ("train", "validation")})
+        by_card = load(result, fmt)
+        jsonl = datasets.load_dataset("json", data_files={s: sorted(str(p) for p in (folder / "jsonl" / s).glob("*.jsonl"))
+                                                          for s in ("train", "validation")})
+        parquet = datasets.load_dataset("parquet", data_files={s: f"{folder}/{s}/*.parquet" for s in ("train", "validation")})
         for split in ("train", "validation"):
-            assert len(from_disk[split]) == len(jsonl[split]) == len(parquet[split]) == result.rows[fmt][split]
-            assert from_disk[split].to_list() == jsonl[split].to_list() == parquet[split].to_list()
-    alpaca = datasets.load_from_disk(str(result.path / "alpaca" / "hf"))["train"][0]
+            assert len(by_card[split]) == len(jsonl[split]) == len(parquet[split]) == result.rows[fmt][split]
+            assert by_card[split].to_list() == parquet[split].to_list()
+            assert [r["pair_id"] for r in jsonl[split]] == [r["pair_id"] for r in parquet[split]]
+    alpaca = load(result, "alpaca")["train"][0]
     assert set(alpaca) >= {"instruction", "input", "output", *PROVENANCE_COLUMNS}
     assert alpaca["language"] == "en"  # the pair's language travels with the row
     assert alpaca["input"] == "" and "matters" in alpaca["output"]
-    sharegpt = datasets.load_from_disk(str(result.path / "sharegpt" / "hf"))["train"][0]
+    sharegpt = load(result, "sharegpt")["train"][0]
     assert [t["from"] for t in sharegpt["conversations"]] == ["human", "gpt"]
 
 
@@ -74,16 +79,16 @@ def test_chat_rows_are_what_trl_calls_conversational(tmp_path):
     from trl.data_utils import is_conversational
 
     result = export(tmp_path, system_prompt="Answer from the company's documents.")
-    rows = datasets.load_from_disk(str(result.path / "messages" / "hf"))["train"]
+    rows = load(result, "messages")["train"]
     assert len(rows) and all(is_conversational(row) for row in rows)
     assert [m["role"] for m in rows[0]["messages"]] == ["system", "user", "assistant"]
-    sharegpt = datasets.load_from_disk(str(result.path / "sharegpt" / "hf"))["train"][0]
+    sharegpt = load(result, "sharegpt")["train"][0]
     assert [t["from"] for t in sharegpt["conversations"]] == ["system", "human", "gpt"]
 
 
 def test_no_document_is_in_both_splits(tmp_path):
     result = export(tmp_path)
-    rows = datasets.load_from_disk(str(result.path / "alpaca" / "hf"))
+    rows = load(result, "alpaca")
     train, validation = set(rows["train"]["document_id"]), set(rows["validation"]["document_id"])
     assert train and validation and not train & validation
 
@@ -109,15 +114,15 @@ def test_versions_come_from_content_and_are_never_overwritten(tmp_path):
 
 def test_provenance_is_removable_with_one_option(tmp_path):
     result = export(tmp_path, include_provenance=False)
-    row = datasets.load_from_disk(str(result.path / "alpaca" / "hf"))["train"][0]
+    row = load(result, "alpaca")["train"][0]
     assert set(row) == {"instruction", "input", "output"}
 
 
 def test_reasoning_gives_chain_of_thought_variants_and_plain_ones_stay_plain(tmp_path):
     result = export(tmp_path, kept_pairs(reasoning=True))
     assert {"alpaca_cot", "sharegpt_cot", "messages_cot"} <= set(result.rows)
-    plain = datasets.load_from_disk(str(result.path / "alpaca" / "hf"))["train"][0]["output"]
-    cot = datasets.load_from_disk(str(result.path / "alpaca_cot" / "hf"))["train"][0]["output"]
+    plain = load(result, "alpaca")["train"][0]["output"]
+    cot = load(result, "alpaca_cot")["train"][0]["output"]
     assert "<think>" not in plain and cot.startswith("<think>\n") and cot.endswith(plain)
 
 
@@ -128,7 +133,7 @@ def test_dataset_card_front_matter_and_llama_factory_info_point_at_real_files(tm
     assert front_matter["license"] == "cc-by-4.0" and front_matter["size_categories"] == ["n<1K"]
     for config in front_matter["configs"]:
         for data_file in config["data_files"]:
-            assert (result.path / data_file["path"]).is_file()
+            assert list(result.path.glob(data_file["path"]))
     assert "75.0%" in card and "low_information" in card
     # The Hub's loader reads the card's configs from the folder itself.
     messages = datasets.load_dataset(str(result.path), "messages")
@@ -138,24 +143,18 @@ def test_dataset_card_front_matter_and_llama_factory_info_point_at_real_files(tm
     assert info["synth_assets_sharegpt"]["formatting"] == "sharegpt"
     assert info["synth_assets_alpaca"]["columns"]["prompt"] == "instruction"
     for entry in info.values():
-        assert (result.path / entry["file_name"]).is_file()
+        # A folder of Parquet shards: LLaMA-Factory loads every file in it.
+        assert (result.path / entry["file_name"]).is_dir()
+        assert {p.suffix for p in (result.path / entry["file_name"]).iterdir()} == {".parquet"}
 
 
 def test_an_empty_split_still_loads(tmp_path):
     one_document = kept_pairs()
     one_document = one_document[one_document["document_id"] == "alpha.md"].assign(split="train")
     result = export(tmp_path, one_document)
-    rows = datasets.load_from_disk(str(result.path / "alpaca" / "hf"))
-    assert len(rows["train"]) == 3 and len(rows["validation"]) == 0
+    # `datasets` has no split of no rows: the card lists train alone, and says why.
+    rows = load(result, "alpaca")
+    assert len(rows["train"]) == 3 and set(rows) == {"train"}
+    assert "| alpaca | 3 | 0 |" in (result.path / "README.md").read_text()
 
 
-def test_the_digests_of_many_documents_are_each_documents_own_digest():
-    # training_dataset fingerprints every document's pairs at once; a document's rows
-    # must get the fingerprint its formatted rows recorded when it was formatted alone.
-    pairs = kept_pairs(reasoning=True).sample(frac=1, random_state=3).reset_index(drop=True)
-    pairs.loc[pairs["document_id"] == "beta.pdf", "reasoning"] = None
-    digests = pairs_digests(pairs, ["gamma.docx", "alpha.md", "beta.pdf", "no_pairs.md"])
-    for document_id in ("alpha.md", "beta.pdf", "gamma.docx"):
-        assert digests[document_id] == pairs_digest(pairs[pairs["document_id"] == document_id])
-    assert digests["no_pairs.md"] == pairs_digest(pairs.iloc[:0])
-    assert len(set(digests.values())) == 4

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from synth_assets.core.dedup import DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION
+from synth_assets.core.shards import read_split
 from synth_assets.core.human_data import HumanRow, duplicate_rows, parse_row, pick_mix, read_human_folder
 
 HUMAN_DATA = Path(__file__).parent / "human_data"
@@ -104,7 +105,7 @@ def test_the_pick_is_seeded_and_fewer_rows_than_asked_are_all_used():
 
 
 def alpaca_rows(export_dir: Path) -> pd.DataFrame:
-    return pd.concat([pd.read_json(export_dir / "alpaca" / f"{split}.jsonl", lines=True).assign(split=split)
+    return pd.concat([read_split(export_dir, "alpaca", split).assign(split=split)
                       for split in ("train", "validation")], ignore_index=True)
 
 
@@ -162,7 +163,7 @@ def test_the_training_dataset_mixes_human_rows_in_at_the_ratio_and_its_card_says
     assert metadata["human_mix"].value["repeating_synthetic_questions"] == 1
     card = (export_dir / "README.md").read_text()
     assert "| 13 | every valid row |" in card and "1\nrepeat a synthetic question" in card
-    sharegpt = pd.read_json(export_dir / "sharegpt" / "train.jsonl", lines=True)
+    sharegpt = read_split(export_dir, "sharegpt", "train")
     moby = sharegpt[sharegpt["chunk_id"] == "sharegpt.jsonl:2"]["conversations"].iloc[0]
     assert moby[0] == {"from": "system", "value": "You answer in one sentence."}
 

@@ -262,5 +262,5 @@ def test_make_run_drops_a_removed_file_from_the_dataset(pipeline_resources, docu
     assert "wiki.md" not in instance.get_dynamic_partitions("documents")
     with duckdb.connect(pipeline_resources["duckdb"].database, read_only=True) as con:
         assert con.execute(f"SELECT count(*) FROM {ALPACA_EXAMPLES_TABLE} WHERE document_id = 'wiki.md'").fetchone()[0] == 0
-    exported = sorted((Path(summary["export_dir"]) / "alpaca").glob("*.jsonl"))
+    exported = sorted((Path(summary["export_dir"]) / "alpaca" / "jsonl").glob("*/*.jsonl"))
     assert exported and not any("wiki.md" in path.read_text(encoding="utf-8") for path in exported)

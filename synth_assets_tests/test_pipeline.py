@@ -64,12 +64,12 @@ def test_run_all_builds_a_dataset_and_is_idempotent(pipeline_resources, instance
 
     # The exports load with `datasets`, and no document is in both splits.
     export_dir = Path(summary["export_dir"])
-    alpaca = datasets.load_from_disk(str(export_dir / "alpaca" / "hf"))
+    alpaca = datasets.load_dataset(str(export_dir), "alpaca")
     assert set(alpaca) == {"train", "validation"}
     assert len(alpaca["train"]) + len(alpaca["validation"]) == summary["pairs_kept"]
     assert not set(alpaca["train"]["document_id"]) & set(alpaca["validation"]["document_id"])
     sharegpt = datasets.load_dataset(
-        "json", data_files=str(export_dir / "sharegpt" / "train.jsonl"), split="train"
+        "json", data_files=[str(p) for p in (export_dir / "sharegpt" / "jsonl" / "train").glob("*.jsonl")], split="train"
     )
     assert [turn["from"] for turn in sharegpt[0]["conversations"]] == ["human", "gpt"]
 
@@ -152,7 +152,7 @@ def test_a_copied_document_adds_no_duplicate_training_rows(pipeline_resources, d
     # (Its "explain" questions name the file's title, "wiki copy", so a few differ.)
     assert sum(count for _, count in removed) >= 0.8 * kept_in_copy
     assert {reason for reason, _ in removed} <= {"duplicate_question", "near_duplicate_question"}
-    rows = datasets.load_from_disk(str(Path(summary["export_dir"]) / "alpaca" / "hf"))
+    rows = datasets.load_dataset(summary["export_dir"], "alpaca")
     questions = list(rows["train"]["instruction"]) + list(rows["validation"]["instruction"])
     assert len(questions) == len(set(questions))
     # The blocking check on training_dataset ran in the export run and passed.

@@ -55,8 +55,8 @@ class RecordingExport(ExportSettings):
 
 
 def exported_documents(summary: dict) -> set[str]:
-    rows = datasets.load_from_disk(str(Path(summary["export_dir"]) / "alpaca" / "hf"))
-    return set(rows["train"]["document_id"]) | set(rows["validation"]["document_id"])
+    rows = datasets.load_dataset(summary["export_dir"], "alpaca")
+    return {d for split in rows.values() for d in split["document_id"]}
 
 
 def test_a_document_changed_so_that_a_check_blocks_it_leaves_the_next_published_dataset(
@@ -104,7 +104,8 @@ def test_a_failing_dataset_check_leaves_latest_and_the_hub_untouched(
     # A second document asking the same questions, and a cross-document dedup that misses
     # them: the dataset check sees the same question twice and must stop publication.
     shutil.copy(documents_dir / "wiki.md", documents_dir / "wiki copy.md")
-    monkeypatch.setattr("synth_assets.assets.export.cross_document_duplicates", lambda pairs: {})
+    monkeypatch.setattr("synth_assets.dataset_index.decide_batch",
+                        lambda batch, *args, **kwargs: [(None, None, True)] * len(batch))
     second = run_all(defs, instance, show_progress=False)
     assert not second["export_ok"] and "training_dataset_has_no_cross_document_duplicates" in second["export_error"]
     assert (export_dir / LATEST_FILE).read_text().strip() == first["published_version"]
@@ -288,8 +289,10 @@ def test_two_runs_writing_the_same_version_both_succeed(tmp_path):
     assert errors == []
     assert len({result.version for result in results}) == 1 and sorted(r.created for r in results) == [False, True]
     version = results[0].version
-    assert sorted(path.name for path in (tmp_path / "exports").iterdir()) == [version]  # no staging folder left
-    assert datasets.load_from_disk(str(tmp_path / "exports" / version / "alpaca" / "hf"))["train"].num_rows
+    # No staging folder or file left: the version and the shard store it links to.
+    assert sorted(path.name for path in (tmp_path / "exports").iterdir()) == sorted([version, "shards"])
+    assert not [path for path in (tmp_path / "exports" / "shards").rglob(".*")]
+    assert datasets.load_dataset(str(tmp_path / "exports" / version), "alpaca")["train"].num_rows
 
 
 class _ReformatsBetweenReads:

@@ -179,9 +179,9 @@ def test_verdicts_flow_back_into_the_training_dataset(pipeline_resources, instan
     second = run_all(defs, instance, show_progress=False)
     assert second["processed"] == [], second["processed"]
     assert second["published_version"] != first["published_version"], (first, second)
-    alpaca = pd.read_json(Path(second["export_dir"]) / "alpaca" / "train.jsonl", lines=True)
-    alpaca = pd.concat([alpaca, pd.read_json(Path(second["export_dir"]) / "alpaca" / "validation.jsonl",
-                                             lines=True)])
+    from synth_assets.core.shards import read_split
+
+    alpaca = pd.concat([read_split(Path(second["export_dir"]), "alpaca", split) for split in ("train", "validation")])
     rows = alpaca.set_index("pair_id")
     assert rejected not in rows.index
     assert rows.loc[edited, "instruction"] == "What does the expert's edited question ask?"

@@ -36,6 +36,7 @@ from synth_assets.run import run_all
 from synth_assets.storage import REVIEW_SAMPLE_TABLE, REVIEW_VERDICTS_TABLE
 from synth_assets_tests.conftest import EXAMPLE_DOCUMENTS
 from synth_assets_tests.test_ui_browser import (
+from synth_assets.core.shards import read_split
     CHROMIUM,
     CHROMIUM_ARGS,
     ROOT,
@@ -55,8 +56,7 @@ REJECT_REASON = "the passage does not support this"
 
 def exported_rows(export_dir: Path) -> list[dict]:
     """Every Alpaca row of an export, train and validation."""
-    return [json.loads(line) for split in ("train", "validation")
-            for line in (export_dir / "alpaca" / f"{split}.jsonl").read_text().splitlines() if line.strip()]
+    return [row for split in ("train", "validation") for row in read_split(export_dir, "alpaca", split).to_dict("records")]
 
 
 def latest_export(instance: dg.DagsterInstance) -> Path:

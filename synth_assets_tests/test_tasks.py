@@ -28,6 +28,7 @@ from synth_assets.generation.base import GenerationRequest
 from synth_assets.generation.prompts import ReplyParseError, parse_reply
 from synth_assets.generation.task_plan import plan_requests
 from synth_assets.generation.task_prompts import parse_task_reply, task_json_schema
+from synth_assets.core.shards import read_split
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "documents"
 MIX = "qa=0.4,reasoning=0.2,multi_hop=0.15,conversation=0.15,unanswerable=0.1"
@@ -289,8 +290,7 @@ def mixed_run(tmp_path_factory):
 def test_make_run_exports_every_task_within_its_share(mixed_run):
     summary, folder, _ = mixed_run
     assert summary["failed"] == {}
-    rows = pd.read_json(folder / "messages" / "train.jsonl", lines=True)
-    rows = pd.concat([rows, pd.read_json(folder / "messages" / "validation.jsonl", lines=True)])
+    rows = pd.concat([read_split(folder, "messages", split) for split in ("train", "validation")])
     shares = parse_task_shares(MIX)
     realised = rows["task"].value_counts(normalize=True).to_dict()
     assert set(realised) == set(TASKS)
@@ -329,7 +329,7 @@ def test_every_exported_row_renders_in_three_chat_templates_and_loads(mixed_run)
     tokenizer.bos_token, tokenizer.eos_token = "<s>", "</s>"
     rendered = 0
     for name in ("messages", "messages_cot", "sharegpt", "sharegpt_cot", "alpaca", "alpaca_cot"):
-        loaded = datasets.load_from_disk(str(folder / name / "hf"))
+        loaded = datasets.load_dataset(str(folder), name)
         assert sum(len(split) for split in loaded.values()) > 0
         for split in loaded.values():
             for row in split:

@@ -2,6 +2,7 @@
 
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,8 +14,15 @@ from synth_assets.assets.factory import OWNERS, document_asset
 from synth_assets.assets.human import NO_HUMAN_DATA, human_examples, mix_human_rows
 from synth_assets.batch import blocked_documents, for_each_document, no_text_documents
 from synth_assets.candidates import candidate_to_publish
-from synth_assets.core.coverage import coverage_by_document, coverage_markdown, coverage_stats
-from synth_assets.core.dedup import cross_document_duplicates
+from synth_assets.core.coverage import Coverage, coverage_by_document, coverage_markdown, coverage_stats
+from synth_assets.core.dedup import (
+    DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+    DEFAULT_NUM_PERM,
+    DEFAULT_SEED,
+    DUPLICATE_QUESTION,
+    NEAR_DUPLICATE_QUESTION,
+    question_key,
+)
 from synth_assets.core.decontamination import (
     CONTAMINATED_COLUMNS,
     EvalIndex,
@@ -32,14 +40,29 @@ from synth_assets.core.exporting import (
     TASK_CHART_FILE,
     glance_charts,
     PROVENANCE_COLUMNS,
+    SPLITS,
+    TRAINING_COLUMNS,
     build_format_rows,
-    pairs_digest,
-    pairs_digests,
     publish,
     published_version,
-    write_export,
+    write_version,
 )
-from synth_assets.core.formats import split_documents, split_note, to_alpaca, to_conversation
+from synth_assets.core.formats import split_note, to_alpaca, to_conversation
+from synth_assets.core.shards import HUMAN_BUCKET, SHARD_STORE, Shard, bucket_of, read_shards, write_shard
+from synth_assets.core.task_rules import dedup_text
+from synth_assets.dataset_index import (
+    CONTAMINATED,
+    Generation,
+    current_generation,
+    documents_depending_on,
+    drift,
+    index_rows,
+    indexed_documents,
+    remove_documents,
+    start_generation,
+    take_in,
+)
+from synth_assets.core.preference import CANDIDATE_COLUMNS, PREFERENCE_FORMATS, add_counts, preference_frames
 from synth_assets.core.review import apply_reviews, precision_recall_markdown, review_summary
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
 from synth_assets.quality import validate_alpaca, validate_sharegpt
@@ -52,41 +75,55 @@ from synth_assets.storage import (
     ALPACA_EXAMPLES_TABLE,
     CONTAMINATED_ROWS_TABLE,
     CROSS_DOCUMENT_DUPLICATES_TABLE,
+    DATASET_COVERAGE_TABLE,
+    DATASET_INDEX_TABLE,
+    DATASET_PREFERENCE_COUNTS_TABLE,
+    DATASET_SHARDS_TABLE,
     DOCUMENT_CHUNKS_TABLE,
     FILTERED_QA_PAIRS_TABLE,
     RAW_DOCUMENTS_TABLE,
     REJECTED_QA_PAIRS_TABLE,
     REVIEWED_QA_PAIRS_TABLE,
     SHAREGPT_EXAMPLES_TABLE,
-    load_kept_pairs_of_documents,
+    PREFERENCE_CANDIDATES_TABLE,
     in_transaction,
     load_kept_pairs_with_provenance,
+    read_partitions,
     replace_partition_rows,
 )
 
 EXPORT_GROUP = "export"
+class TrainingDatasetConfig(dg.Config):
+    """`make run ARGS=--rebuild-dataset` sets rebuild_dataset: a new index generation, every
+    document taken in again with word weights of the whole dataset."""
+    rebuild_dataset: bool = False
 
 
-def source_digest(con, document_id: str, pairs: pd.DataFrame | None = None) -> str:
+# The near-duplicate check's settings: part of what a generation was built with.
+DEDUP_SETTINGS = [DEFAULT_NEAR_DUPLICATE_THRESHOLD, DEFAULT_NUM_PERM, DEFAULT_SEED]
+
+
+def source_digest(con, document_id: str) -> str:
     """What a document's formatted rows are made from: its kept pairs and its file's hash.
     training_dataset refuses rows whose source changed since: new pairs that a blocking
     check stopped, or a changed file whose new version failed before reaching them."""
-    if pairs is None:
-        pairs = load_kept_pairs_with_provenance(con, document_id)
-    sha = con.execute(f"SELECT sha256 FROM {RAW_DOCUMENTS_TABLE} WHERE document_id = ?", [document_id]).fetchall()
-    return _source_digest(pairs_digest(pairs), sha[0][0] if sha else None)
+    return source_digests(con, [document_id])[document_id]
 
 
 def source_digests(con, document_ids: list[str]) -> dict[str, str]:
-    """source_digest of many documents, in two queries (not two per document)."""
-    digests = pairs_digests(load_kept_pairs_of_documents(con, document_ids), document_ids)
-    sha = dict(con.execute(f"SELECT document_id, sha256 FROM {RAW_DOCUMENTS_TABLE} "
-                           "WHERE document_id IN (SELECT unnest(?))", [document_ids]).fetchall())
-    return {document_id: _source_digest(digests[document_id], sha.get(document_id)) for document_id in document_ids}
-
-
-def _source_digest(of_pairs: str, sha256: str | None) -> str:
-    return f"{of_pairs}/{sha256[:16] if sha256 is not None else 'no file'}"
+    """source_digest of many documents, in one query: a hash of each document's kept pairs
+    (ids, questions, answers, reasoning) made in SQL, so that the thousands of documents
+    training_dataset looks at each build cost milliseconds."""
+    rows = con.execute(f"""
+        WITH wanted AS (SELECT unnest(?) AS document_id),
+             pairs AS (SELECT document_id, md5(string_agg(concat_ws(chr(31), pair_id, question, answer,
+                                                                    coalesce(reasoning, '')), chr(30) ORDER BY pair_id)) AS digest
+                       FROM {FILTERED_QA_PAIRS_TABLE} WHERE document_id IN (SELECT document_id FROM wanted) GROUP BY 1)
+        SELECT w.document_id, coalesce(p.digest, 'no pairs'), r.sha256
+        FROM wanted w LEFT JOIN pairs p USING (document_id) LEFT JOIN {RAW_DOCUMENTS_TABLE} r USING (document_id)
+        """, [document_ids]).fetchall()
+    return {document_id: f"{digest[:16]}/{sha256[:16] if sha256 is not None else 'no file'}"
+            for document_id, digest, sha256 in rows}
 
 
 def _format_partition(context, duckdb: PipelineDatabase, table: str, to_row, extra=()) -> dg.MaterializeResult:
@@ -103,7 +140,7 @@ def _format_document(document_id: str, duckdb: PipelineDatabase, table: str, to_
         columns=None if len(pairs) else columns,
     )
     with duckdb.get_connection() as con:
-        rows["source_digest"] = source_digest(con, document_id, pairs)
+        rows["source_digest"] = source_digest(con, document_id)
     with duckdb.get_connection() as con:
         replace_partition_rows(con, table, document_id, rows)
     preview = rows.head(3).drop(columns=[c for c in [*columns, "source_digest"] if c != "source_file"])
@@ -115,8 +152,8 @@ def _format_document(document_id: str, duckdb: PipelineDatabase, table: str, to_
     )
 
 
-# code_version 2 (both formats): the rows carry the pair's language.
-@document_asset(group_name=EXPORT_GROUP, kinds={"duckdb", "great_expectations"}, code_version="3",
+# code_version 2 (both formats): the rows carry the pair's language; 4: source_digest made in SQL.
+@document_asset(group_name=EXPORT_GROUP, kinds={"duckdb", "great_expectations"}, code_version="4",
                 deps=["filtered_qa_pairs"])
 def alpaca_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabase) -> dg.MaterializeResult:
     """Kept pairs as Alpaca rows ({instruction, input, output}) with their provenance beside them."""
@@ -124,7 +161,7 @@ def alpaca_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabase)
                              extra=("reasoning", "turns"))
 
 
-@document_asset(group_name=EXPORT_GROUP, kinds={"duckdb", "great_expectations"}, code_version="3",
+@document_asset(group_name=EXPORT_GROUP, kinds={"duckdb", "great_expectations"}, code_version="4",
                 deps=["filtered_qa_pairs"])
 def sharegpt_examples(context: dg.AssetExecutionContext, duckdb: PipelineDatabase) -> dg.MaterializeResult:
     """Kept pairs as ShareGPT conversations ({from: human, value}, {from: gpt, value})."""
@@ -159,7 +196,7 @@ def rebuilt_after_documents_change(catch_up_cron: str) -> dg.AutomationCondition
     code_version="3",
 )
 def training_dataset(
-    context: dg.AssetExecutionContext, duckdb: PipelineDatabase, export: ExportSettings, curation: CurationResource,
+    context: dg.AssetExecutionContext, config: TrainingDatasetConfig, duckdb: PipelineDatabase, export: ExportSettings, curation: CurationResource,
     review: ReviewSettings, generation: GenerationResource,
 ) -> dg.MaterializeResult:
     """Every document's kept pairs merged into one training dataset: Alpaca, ShareGPT and
@@ -193,95 +230,142 @@ def training_dataset(
     blocked = blocked_documents(duckdb)
     # Documents with nothing to learn from give no rows; listed, not counted as failing.
     no_text = {key: reason for key, reason in no_text_documents(duckdb).items() if key in registered}
+    options = export.options()
+    fingerprint = _settings_fingerprint(export, curation, eval_indexes)
+    store = Path(export.export_dir) / SHARD_STORE
     with duckdb.get_connection() as con:
-        # One transaction, one snapshot: a document re-formatted between two reads would
-        # otherwise look made from different pairs (and be left out), or worse, half new.
-        read: dict[str, pd.DataFrame] = {}
-        in_transaction(con, lambda: read.update(
-            alpaca=con.execute(f"SELECT * FROM {ALPACA_EXAMPLES_TABLE} ORDER BY pair_id").df(),
-            sharegpt=con.execute(f"SELECT * FROM {SHAREGPT_EXAMPLES_TABLE} ORDER BY pair_id").df()))
-        alpaca, sharegpt = read["alpaca"], read["sharegpt"]
-        documents = sorted(set(alpaca["document_id"]) | set(sharegpt["document_id"]) | set(blocked))
+        # One transaction, one snapshot: what each document's rows were made from, read
+        # from both formats at once (a document re-formatted between two reads would
+        # otherwise look made from different pairs, or worse, half new).
+        read: dict = {}
+        in_transaction(con, lambda: read.update(_formatted_digests(con)))
+        made_from, verdicts = read["made_from"], read["verdicts"]
+        documents = sorted(set(made_from) | set(blocked))
         sources = source_digests(con, documents)
-        excluded, kept_last_good = _excluded_documents(documents, registered, blocked, sources, alpaca, sharegpt,
-                                                       export.blocked_documents)
-        formatted = set(alpaca["document_id"])
-        included = [d for d in documents if d not in excluded and d in formatted]
-        # The rows read are the formatted rows that passed their checks, not the current
-        # filtered pairs: what was vetted is what is exported.
-        pairs = alpaca[alpaca["document_id"].isin(included)].rename(
-            columns={"instruction": "question", "output": "answer"})[["question", "answer", "reasoning", "turns",
-                                                                       *PROVENANCE_COLUMNS]].reset_index(drop=True)
-        stats = _curation_stats(con, included)
-        # Coverage is over every registered document not left out: one that kept nothing
-        # counts too (uncovered), which is what the figure is for.
-        chunks = con.execute(
-            f"SELECT document_id, chunk_id, chunk_index, heading_path, boilerplate FROM {DOCUMENT_CHUNKS_TABLE}"
-            " WHERE document_id IN (SELECT unnest(?))", [sorted(registered - set(excluded))]).df()
-        # Every reviewed pair measures the rules; the verdicts on included pairs are applied.
+        digests = {d: "|".join([*sorted(made_from.get(d, ())), verdicts.get(d, "")]) for d in made_from}
+        index_gen = current_generation(con)
+        indexed = indexed_documents(con)
+        rebuild = _rebuild_reason(con, index_gen, fingerprint, config.rebuild_dataset, export.drift_limit)
+        # Rows already taken in with the same digest passed their format checks then: only
+        # the others are read and checked again.
+        to_check = [d for d in made_from if rebuild or indexed.get(d) != digests[d]]
+        checked_rows = _formatted_rows(con, to_check)
+        excluded, kept_last_good = _excluded_documents(documents, registered, blocked, sources, *checked_rows,
+                                                       export.blocked_documents, made_from=made_from)
+        included = [d for d in documents if d not in excluded and d in made_from]
+        if rebuild:
+            changed, removed = included, sorted(indexed)
+        else:
+            changed = [d for d in included if indexed.get(d) != digests[d]]
+            removed = sorted(set(changed) | (set(indexed) - set(included)))
+            # A repeat of a question of a changed or removed document may be the first copy now.
+            again = documents_depending_on(con, removed) & set(included)
+            changed, removed = sorted(set(changed) | again), sorted(set(removed) | again)
         reviewed = con.execute(f"SELECT * FROM {REVIEWED_QA_PAIRS_TABLE} ORDER BY pair_id").df()
-        pairs, applied = apply_reviews(pairs, reviewed)
-        stats["review"] = review_summary(reviewed, applied, curation.filter_config().min_judge_score)
-        # A question another document already asks (exactly or nearly) is left out of
-        # the dataset, kept in its own table with the pair it repeats.
-        duplicates = cross_document_duplicates(pairs.to_dict("records"))
-        duplicate_rows = pd.DataFrame(
-            [{"pair_id": pid, "reason": reason, "duplicate_of": kept} for pid, (reason, kept) in duplicates.items()],
-            columns=["pair_id", "reason", "duplicate_of"],
-        ).merge(pairs[["pair_id", "document_id", "question"]], on="pair_id")
-        # Then rows copying or rewording a question of an eval set (none configured: none).
-        contaminated = contaminated_in(pairs[~pairs["pair_id"].isin(duplicates)], eval_indexes)
+        pairs, _ = apply_reviews(_pairs_of(con, changed), reviewed)
+        found: dict = {}
 
+        def take_in_changed() -> None:  # in one transaction: the index and its tables move together
+            nonlocal index_gen
+            frozen = None
+            if rebuild:
+                keys = [question_key(dedup_text(r), r.get("language") if isinstance(r.get("language"), str) else None)
+                        for r in pairs.to_dict("records")]
+                index_gen, frozen = start_generation(con, fingerprint, rebuild, keys)
+                con.execute(f"DELETE FROM {CROSS_DOCUMENT_DUPLICATES_TABLE}")
+                con.execute(f"DELETE FROM {CONTAMINATED_ROWS_TABLE}")
+            else:
+                remove_documents(con, removed)
+                for table in (CROSS_DOCUMENT_DUPLICATES_TABLE, CONTAMINATED_ROWS_TABLE):
+                    con.execute(f"DELETE FROM {table} WHERE document_id IN (SELECT unnest(?))", [removed])
 
-        def rewrite_duplicates() -> None:  # in one transaction: never seen emptied
-            con.execute(f"DELETE FROM {CROSS_DOCUMENT_DUPLICATES_TABLE}")
+            def contaminated(rows: pd.DataFrame) -> set:
+                found["contaminated"] = contaminated_in(rows, eval_indexes)
+                return set(found["contaminated"]["pair_id"])
+
+            taken = take_in(con, index_gen, pairs, digests, export.validation_ratio, export.seed, contaminated,
+                            frozen=frozen, first_batch=not indexed or bool(rebuild), buckets=export.buckets)
+            duplicates = taken[taken["status"].isin([DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION])]
+            duplicate_rows = duplicates.rename(columns={"status": "reason"})[
+                ["pair_id", "document_id", "question", "reason", "duplicate_of"]]
             if len(duplicate_rows):
                 con.register("duplicate_rows", duplicate_rows)
-                con.execute(
-                    f"INSERT INTO {CROSS_DOCUMENT_DUPLICATES_TABLE} (pair_id, document_id, question, reason, "
-                    "duplicate_of) SELECT pair_id, document_id, question, reason, duplicate_of FROM duplicate_rows"
-                )
-            con.execute(f"DELETE FROM {CONTAMINATED_ROWS_TABLE}")
-            _insert_contaminated(con, contaminated)
-        in_transaction(con, rewrite_duplicates)
-    pairs = pairs[~pairs["pair_id"].isin(duplicates)].reset_index(drop=True)
-    checked = len(pairs)
-    pairs = pairs[~pairs["pair_id"].isin(contaminated["pair_id"])].reset_index(drop=True)
+                con.execute(f"INSERT INTO {CROSS_DOCUMENT_DUPLICATES_TABLE} (pair_id, document_id, question, reason, "
+                            "duplicate_of) SELECT pair_id, document_id, question, reason, duplicate_of FROM duplicate_rows")
+                con.unregister("duplicate_rows")
+            _insert_contaminated(con, found.get("contaminated", pd.DataFrame(columns=CONTAMINATED_COLUMNS)))
+            found["taken"] = taken
+        in_transaction(con, take_in_changed)
+        kept = index_rows(con)
+        index_gen = current_generation(con)
+        stats = _curation_stats(con, included)
+        described = con.execute(
+            f"SELECT a.document_id, a.chunk_id, a.source_chunk_ids, a.task, a.question_type, a.difficulty "
+            f"FROM {ALPACA_EXAMPLES_TABLE} a JOIN {DATASET_INDEX_TABLE} i USING (pair_id) WHERE i.status = 'kept'").df()
+        # Coverage is over every registered document not left out: one that kept nothing
+        # counts too (uncovered), which is what the figure is for.
+        per_document = _coverage(con, sorted(registered - set(excluded)), set(changed), digests, described)
+        counts = dict(con.execute(f"SELECT status, count(*) FROM {DATASET_INDEX_TABLE} GROUP BY 1").fetchall())
+        duplicates_sample = con.execute(
+            f"SELECT question, reason, duplicate_of FROM {CROSS_DOCUMENT_DUPLICATES_TABLE} LIMIT 5").df()
+        contaminated = con.execute(f"SELECT * FROM {CONTAMINATED_ROWS_TABLE}").df()
+        stats["review"] = review_summary(reviewed, _applied_verdicts(con, reviewed, included),
+                                         curation.filter_config().min_judge_score)
     for document_id, reason in excluded.items():
         context.log.warning(f"{document_id} left out of the training dataset: {reason}")
     live = published_version(Path(export.export_dir))
-    verdicts = stats["review"]  # not `review`: that is the ReviewSettings resource
+    verdict_counts = stats["review"]  # not `review`: that is the ReviewSettings resource
     listed = {
-        "pairs_reviewed": verdicts["reviewed"],
+        "pairs_reviewed": verdict_counts["reviewed"],
         "review_verdicts": dg.MetadataValue.json(
-            {"accepted": verdicts["accepted"], "edited": verdicts["edited"], "rejected": verdicts["rejected"],
-             "applied_to_this_dataset": verdicts["applied"]}),
-        "precision_recall_per_rule": dg.MetadataValue.md(precision_recall_markdown(verdicts["precision_recall"])),
+            {"accepted": verdict_counts["accepted"], "edited": verdict_counts["edited"],
+             "rejected": verdict_counts["rejected"], "applied_to_this_dataset": verdict_counts["applied"]}),
+        "precision_recall_per_rule": dg.MetadataValue.md(precision_recall_markdown(verdict_counts["precision_recall"])),
         "excluded_documents": dg.MetadataValue.json(excluded),
         "kept_last_good_rows": dg.MetadataValue.json(kept_last_good),
         "no_text_documents": dg.MetadataValue.json(no_text),
         "published_version": live or "none yet",
+        "index_generation": index_gen.generation if index_gen else 0,
+        "index_generation_began": index_gen.reason if index_gen else "no generation yet",
+        "documents_taken_in": len(changed),
+        "documents_taken_out": len(removed),
     }
-    # Over the rows this dataset holds (after review, dedup; human rows come from no chunk).
-    stats["coverage"] = coverage_stats(coverage_by_document(chunks, pairs))
+    stats["coverage"] = coverage_stats(per_document)
     listed.update({
         "chunk_coverage": stats["coverage"]["chunk_coverage"] or 0.0,
         "heading_coverage": stats["coverage"]["heading_coverage"] or 0.0,
         "uncovered_chunks": stats["coverage"]["uncovered_chunks"],
         "coverage_per_document": dg.MetadataValue.md(coverage_markdown(stats["coverage"])),
     })
-    if pairs.empty:
+    if kept.empty:
         # Nothing to learn from: a status, not a crash. No candidate; the published one stays.
         message = (f"no document has vetted rows to export ({len(excluded)} left out, {len(no_text)} with no text); "
                    f"the published dataset stays {live or 'unpublished'}")
         context.log.warning(message)
         return dg.MaterializeResult(metadata={"dagster/row_count": 0, "version": "none", "status": message,
                                               **listed})
-
-    splits = split_documents(list(pairs["document_id"]), export.validation_ratio, export.seed)
-    pairs["split"] = pairs["document_id"].map(splits)
-    note = split_note(list(pairs["document_id"]), splits, export.validation_ratio)
-    human, stats["human_mix"] = mix_human_rows(context, duckdb, review, pairs, export.seed)
+    # The shards of every bucket a changed document is in (all of them in a new index_gen,
+    # or when the formats change: a first row with reasoning adds the *_cot formats).
+    formats = _formats(bool(kept["has_reasoning"].any()), curation.preference_pairs)
+    preference_counts: dict[int, dict] = {}  # bucket -> what its preference pairs came to
+    with duckdb.get_connection() as con:
+        previous = con.execute(f"SELECT format, split, bucket, digest, rows FROM {DATASET_SHARDS_TABLE}").fetchall()
+        had = {s[0] for s in previous}
+        buckets = set(kept["bucket"]) | {s[2] for s in previous if s[2] != HUMAN_BUCKET}
+        touched = buckets if rebuild or had != set(formats) else {bucket_of(d, export.buckets) for d in removed + changed}
+        written = []
+        for bucket in sorted(touched):
+            in_bucket = kept[kept["bucket"] == bucket]
+            if in_bucket.empty:
+                continue
+            rows, _ = apply_reviews(_pairs_of(con, sorted(set(in_bucket["document_id"]))), reviewed)
+            rows = rows.merge(in_bucket[["pair_id", "split"]], on="pair_id")
+            candidates = (read_partitions(con, PREFERENCE_CANDIDATES_TABLE, sorted(set(in_bucket["document_id"])))
+                          if curation.preference_pairs else None)
+            written += _write_bucket(store, bucket, rows, options, formats, candidates, preference_counts)
+    # Human rows, mixed into train in proportion to every synthetic train row, are their own shard.
+    synthetic = kept[["pair_id", "question", "split"]].reindex(columns=list(dict.fromkeys([*pairs.columns, "split"])))
+    human, stats["human_mix"] = mix_human_rows(context, duckdb, review, synthetic, export.seed)
     if eval_indexes and len(human):  # human rows may copy a benchmark too
         dirty = contaminated_in(human, eval_indexes)
         if len(dirty):
@@ -289,39 +373,66 @@ def training_dataset(
             with duckdb.get_connection() as con:
                 _insert_contaminated(con, dirty)
             contaminated = pd.concat([contaminated, dirty], ignore_index=True)
-        checked += len(human) + len(dirty)
+    human_shards = _write_bucket(store, HUMAN_BUCKET, human, options, formats) if len(human) else []
+    with duckdb.get_connection() as con:
+        def record_shards() -> None:
+            con.execute(f"DELETE FROM {DATASET_SHARDS_TABLE} WHERE bucket IN (SELECT unnest(?)) OR bucket = ? "
+                        "OR format NOT IN (SELECT unnest(?))", [sorted(touched), HUMAN_BUCKET, formats])
+            for shard in written + human_shards:
+                con.execute(f"INSERT INTO {DATASET_SHARDS_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
+                            [index_gen.generation, shard.format, shard.split, shard.bucket, shard.digest, shard.rows])
+            # The preference pairs' counts per bucket, so the card sums every bucket, not the touched ones.
+            con.execute(f"DELETE FROM {DATASET_PREFERENCE_COUNTS_TABLE} WHERE bucket IN (SELECT unnest(?)) OR ?",
+                        [sorted(touched), not curation.preference_pairs])
+            for bucket, tally in preference_counts.items():
+                con.execute(f"INSERT INTO {DATASET_PREFERENCE_COUNTS_TABLE} VALUES (?, ?)", [bucket, json.dumps(tally)])
+        in_transaction(con, record_shards)
+        stats["preference"] = add_counts(*(json.loads(c) for (c,) in con.execute(
+            f"SELECT counts FROM {DATASET_PREFERENCE_COUNTS_TABLE}").fetchall())) if curation.preference_pairs else None
+        shards = [Shard(*row) for row in con.execute(
+            f"SELECT format, split, bucket, digest, rows FROM {DATASET_SHARDS_TABLE} ORDER BY format, split, bucket"
+        ).fetchall()]
+    checked = int(counts.get("kept", 0)) + int(counts.get(CONTAMINATED, 0)) + len(human)
     stats["decontamination"] = contamination_summary(eval_indexes, contaminated, checked) if eval_indexes else None
-    pairs = pd.concat([pairs, human], ignore_index=True) if len(human) else pairs
-    options = export.options()
-    frames = build_format_rows(pairs, options)
-    mix = dataset_mix(pairs, generation.task_shares, stats.get("task_rejections", {}))
+    split_of_row = kept[["document_id", "split"]]
+    splits = dict(zip(split_of_row["document_id"], split_of_row["split"]))
+    note = split_note(list(split_of_row["document_id"]), splits, export.validation_ratio)
+    mix = dataset_mix(described, generation.task_shares, stats.get("task_rejections", {}))
     glance = glance_charts(stats)
-    result = write_export(frames, Path(export.export_dir), options,
-                          {**stats, "excluded_documents": excluded, "no_text_documents": no_text,
-                           "split_note": note, "task_mix": mix["markdown"],
-                           "glance": {name: chart["markdown"] for name, chart in glance.items()},
-                           "files": {TASK_CHART_FILE: mix["png"], **{name: chart["png"] for name, chart in glance.items()}}})
+    result = write_version(
+        Path(export.export_dir), shards, options,
+        {**stats, "excluded_documents": excluded, "no_text_documents": no_text, "split_note": note,
+         "task_mix": mix["markdown"], "index_generation": index_gen.generation,
+         "glance": {name: chart["markdown"] for name, chart in glance.items()},
+         "files": {TASK_CHART_FILE: mix["png"], **{name: chart["png"] for name, chart in glance.items()}}},
+        {"generation": index_gen.generation, "generation_began": index_gen.reason,
+         "written_shards": sorted(s.path() for s in written + human_shards)})
     context.log.info(
         f"candidate export {result.version} {'written' if result.created else 'already existed, unchanged'}: "
-        f"{result.path} (published once its checks pass)"
-    )
-    validation_rows = int((pairs["split"] == "validation").sum())
+        f"{result.path} ({len(changed)} documents taken in, {len(written + human_shards)} shards written, "
+        f"{len(shards) - len(written + human_shards)} kept; published once its checks pass)")
+    total_rows = sum(result.rows["alpaca"].values())
+    validation_rows = result.rows["alpaca"]["validation"]
+    preview = read_shards(result.path, [s for s in shards if s.format == "alpaca" and s.rows][:1]).head(5)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": len(pairs),
+            "dagster/row_count": total_rows,
             "version": result.version,
             "export_dir": str(result.path.resolve()),
             "new_version_written": result.created,
             "documents": len(splits),
             "train_documents": sum(1 for s in splits.values() if s == "train"),
             "validation_documents": sum(1 for s in splits.values() if s == "validation"),
-            "validation_share_of_rows": round(validation_rows / len(pairs), 3),
+            "validation_share_of_rows": round(validation_rows / total_rows, 3),
             "split_note": note or "near the asked ratio",
             "human_rows": len(human),
             "human_mix": dg.MetadataValue.json(stats["human_mix"] or {"status": NO_HUMAN_DATA}),
             "rows_per_format_and_split": dg.MetadataValue.json(result.rows),
             **listed,
-            "cross_document_duplicates_removed": len(duplicates),
+            "cross_document_duplicates_removed": int(counts.get(DUPLICATE_QUESTION, 0))
+            + int(counts.get(NEAR_DUPLICATE_QUESTION, 0)),
+            "shards_written": len(written + human_shards),
+            "shards_kept_from_earlier_versions": len(shards) - len(written + human_shards),
             "contaminated_rows_removed": len(contaminated),
             # What run.py compares to build the dataset again when the eval sets change.
             "eval_sets_fingerprint": eval_sets_fingerprint([i.spec for i in eval_indexes],
@@ -332,8 +443,7 @@ def training_dataset(
                 contaminated.head(5)[["question", "eval_set", "matched_text", "method", "score"]].to_markdown(
                     index=False) if len(contaminated) else "none"),
             "cross_document_duplicates_sample": dg.MetadataValue.md(
-                duplicate_rows.head(5)[["question", "reason", "duplicate_of"]].to_markdown(index=False)
-                if len(duplicate_rows) else "none"
+                duplicates_sample.to_markdown(index=False) if len(duplicates_sample) else "none"
             ),
             "pass_rate": round(stats["pass_rate"], 3),
             "tasks_within_shares": mix["within"],
@@ -346,7 +456,7 @@ def training_dataset(
                 f"![{name}](data:image/png;base64,{base64.b64encode(chart['png']).decode()})\n\n{chart['markdown']}")
                for name, chart in glance.items()},
             "preview": dg.MetadataValue.md(
-                frames["alpaca"].head(5)[["instruction", "output", "split"]].to_markdown(index=False)
+                preview.reindex(columns=["instruction", "output", "document_id"]).to_markdown(index=False)
             ),
         }
     )
@@ -422,7 +532,7 @@ def _insert_contaminated(con, rows: pd.DataFrame) -> None:
 
 
 def _excluded_documents(documents, registered, blocked, sources, alpaca, sharegpt,
-                        policy: str) -> tuple[dict[str, str], dict[str, str]]:
+                        policy: str, made_from: dict[str, set] | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """(documents left out with the reason, documents kept with their last good rows).
 
     Left out: unregistered; formatted rows failing a format suite; alpaca and sharegpt rows
@@ -438,8 +548,10 @@ def _excluded_documents(documents, registered, blocked, sources, alpaca, sharegp
               (("alpaca", alpaca, validate_alpaca), ("sharegpt", sharegpt, validate_sharegpt))
               if not validate(frame).success]
     # What each document's rows were made from, in one pass (not one scan per document).
-    digests: dict[str, set] = {}
-    for frame in (alpaca, sharegpt):
+    # Given (`made_from`), the frames hold only the documents to check again: the others
+    # passed these suites with the same rows when they were taken in.
+    digests: dict[str, set] = made_from if made_from is not None else {}
+    for frame in (alpaca, sharegpt) if made_from is None else ():
         for document_id, digest in zip(frame["document_id"], frame["source_digest"]):
             digests.setdefault(document_id, set()).add(digest)
     for document_id in documents:
@@ -473,19 +585,22 @@ def _excluded_documents(documents, registered, blocked, sources, alpaca, sharegp
 def dataset_mix(pairs: pd.DataFrame, shares: dict[str, float], rejections: dict[str, dict[str, int]]) -> dict:
     """The realised mix of the dataset's rows against the configured shares: Markdown, the
     chart (PNG bytes) and whether every task is within SHARE_TOLERANCE. A task off its
-    share is explained by its rejections and by the documents that gave none of it."""
-    rows = pairs.assign(task=pairs["task"].fillna("qa")).to_dict("records")
-    tasks = [r["task"] for r in rows]
-    documents = {r["document_id"] for r in rows}
+    share is explained by its rejections and by the documents that gave none of it.
+    Counted per (task, type, difficulty) group, not per row: tens of thousands of rows."""
+    frame = pd.DataFrame({"task": pairs["task"].fillna("qa"), "document_id": pairs["document_id"],
+                          "question_type": pairs.get("question_type"), "difficulty": pairs.get("difficulty")})
+    documents = set(frame["document_id"])
+    with_task = frame.groupby("task")["document_id"].agg(set).to_dict()
     why = {}
     for task in shares:
-        with_task = {r["document_id"] for r in rows if r["task"] == task}
         rejected = rejections.get(task, {})
         top = ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items(), key=lambda i: -i[1])[:3])
-        why[task] = (f"{len(documents - with_task)} of {len(documents)} documents gave none (too short, or no "
-                     f"linked sentences)" + (f"; rejected: {top}" if top else ""))
-    within, share_rows = share_report(tasks, shares, why)
-    table = mix_table(rows)
+        why[task] = (f"{len(documents - with_task.get(task, set()))} of {len(documents)} documents gave none (too "
+                     f"short, or no linked sentences)" + (f"; rejected: {top}" if top else ""))
+    within, share_rows = share_report(list(frame["task"]), shares, why)
+    groups = frame.fillna({"question_type": ""}).groupby(["task", "question_type", "difficulty"], dropna=False).size()
+    table = mix_table([{"task": task, "question_type": kind or None, "difficulty": difficulty}
+                       for task, kind, difficulty in groups.index], counts=groups.tolist())
     return {"within": within, "markdown": mix_markdown(table, shares, share_rows),
             "png": stacked_bars_png("Items per task, by difficulty", mix_bars(table), "task")}
 
@@ -524,3 +639,125 @@ def _curation_stats(con, document_ids: list[str]) -> dict:
         "judge_scores": [int(s) for s in kept["judge_score"].dropna()],
         "languages": kept["language"].fillna("undetermined").value_counts().to_dict(),
     }
+
+
+def _coverage(con, documents: list[str], taken_in: set[str], digests: dict[str, str],
+              described: pd.DataFrame) -> dict[str, Coverage]:
+    """Each document's coverage: measured again for the documents taken in this build and
+    those whose rows or file changed, the others as kept from earlier builds."""
+    sha = dict(con.execute(f"SELECT document_id, sha256 FROM {RAW_DOCUMENTS_TABLE}").fetchall())
+    digest = {d: f"{digests.get(d, 'no rows')}|{sha.get(d)}" for d in documents}
+    kept = {row[0]: row[1:] for row in con.execute(
+        f"SELECT document_id, digest, chunks, covered_chunks, headings, covered_headings, uncovered_chunk_ids "
+        f"FROM {DATASET_COVERAGE_TABLE}").fetchall()}
+    again = [d for d in documents if d in taken_in or d not in kept or kept[d][0] != digest[d]]
+    chunks = con.execute(
+        f"SELECT document_id, chunk_id, chunk_index, heading_path, boilerplate FROM {DOCUMENT_CHUNKS_TABLE}"
+        " WHERE document_id IN (SELECT unnest(?))", [again]).df()
+    measured = coverage_by_document(chunks, described[described["document_id"].isin(again)], again)
+
+    def record() -> None:
+        con.execute(f"DELETE FROM {DATASET_COVERAGE_TABLE} WHERE document_id IN (SELECT unnest(?)) "
+                    "OR document_id NOT IN (SELECT unnest(?))", [again, documents])
+        rows = pd.DataFrame([(d, digest[d], c.chunks, c.covered_chunks, c.headings, c.covered_headings,
+                              c.uncovered_chunk_ids) for d, c in measured.items()],
+                            columns=["document_id", "digest", "chunks", "covered_chunks", "headings",
+                                     "covered_headings", "uncovered_chunk_ids"])
+        if len(rows):
+            con.register("measured", rows)
+            con.execute(f"INSERT INTO {DATASET_COVERAGE_TABLE} SELECT * FROM measured")
+            con.unregister("measured")
+    in_transaction(con, record)
+    return {d: measured[d] if d in measured else Coverage(*kept[d][1:5], list(kept[d][5] or []))
+            for d in documents}
+
+
+def _settings_fingerprint(export: ExportSettings, curation: CurationResource, eval_indexes: list[EvalIndex]) -> str:
+    """What a generation was built with: a change of any of it begins a new one."""
+    settings = [export.options().__dict__, repr(curation.filter_config()), DEDUP_SETTINGS, export.buckets,
+                eval_sets_fingerprint([i.spec for i in eval_indexes], [i.sha256 for i in eval_indexes])]
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _rebuild_reason(con, generation: Generation | None, fingerprint: str, asked: bool, drift_limit: float) -> str | None:
+    """Why every document is taken in again (a new generation), or None: only the changed ones."""
+    if generation is None:
+        return "first build"
+    if generation.fingerprint != fingerprint:
+        return "a curation, export or eval-set setting changed"
+    if asked:
+        return "asked (make run ARGS=--rebuild-dataset)"
+    moved = drift(con)
+    if moved > drift_limit:
+        return f"the questions' words drifted {moved:.2f} from the frozen weights (limit {drift_limit})"
+    return None
+
+
+def _formatted_digests(con) -> dict:
+    """Per document: the digests of the pairs its formatted rows (both formats) were made
+    from, and a digest of the experts' verdicts on its pairs (a new verdict changes its rows)."""
+    made_from: dict[str, set] = {}
+    for table in (ALPACA_EXAMPLES_TABLE, SHAREGPT_EXAMPLES_TABLE):
+        for document_id, digests in con.execute(
+                f"SELECT document_id, list(DISTINCT source_digest) FROM {table} GROUP BY 1").fetchall():
+            made_from.setdefault(document_id, set()).update(digests)
+    verdicts = dict(con.execute(
+        f"SELECT document_id, md5(string_agg(concat_ws(chr(31), pair_id, verdict, question, answer, "
+        f"original_question, original_answer), chr(30) ORDER BY pair_id)) FROM {REVIEWED_QA_PAIRS_TABLE} GROUP BY 1"
+    ).fetchall())
+    return {"made_from": made_from, "verdicts": verdicts}
+
+
+def _formatted_rows(con, document_ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The Alpaca and ShareGPT rows of these documents (to check before taking them in)."""
+    return tuple(con.execute(f"SELECT * FROM {table} WHERE document_id IN (SELECT unnest(?)) ORDER BY pair_id",
+                             [document_ids]).df() for table in (ALPACA_EXAMPLES_TABLE, SHAREGPT_EXAMPLES_TABLE))
+
+
+def _pairs_of(con, document_ids: list[str]) -> pd.DataFrame:
+    """These documents' vetted rows as pairs (question, answer, reasoning, turns, provenance).
+    The rows read are the formatted rows that passed their checks, not the current filtered
+    pairs: what was vetted is what is exported."""
+    rows = con.execute(f"SELECT * FROM {ALPACA_EXAMPLES_TABLE} WHERE document_id IN (SELECT unnest(?)) "
+                       "ORDER BY pair_id", [document_ids]).df()
+    return rows.rename(columns={"instruction": "question", "output": "answer"})[
+        ["question", "answer", "reasoning", "turns", *PROVENANCE_COLUMNS]].reset_index(drop=True)
+
+
+def _applied_verdicts(con, reviewed: pd.DataFrame, documents: list[str]) -> dict[str, int]:
+    """How many verdicts apply to this dataset's rows (the pair's text is what the expert saw)."""
+    if reviewed.empty:
+        return apply_reviews(reviewed.reindex(columns=["pair_id", "question", "answer"]), reviewed)[1]
+    rows = con.execute(
+        f"SELECT pair_id, instruction AS question, output AS answer FROM {ALPACA_EXAMPLES_TABLE} "
+        "WHERE pair_id IN (SELECT unnest(?)) AND document_id IN (SELECT unnest(?))",
+        [list(reviewed["pair_id"]), documents]).df()
+    return apply_reviews(rows, reviewed)[1]
+
+
+def _formats(with_reasoning: bool, preference: bool = False) -> list[str]:
+    return [f"{name}{suffix}" for suffix in ("", "_cot")[: 1 + with_reasoning] for name in TRAINING_COLUMNS] + (
+        list(PREFERENCE_FORMATS) if preference else [])
+
+
+def _write_bucket(store: Path, bucket: int, rows: pd.DataFrame, options, formats: list[str],
+                  candidates: pd.DataFrame | None = None, counts: dict | None = None) -> list[Shard]:
+    """A bucket's rows in every format and split, as shards in the store."""
+    frames = build_format_rows(rows, options, with_reasoning=any(f.endswith("_cot") for f in formats))
+    if any(fmt in PREFERENCE_FORMATS for fmt in formats):
+        found, tally = preference_frames(
+            rows, candidates if candidates is not None else pd.DataFrame(columns=CANDIDATE_COLUMNS),
+            include_provenance=options.include_provenance, system_prompt=options.system_prompt,
+            provenance_columns=PROVENANCE_COLUMNS)
+        frames.update(found)
+        if counts is not None:
+            counts[bucket] = tally
+    shards = []
+    for fmt in formats:
+        frame = frames[fmt]
+        for split in SPLITS:
+            part = frame[frame["split"] == split].drop(columns=["split"])
+            if len(part):
+                shards.append(write_shard(store, fmt, split, bucket, part))
+    return shards
+

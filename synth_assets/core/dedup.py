@@ -413,3 +413,108 @@ def cross_document_duplicates(
         if match is not None and ordered[match]["document_id"] != row["document_id"]:
             result[row["pair_id"]] = (reason, ordered[match]["pair_id"])
     return result
+
+
+# --- Kept between builds: an index of every exported question (synth_assets/dataset_index.py) ---
+
+
+class IndexedQuestion(NamedTuple):
+    """A question of the dedup index: its key, its document and its place in arrival order."""
+    seq: int
+    pair_id: str
+    document_id: str
+    key: QuestionKey
+
+
+class Frozen(NamedTuple):
+    """A generation's word weights: how many distinct questions held each word when the
+    generation began (a word never seen counts 1), and the count above which a word is
+    left out of MinHash (see near_duplicate_of)."""
+    counts: dict[str, int]
+    common: int
+
+    def weight(self, word: str) -> float:
+        return 1.0 / max(1, self.counts.get(word, 1) - 1)
+
+
+def frozen_weights(keys: Sequence[QuestionKey]) -> Frozen:
+    """The weights near_duplicate_of would use for this batch of questions, to freeze."""
+    distinct = set(keys)
+    counts = Counter(word for key in distinct for word in key.subject | key.context)
+    return Frozen(dict(counts), max(MIN_COMMON, len(distinct) // 1000))
+
+
+def band_keys_of(keys: Sequence[QuestionKey], frozen: Frozen, threshold: float = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+                 num_perm: int = DEFAULT_NUM_PERM, seed: int = DEFAULT_SEED) -> list[list[int]]:
+    """Per question, its LSH band keys (signed 64-bit, for SQL), from the rare words of its
+    key under the frozen counts: the same bands near_duplicate_of computes."""
+    def indexed(key: QuestionKey) -> list[bytes]:
+        words = key.subject | key.context
+        rare = [w for w in words if frozen.counts.get(w, 1) <= frozen.common] or list(words)
+        return sorted(w.encode() for w in rare)
+
+    if not keys:
+        return []
+    bands, rows = _lsh_params(threshold, num_perm)
+    signatures = [m.hashvalues for m in MinHash.generator((indexed(k) for k in keys), num_perm=num_perm, seed=seed)]
+    per_band = _band_keys(signatures, bands, rows)
+    signed = np.array(per_band, dtype=np.uint64).view(np.int64)  # DuckLake and PostgreSQL have no unsigned 64-bit
+    return signed.T.tolist()
+
+
+def decide_batch(
+    batch: Sequence[dict], keys: Sequence[QuestionKey], band_keys: Sequence[Sequence[int]], frozen: Frozen,
+    exact_in_index: dict[str, IndexedQuestion], near_candidates: dict[int, list[IndexedQuestion]],
+    threshold: float = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+) -> list[tuple[str | None, str | None, bool]]:
+    """For each row of a batch (in arrival order), (reason, the pair it repeats, whether it
+    is kept for later rows to be compared with): cross_document_duplicates' decision,
+    made against the index instead of every row.
+
+    `exact_in_index`: the earliest indexed row per normalised question; `near_candidates`:
+    per batch row, the indexed keepers sharing an LSH band with it. Earlier decisions are
+    never revisited: the first exported copy of a question is the one kept.
+    """
+    exact_first: dict[str, tuple[str, str]] = {}  # normalised question -> (pair_id, document_id) in this batch
+    buckets: list[dict[int, list[int]]] = [{} for _ in range(len(band_keys[0]) if band_keys else 0)]
+    weight = _FrozenWeight(frozen)
+    result: list[tuple[str | None, str | None, bool]] = []
+    for i, (row, key) in enumerate(zip(batch, keys)):
+        normal = normalise_text(dedup_text(row))
+        document = row["document_id"]
+        earlier = exact_in_index.get(normal)
+        exact = (earlier.pair_id, earlier.document_id) if earlier else exact_first.get(normal) if normal else None
+        if exact is not None:
+            # A copy of an earlier question: a duplicate when another document asked it;
+            # within its own document filter_pairs settled it (kept, but not a keeper).
+            result.append((DUPLICATE_QUESTION, exact[0], False) if exact[1] != document else (None, None, False))
+            continue
+        if normal:  # the first copy of a text, whatever becomes of it (as exact_duplicate_of)
+            exact_first[normal] = (row["pair_id"], document)
+        if not key.subject and not key.context:
+            result.append((None, None, False))
+            continue
+        matches = [(c.seq, c.pair_id) for c in near_candidates.get(i, ())
+                   if c.document_id != document and _similar(key, c.key, threshold, weight)]
+        if not matches:
+            seen = {j for band, band_key in zip(buckets, band_keys[i]) for j in band.get(band_key, ())}
+            matches = [(j, batch[j]["pair_id"]) for j in sorted(seen)
+                       if batch[j]["document_id"] != document and _similar(key, keys[j], threshold, weight)]
+        if matches:
+            result.append((NEAR_DUPLICATE_QUESTION, min(matches)[1], False))
+            continue
+        for band, band_key in zip(buckets, band_keys[i]):
+            band.setdefault(band_key, []).append(i)
+        result.append((None, None, True))
+    return result
+
+
+class _FrozenWeight(dict):
+    """The frozen weights as the mapping _similar reads (a word never seen weighs 1)."""
+
+    def __init__(self, frozen: Frozen) -> None:
+        super().__init__()
+        self.frozen = frozen
+
+    def __missing__(self, word: str) -> float:
+        return self.frozen.weight(word)

@@ -2,12 +2,16 @@
 
 One export is a folder `<export_dir>/<version>/` whose version is derived from its
 content (same rows and settings, same version), so a new export never overwrites an
-older one and a repeated run writes nothing new. Inside, per format:
+older one and a repeated run writes nothing new. Its rows are shards (core/shards.py:
+one Parquet and one JSON Lines file per format, split and bucket of documents, hard
+links to `<export_dir>/shards/`), so a version that changes one document writes one
+bucket's files and links the rest. Inside:
 
-    <format>/hf/                    DatasetDict (train, validation): datasets.load_from_disk
-    <format>/train.jsonl, validation.jsonl, train.parquet, validation.parquet
-    README.md                       dataset card with the YAML front matter the Hub reads
-    dataset_info.json               LLaMA-Factory's dataset registry for these files
+    <format>/<split>/*.parquet       the rows: datasets.load_dataset(<version folder>, "<format>")
+    <format>/jsonl/<split>/*.jsonl   the same rows as JSON Lines
+    manifest.json                    every shard with its rows, the index generation
+    README.md                        dataset card with the YAML front matter the Hub reads
+    dataset_info.json                LLaMA-Factory's dataset registry for these files
 
 Writing a version does not publish it: `publish` moves `LATEST` (the version fine-tuners
 and the Hub get) once the dataset's checks have passed on the written folder.
@@ -28,7 +32,9 @@ import pandas as pd
 
 from synth_assets.core.coverage import coverage_section
 from synth_assets.core.formats import to_alpaca, to_conversation
+from synth_assets.core.preference import llama_factory_ranking_entry, preference_section
 from synth_assets.core.review import precision_recall_markdown
+from synth_assets.core.shards import MANIFEST_FILE, SHARD_STORE, Shard, bucket_of, link_version, manifest, write_shard
 
 PROVENANCE_COLUMNS = [
     "pair_id", "document_id", "chunk_id", "source_file", "heading_path",
@@ -70,43 +76,16 @@ class ExportResult:
     rows: dict[str, dict[str, int]] = field(default_factory=dict)  # format -> split -> rows
 
 
-def pairs_digest(pairs: pd.DataFrame) -> str:
-    """A fingerprint of a document's kept pairs (ids, questions, answers, reasoning): the
-    formatted rows record the one they were made from, so rows whose source changed since
-    (new pairs that did not pass their checks) are recognised and refused."""
-    return _digest(_digest_rows(pairs))
-
-
-def pairs_digests(pairs: pd.DataFrame, document_ids: Iterable[str]) -> dict[str, str]:
-    """pairs_digest of each of these documents' pairs (rows of `pairs` by `document_id`;
-    a document with none gets the digest of no pairs). The frame is prepared once: per
-    document, that preparation costs milliseconds, which is seconds over thousands."""
-    rows = _digest_rows(pairs)
-    groups = dict(iter(rows.groupby(pairs["document_id"], sort=False))) if len(pairs) else {}
-    none = _digest(rows.iloc[:0])
-    return {document_id: _digest(groups[document_id]) if document_id in groups else none
-            for document_id in document_ids}
-
-
-def _digest_rows(pairs: pd.DataFrame) -> pd.DataFrame:
-    # A stable sort, so a document's rows are in the same order whether they are sorted
-    # alone or among every document's.
-    frame = pairs.reindex(columns=["pair_id", "question", "answer", "reasoning"])
-    frame = frame.sort_values("pair_id", kind="stable").astype(object)
-    return frame.where(frame.notna(), None)
-
-
-def _digest(rows: pd.DataFrame) -> str:
-    return hashlib.sha256(rows.to_json(orient="values", force_ascii=False).encode()).hexdigest()[:16]
-
-
-def build_format_rows(pairs: pd.DataFrame, options: ExportOptions) -> dict[str, pd.DataFrame]:
+def build_format_rows(pairs: pd.DataFrame, options: ExportOptions,
+                      with_reasoning: bool | None = None) -> dict[str, pd.DataFrame]:
     """Kept pairs (question, answer, reasoning?, split, provenance) as one frame per format.
 
     Formats with a chain-of-thought variant (`<format>_cot`) are added when any pair
-    carries reasoning; the plain variants never contain it.
+    carries reasoning (or `with_reasoning`: any row of the whole dataset, when these are
+    one shard's); the plain variants never contain it.
     """
-    has_reasoning = "reasoning" in pairs and pairs["reasoning"].fillna("").str.strip().ne("").any()
+    has_reasoning = with_reasoning if with_reasoning is not None else (
+        "reasoning" in pairs and pairs["reasoning"].fillna("").str.strip().ne("").any())
     variants = [(False, "")] + ([(True, "_cot")] if has_reasoning else [])
     keep = ["split"] + (PROVENANCE_COLUMNS if options.include_provenance else [])
     provenance = pairs.reindex(columns=keep).reset_index(drop=True)
@@ -146,15 +125,6 @@ def build_format_rows(pairs: pd.DataFrame, options: ExportOptions) -> dict[str, 
     return frames
 
 
-def content_version(frames: dict[str, pd.DataFrame], options: ExportOptions) -> str:
-    """A short hash of every row of every format and of the options: the export's version."""
-    digest = hashlib.sha256(json.dumps(options.__dict__, sort_keys=True, default=str).encode())
-    for name in sorted(frames):
-        digest.update(name.encode())
-        digest.update(frames[name].to_json(orient="records", force_ascii=False).encode())
-    return digest.hexdigest()[:12]
-
-
 def size_category(n_rows: int) -> str:
     """The Hub's size_categories value for `n_rows`."""
     for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
@@ -182,8 +152,9 @@ def dataset_card(version: str, rows: dict[str, dict[str, int]], options: ExportO
         if i == 0:
             configs.append("  default: true")
         configs.append("  data_files:")
-        for split in SPLITS:
-            configs.append(f"  - split: {split}\n    path: {name}/{split}.jsonl")
+        # A split with no rows is not listed: `datasets` cannot load a split of no rows.
+        for split in (split for split in SPLITS if rows[name][split]):
+            configs.append(f"  - split: {split}\n    path: {name}/{split}/*.parquet")
     language_codes, language_lines = languages_table(stats.get("languages") or {})
     reasons = stats.get("rejections_by_reason", {})
     reason_lines = "\n".join(f"| {reason} | {count} |" for reason, count in sorted(reasons.items())) or "| none | 0 |"
@@ -222,7 +193,7 @@ by synth_assets. Generators: {', '.join(stats.get('generators', [])) or 'none'};
 The train/validation split is made by document (seed {options.seed}, validation ratio
 {options.validation_ratio}, taken as a share of rows): no document is in both splits.
 {stats.get("split_note", "")}
-
+{_generation_line(stats)}
 ## Documents left out
 
 {excluded_lines}
@@ -251,7 +222,14 @@ trace every row to its chunk, heading or page, and file.
 | reason | pairs |
 | --- | --- |
 {reason_lines}
-{review_section(stats.get("review"))}{human_mix_section(stats.get("human_mix"))}{decontamination_section(stats.get("decontamination"))}"""
+{preference_section(stats.get("preference"), options.dataset_name)}{review_section(stats.get("review"))}{human_mix_section(stats.get("human_mix"))}{decontamination_section(stats.get("decontamination"))}"""
+
+
+def _generation_line(stats: dict) -> str:
+    if "index_generation" not in stats:
+        return ""
+    return (f"Cross-document repeats were decided against dedup index generation {stats['index_generation']} "
+            "(its word weights frozen when it began; `manifest.json` lists the shards).\n")
 
 
 TASK_CHART_FILE = "tasks.png"
@@ -405,58 +383,71 @@ uncertain pairs first, so these describe the hard cases more than the rest:
 
 
 def llama_factory_dataset_info(formats: list[str], name: str) -> dict:
-    """LLaMA-Factory's dataset_info.json entries for the Alpaca and ShareGPT files."""
+    """LLaMA-Factory's dataset_info.json entries for the Alpaca and ShareGPT rows (a
+    folder of Parquet shards: LLaMA-Factory loads every file of a folder)."""
     info = {}
     for fmt in formats:
         base = fmt.removesuffix("_cot")
         key = f"{name}_{fmt}"
         if base == "alpaca":
-            info[key] = {"file_name": f"{fmt}/train.jsonl",
+            info[key] = {"file_name": f"{fmt}/train", "formatting": "alpaca",
                          "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
         elif base == "sharegpt":
-            info[key] = {"file_name": f"{fmt}/train.jsonl", "formatting": "sharegpt",
+            info[key] = {"file_name": f"{fmt}/train", "formatting": "sharegpt",
                          "columns": {"messages": "conversations"},
                          "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human",
                                   "assistant_tag": "gpt", "system_tag": "system"}}
     return info
 
 
-def write_export(
-    frames: dict[str, pd.DataFrame], export_dir: Path, options: ExportOptions, stats: dict
-) -> ExportResult:
-    """Write every format into `<export_dir>/<version>/` unless that version exists."""
-    import datasets
+def write_export(frames: dict[str, pd.DataFrame], export_dir: Path, options: ExportOptions, stats: dict,
+                 buckets: list[int] | None = None) -> ExportResult:
+    """Write these format frames (with `split`, and `document_id` unless provenance is
+    left out) as one version, in one go: each document's rows in its bucket's shards
+    (`buckets`: each row's bucket, by default the bucket of its document)."""
+    store = export_dir / SHARD_STORE
+    shards = []
+    for fmt, frame in frames.items():
+        of_row = buckets if buckets is not None else (
+            [bucket_of(d) for d in frame["document_id"]] if "document_id" in frame else [0] * len(frame))
+        for split in SPLITS:
+            in_split = frame[frame["split"] == split]
+            groups = pd.Series(of_row, index=frame.index)[in_split.index]
+            for bucket in sorted(set(groups)):
+                part = in_split[groups == bucket]
+                shards.append(write_shard(store, fmt, split, int(bucket), part.drop(columns=["split"])))
+    return write_version(export_dir, shards, options, stats, {"written_shards": sorted(s.path() for s in shards)})
 
-    datasets.disable_progress_bars()  # one bar per shard would flood the run log
-    version = content_version(frames, options)
+
+def write_version(export_dir: Path, shards: list[Shard], options: ExportOptions, stats: dict,
+                  manifest_extra: dict) -> ExportResult:
+    """Write the version folder of these shards (already in the store) unless it exists:
+    links to the shards, manifest, card, charts and LLaMA-Factory's registry. The version
+    is a hash of the shards and the options."""
+    digest = hashlib.sha256(json.dumps([options.__dict__, manifest_extra.get("generation"),
+                                        sorted((s.format, s.split, s.bucket, s.digest) for s in shards)],
+                                       sort_keys=True, default=str).encode())
+    version = digest.hexdigest()[:12]
     target = export_dir / version
-    rows = {
-        name: {split: int((frame["split"] == split).sum()) for split in SPLITS} for name, frame in frames.items()
-    }
+    listed = manifest(version, shards, manifest_extra)
+    rows = listed["rows"]
     export_dir.mkdir(parents=True, exist_ok=True)
     if target.exists():
         return ExportResult(version, target, created=False, rows=rows)
     # Written into a staging folder and renamed: a crash never leaves half an export.
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=export_dir))
     try:
-        for name, frame in frames.items():
-            folder = staging / name
-            folder.mkdir()
-            parts = {}
-            for split in SPLITS:
-                part = frame[frame["split"] == split].drop(columns=["split"]).reset_index(drop=True)
-                part.to_json(folder / f"{split}.jsonl", orient="records", lines=True, force_ascii=False)
-                part.to_parquet(folder / f"{split}.parquet", index=False)
-                parts[split] = datasets.Dataset.from_pandas(part, preserve_index=False)
-            # An empty split (one document left, all in train) is written as one empty shard:
-            # with none, `datasets` cannot load the DatasetDict back.
-            datasets.DatasetDict(parts).save_to_disk(
-                str(folder / "hf"), num_shards={split: 1 for split, part in parts.items() if not len(part)})
+        link_version(export_dir / SHARD_STORE, staging, shards)
+        (staging / MANIFEST_FILE).write_text(json.dumps(listed, indent=1) + "\n")
         (staging / "README.md").write_text(dataset_card(version, rows, options, stats))
         for name, data in (stats.get("files") or {}).items():  # the card's charts
             (staging / name).write_bytes(data)
-        info = llama_factory_dataset_info(sorted(frames), options.dataset_name)
+        info = llama_factory_dataset_info(sorted(rows), options.dataset_name)
+        if "preference" in rows:
+            info.update(llama_factory_ranking_entry(options.dataset_name, "preference/train",
+                                                    with_system=bool(options.system_prompt)))
         (staging / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n")
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; fine-tuners on other accounts read it
         try:
             staging.rename(target)
         except OSError:

@@ -100,27 +100,40 @@ def split_documents(document_ids: list[str], validation_ratio: float, seed: int)
     """Assign whole documents to "train" or "validation", deterministically.
 
     `document_ids` holds a document once per row, so documents weigh by their rows.
-    Documents are taken in the order of a seeded hash, and each goes to validation when
-    that brings the validation share of rows nearer `validation_ratio`; with two or more
-    documents and a ratio above zero, at least one is in each split. No document is
-    ever in both.
+    Documents are taken in the order of a seeded hash (split_order) and assigned by
+    assign_splits, as one first batch; no document is ever in both.
     """
     rows = Counter(document_ids)
-    ordered = sorted(rows, key=lambda d: hashlib.sha256(f"{seed}:{d}".encode()).hexdigest())
-    if validation_ratio <= 0 or len(ordered) < 2:
-        return dict.fromkeys(ordered, "train")
-    target = validation_ratio * sum(rows.values())
-    validation: list[str] = []
-    taken = 0
-    for document in ordered:
-        if abs(taken + rows[document] - target) < abs(taken - target):
-            validation.append(document)
-            taken += rows[document]
-    if not validation:  # every document alone overshoots: the smallest one
-        validation = [min(ordered, key=lambda d: (rows[d], ordered.index(d)))]
-    if len(validation) == len(ordered):
-        validation.pop()
-    return {d: ("validation" if d in validation else "train") for d in ordered}
+    return assign_splits([(d, rows[d]) for d in split_order(rows, seed)], validation_ratio)
+
+
+def split_order(document_ids, seed: int) -> list[str]:
+    """The documents in the order of a seeded hash: the order a batch is split and deduplicated in."""
+    return sorted(document_ids, key=lambda d: hashlib.sha256(f"{seed}:{d}".encode()).hexdigest())
+
+
+def assign_splits(documents: list[tuple[str, int]], validation_ratio: float, validation_rows: int = 0,
+                  total_rows: int = 0, first_batch: bool = True) -> dict[str, str]:
+    """Each (document, rows), in the order given, goes to validation when that brings the
+    validation share of all rows so far (`validation_rows` of `total_rows` before these)
+    nearer `validation_ratio`. Decided in order, so a document added later never moves
+    one already placed. In a first batch of two or more documents with a ratio above
+    zero, at least one is in each split."""
+    splits: dict[str, str] = {}
+    for document, n in documents:
+        total_rows += n
+        target = validation_ratio * total_rows
+        if validation_ratio > 0 and abs(validation_rows + n - target) < abs(validation_rows - target):
+            splits[document] = "validation"
+            validation_rows += n
+        else:
+            splits[document] = "train"
+    if first_batch and validation_ratio > 0 and len(splits) >= 2:
+        if "validation" not in splits.values():  # every document alone overshoots: the smallest one
+            splits[min(documents, key=lambda d: d[1])[0]] = "validation"
+        if "train" not in splits.values():
+            splits[documents[-1][0]] = "train"
+    return splits
 
 
 def split_note(document_ids: list[str], splits: dict[str, str], validation_ratio: float) -> str:

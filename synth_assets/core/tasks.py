@@ -195,12 +195,16 @@ def share_report(tasks: Sequence[str], shares: Mapping[str, float], shortfalls: 
     return all(row["within_tolerance"] for row in rows), rows
 
 
-def mix_table(rows: Sequence[Mapping]) -> list[dict]:
-    """Items per (task, question type, difficulty) of a dataset's rows, largest first."""
+def mix_table(rows: Sequence[Mapping], counts: Sequence[int] | None = None) -> list[dict]:
+    """Items per (task, question type, difficulty) of a dataset's rows (each row counted
+    `counts[i]` times when given: rows already grouped), in a stable order."""
     text = lambda value, default: value if isinstance(value, str) and value else default  # noqa: E731 - NaN too
-    counts = Counter((text(r.get("task"), QA), text(r.get("question_type"), "-"),
-                      int(r["difficulty"]) if isinstance(r.get("difficulty"), (int, float))
-                      and r["difficulty"] == r["difficulty"] else None) for r in rows)
+    counts_of: Counter = Counter()
+    for r, n in zip(rows, counts if counts is not None else [1] * len(rows)):
+        counts_of[(text(r.get("task"), QA), text(r.get("question_type"), "-"),
+                   int(r["difficulty"]) if isinstance(r.get("difficulty"), (int, float))
+                   and r["difficulty"] == r["difficulty"] else None)] += n
+    counts = counts_of
     return [{"task": task, "question_type": kind, "difficulty": difficulty, "items": n}
             for (task, kind, difficulty), n in sorted(counts.items(), key=lambda item: (TASKS.index(item[0][0])
                                                       if item[0][0] in TASKS else 99, item[0][1], item[0][2] or 0))]

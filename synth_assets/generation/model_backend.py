@@ -46,6 +46,17 @@ from synth_assets.generation.base import (
 from synth_assets.generation.cache import CacheEntry, GenerationCache, cache_key
 from synth_assets.core.tasks import MULTI_HOP, QA
 from synth_assets.generation.task_prompts import TASK_PROMPT_VERSIONS, build_task_messages, parse_task_reply, task_json_schema
+from synth_assets.generation.task_prompts import (
+    CLOSED_BOOK,
+    CLOSED_BOOK_PROMPT_VERSION,
+    CLOSED_BOOK_SCHEMA_NAME,
+    ClosedBookOutcome,
+    ClosedBookRequest,
+    build_closed_book_messages,
+    closed_book_json_schema,
+    closed_book_request_id,
+    parse_closed_book_reply,
+)
 from synth_assets.generation.prompts import (
     PROMPT_VERSION,
     ReplyParseError,
@@ -417,6 +428,47 @@ class ModelBackend(abc.ABC):
                          **{f"judge_{key}": value for key, value in stats.items() if key != "failures"}}
         _record_usage(outcome, run)
         return outcome
+
+    def closed_book(self, requests: list[ClosedBookRequest], judge: list[JudgeRequest] = ()
+                    ) -> tuple[ClosedBookOutcome, JudgeOutcome]:
+        """Each question answered without its source (preference pairs: what the model
+        says from memory), in the same call as `judge` requests when there are some, so
+        the server or LLM.chat gets them all at once. Sampled like generation, cached
+        under their own prompt version."""
+        closed = self._closed_book_task()
+        prompts = [Prompt(r.pair_id, build_judge_messages(r.question, r.answer, r.chunk_text, r.task, r.source_texts))
+                   for r in judge]
+        prompts += [Prompt(closed_book_request_id(r.item_id), build_closed_book_messages(r.question), task=closed)
+                    for r in requests]
+        run, stats = self._run(self._judge_task() if judge else closed, prompts)
+        judged, answered = JudgeOutcome(), ClosedBookOutcome()
+        for prompt in prompts[:len(judge)]:
+            if prompt.item_id in run.results:
+                score, reason, unsupported = run.results[prompt.item_id][0]
+                judged.scores[prompt.item_id] = (score, reason)
+                if unsupported:
+                    judged.unsupported[prompt.item_id] = unsupported
+            else:
+                judged.failures[prompt.item_id] = _failure(run, prompt).error
+        for request, prompt in zip(requests, prompts[len(judge):]):
+            if prompt.item_id in run.results:
+                answered.answers[request.item_id] = run.results[prompt.item_id][0]
+            else:
+                answered.failures[request.item_id] = _failure(run, prompt).error
+        answered.stats = {"closed_book_answers": len(answered.answers),
+                          "closed_book_failures": len(answered.failures),
+                          **{f"closed_book_{key}": value for key, value in stats.items() if key != "failures"}}
+        judged.stats = {"judged": len(judged.scores), "judge_failures": len(judged.failures)}
+        return answered, judged
+
+    def _closed_book_task(self) -> Task:
+        """Sampled as generation is (the same model answering, from memory), with the cache-key
+        extras of this backend's qa task."""
+        qa = self._qa_task()
+        extra = {k: v for k, v in qa.key_params.items() if k not in qa.sampling and k != "pairs_per_chunk"}
+        return Task(CLOSED_BOOK_SCHEMA_NAME, closed_book_json_schema(), parse_closed_book_reply,
+                    CLOSED_BOOK_PROMPT_VERSION, qa.sampling, {**qa.sampling, "task": CLOSED_BOOK, **extra},
+                    "answered closed-book", "questions")
 
     def cache_key_for(self, request: GenerationRequest) -> str:
         """The generation-cache key of one request."""

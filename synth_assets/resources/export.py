@@ -6,8 +6,10 @@ import os
 from typing import Literal
 
 import dagster as dg
+from pydantic import Field
 
 from synth_assets.core.exporting import ExportOptions
+from synth_assets.core.shards import SHARD_BUCKETS
 
 DEFAULT_EXPORT_DIR = "data/exports"
 DEFAULT_VALIDATION_RATIO = 0.1
@@ -39,6 +41,14 @@ class ExportSettings(dg.ConfigurableResource):
     # `path` or `path::column` (default column `question`); JSONL, Parquet, CSV, or a
     # `datasets` folder saved with save_to_disk. Empty: no decontamination.
     eval_sets: list[str] = []
+    # How far the exported questions' words may drift from the word weights frozen when
+    # the dedup index's generation began before a build takes every document in again
+    # (synth_assets/dataset_index.py; total variation distance, 0 to 1).
+    drift_limit: float = Field(default=0.2, gt=0, le=1)
+    # Buckets of documents a version's rows are sharded into (core/shards.py): an added
+    # document rewrites one bucket's files, 1/buckets of the rows. Around a hundred
+    # documents a bucket is right; a change begins a new index generation (a whole build).
+    buckets: int = Field(default=SHARD_BUCKETS, ge=1, le=65536)
 
     def options(self) -> ExportOptions:
         return ExportOptions(
