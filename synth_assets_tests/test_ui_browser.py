@@ -200,6 +200,23 @@ def test_a_documents_partition_shows_its_materialisation_metadata(ui, page) -> N
     _visible(page, "docling").wait_for(timeout=10_000)
 
 
+def test_the_training_datasets_metadata_shows_the_cards_charts_as_images(ui, page) -> None:
+    """The dataset at a glance in the UI: each chart of the card is in training_dataset's
+    metadata as Markdown with the PNG inline, and the browser draws it as an image."""
+    _open(page, f"{ui.base_url}/assets/training_dataset", "chart_rejections")
+    for label in ("chart_grounding", "chart_rejections", "chart_coverage", "task_chart", "card"):
+        _visible(page, label).wait_for(timeout=10_000)
+    page.locator("tr:has-text('chart_rejections') >> text=[Show Markdown] >> visible=true").first.click()
+    image = page.locator("img[src^='data:image/png;base64'] >> visible=true").first
+    image.wait_for(timeout=10_000)
+    # Decoded and drawn: a broken or empty image has no natural size.
+    width, height = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert width >= 400 and height >= 200, (width, height)
+    _visible(page, "outcome").wait_for(timeout=10_000)  # the same figures as a table under the chart
+    _screenshot(page, "dataset-charts.png")
+    page.keyboard.press("Escape")
+
+
 def test_the_checks_show_their_results(ui, page) -> None:
     # The checks are listed by name (documents_are_covered first, the suite's name shortened
     # in the list): the filter box finds the suite's.
