@@ -32,7 +32,7 @@ from synth_assets.core.chunking import load_tokenizer
 from synth_assets.core.estimate import SAMPLE_SIZE, Estimate, History, NothingToEstimate, estimate, format_estimate, \
     sample_documents, text_size
 from synth_assets.core.usage import add_counts, merge_per_server, usage_lines, usage_stats
-from synth_assets.generation.estimate import file_format, sample_document
+from synth_assets.generation.estimate import sample_document
 from synth_assets.partitions import DOCUMENTS_PARTITIONS_NAME
 from synth_assets.storage import (
     ALPACA_EXAMPLES_TABLE,
@@ -435,18 +435,13 @@ def estimate_folder(settings, sample_size: int = SAMPLE_SIZE, seed: int = 0,
     tokenizer, tokenizer_name = load_tokenizer(generation.tokenizer_name)
     use_judge = settings.resources["curation"].filter_config().use_judge
     sizes = {key: text_size(path) for key, path in files.items()}
-    formats = {key: file_format(path) for key, path in files.items()}
     sampled = [sample_document(key, files[key], tokenizer=tokenizer, max_bytes=documents.max_bytes,
                                layout_models_dir=documents.layout_models_path, chunk_tokens=generation.chunk_tokens,
                                overlap_tokens=generation.overlap_tokens, shares=generation.task_shares,
                                pairs_per_chunk=generation.pairs_per_chunk, use_judge=use_judge)
-               for key in sample_documents(sizes, formats, sample_size, seed)]
+               for key in sample_documents(sizes, sample_size, seed)]
     history = recorded_history(instance, generation.model) if instance is not None else History()
-    folder: dict[str, tuple[int, int]] = {}
-    for key in files:
-        documents_of, bytes_of = folder.get(formats[key], (0, 0))
-        folder[formats[key]] = (documents_of + 1, bytes_of + sizes[key])
-    return estimate(sampled, folder, history=history,
+    return estimate(sampled, sum(sizes.values()), len(files), history=history,
                     max_tokens=generation.generation_tokens, use_judge=use_judge,
                     throughput_setting=generation.throughput_tokens_per_s, prices=generation.prices(),
                     tokenizer=tokenizer_name,

@@ -24,47 +24,48 @@ from synth_assets.core.usage import Prices, usage_lines, usage_section, usage_st
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "documents"
 
 
-def _doc(document_id: str, size: int, fmt: str = ".md", requests: int = 10, prompt: int = 5000,
-         items: int = 50, error: str | None = None) -> SampledDocument:
+def _doc(document_id: str, size: int, requests: int = 10, prompt: int = 5000, items: int = 50,
+         error: str | None = None) -> SampledDocument:
     tasks = {} if error else {"qa": {"requests": requests, "prompt_tokens": prompt, "items": items}}
-    return SampledDocument(document_id, size, fmt, chunks=requests if not error else 0, tasks=tasks, error=error)
+    return SampledDocument(document_id, size, chunks=requests if not error else 0, tasks=tasks, error=error)
 
 
 # -- sampling and scaling --------------------------------------------------------------
 
 def test_a_small_folder_is_estimated_from_every_document():
     sizes = {f"d{i}.md": 100 for i in range(4)}
-    assert sample_documents(sizes, dict.fromkeys(sizes, ".md"), 5) == list(sizes)
+    assert sample_documents(sizes, 5) == list(sizes)
+    assert weights([_doc(key, 100) for key in sizes], 400, 4) == dict.fromkeys(sizes, 1.0)
 
 
-def test_the_sample_is_seeded_and_shared_by_the_formats_bytes():
-    sizes = {**{f"a{i}.md": 1_000 for i in range(40)}, **{f"b{i}.pdf": 10_000 for i in range(10)}}
-    formats = {key: key[-4:] if key.endswith(".pdf") else ".md" for key in sizes}
-    first = sample_documents(sizes, formats, 5, seed=1)
-    assert first == sample_documents(sizes, formats, 5, seed=1) != sample_documents(sizes, formats, 5, seed=2)
-    # 100 KB of PDF against 40 KB of Markdown: 5 x 100/140 = 3.6 -> 4 places, 1 for Markdown
-    assert sum(key.endswith(".pdf") for key in first) == 4 and len(first) == 5
+def test_the_sample_is_seeded_and_drawn_by_text_size():
+    sizes = {**{f"small{i}.html": 100 for i in range(40)}, **{f"big{i}.md": 10_000 for i in range(10)}}
+    first = sample_documents(sizes, 5, seed=1)
+    assert first == sample_documents(sizes, 5, seed=1) != sample_documents(sizes, 5, seed=2)
+    assert len(first) == 5 and list(sizes).index(first[0]) < list(sizes).index(first[-1])  # folder order
+    # the big documents hold 96% of the text: over 20 draws, nearly every place is theirs
+    drawn = [key for seed in range(20) for key in sample_documents(sizes, 5, seed)]
+    assert sum(key.startswith("big") for key in drawn) >= 0.9 * len(drawn)
     with pytest.raises(ValueError, match="at least 1"):
-        sample_documents(sizes, formats, 0)
+        sample_documents(sizes, 0)
 
 
-def test_each_sampled_document_stands_for_its_formats_bytes_and_a_share_of_the_rest():
-    sampled = [_doc("a.md", 1_000), _doc("b.md", 3_000), _doc("c.pdf", 10_000, ".pdf")]
-    # folder: 20 KB of Markdown, 50 KB of PDF, 7 KB of HTML (not sampled)
-    folder = {".md": (20, 20_000), ".pdf": (5, 50_000), ".html": (2, 7_000)}
-    found = weights(sampled, folder)
-    assert found == pytest.approx({"a.md": 5 + 0.5, "b.md": 5 + 0.5, "c.pdf": 5 + 0.5})
+def test_each_sampled_document_stands_for_the_folders_text_over_its_own():
+    sampled = [_doc("a.md", 1_000), _doc("b.md", 4_000)]
+    # 2 of 20 documents drawn, 50,000 characters in the folder: mean of counts per character x 50,000
+    assert weights(sampled, 50_000, 20) == pytest.approx({"a.md": 25.0, "b.md": 6.25})
 
 
 def test_the_estimate_scales_the_sample_and_takes_completions_from_recorded_runs():
     sampled = [_doc("a.md", 1_000, requests=10, prompt=5_000, items=50),
-               _doc("b.md", 1_000, requests=30, prompt=15_000, items=150),
+               _doc("b.md", 3_000, requests=30, prompt=15_000, items=150),
                _doc("bad.md", 2_000, error="could not be read")]
     history = History(per_task={"qa": {"requests": 100, "prompt_tokens": 1, "completion_tokens": 25_000}},
                       completion_tokens=50_000, seconds=100.0, runs=2)
-    result = estimate(sampled, {".md": (40, 40_000)}, history=history, max_tokens=1024, use_judge=False,
+    result = estimate(sampled, 60_000, 40, history=history, max_tokens=1024, use_judge=False,
                       throughput_setting=None, prices=Prices(per_hour=3.6), tokenizer="test-tokenizer")
-    # 40 KB over 4 KB sampled: x10; the failed file's bytes are in the 4 KB (failures as often elsewhere)
+    # 10 requests per 1,000 characters in both documents that parsed, none in the failed one
+    # (failures as often elsewhere): 60,000 x (10/1,000 + 10/1,000 + 0) / 3 = 400
     assert result.totals["requests"] == pytest.approx(400)
     assert result.totals["prompt_tokens"] == pytest.approx(200_000)
     assert result.totals["completion_tokens"] == pytest.approx(400 * 250)  # 250 per request, recorded
@@ -77,7 +78,7 @@ def test_the_estimate_scales_the_sample_and_takes_completions_from_recorded_runs
 
 def test_without_recorded_runs_completions_are_the_defaults_and_time_needs_a_throughput():
     sampled = [_doc("a.md", 1_000, requests=2, prompt=1_000, items=10)]
-    result = estimate(sampled, {".md": (1, 1_000)}, history=History(), max_tokens=1024, use_judge=True,
+    result = estimate(sampled, 1_000, 1, history=History(), max_tokens=1024, use_judge=True,
                       throughput_setting=None, prices=Prices(per_million_completion_tokens=2.0), tokenizer="t")
     qa = DEFAULT_COMPLETION_TOKENS_PER_ITEM["qa"] * 10
     assert result.per_task["qa"]["completion_tokens"] == pytest.approx(qa)
@@ -87,7 +88,7 @@ def test_without_recorded_runs_completions_are_the_defaults_and_time_needs_a_thr
     assert result.seconds is None and "set SYNTH_ASSETS_THROUGHPUT_TOKENS_PER_S" in format_estimate(result, "/d")
     assert result.cost == pytest.approx(2.0 * result.totals["completion_tokens"] / 1e6)  # per token: no time needed
     # A request cannot write more than max_tokens.
-    capped = estimate(sampled, {".md": (1, 1_000)}, history=History(), max_tokens=100, use_judge=False,
+    capped = estimate(sampled, 1_000, 1, history=History(), max_tokens=100, use_judge=False,
                       throughput_setting=42.0, prices=Prices(), tokenizer="t")
     assert capped.per_task["qa"]["completion_tokens"] == pytest.approx(2 * 100)
     assert capped.seconds == pytest.approx(200 / 42.0) and capped.throughput_source == "SYNTH_ASSETS_THROUGHPUT_TOKENS_PER_S"
@@ -98,10 +99,10 @@ def test_recorded_prompts_scale_the_counts_only_for_the_tokenizer_they_were_meas
     history = History(prompt_calibration={"requests": 64, "server": 8_000, "tokenizer_count": 10_000},
                       calibration_tokenizers=("tok",))
     kwargs = dict(history=history, max_tokens=1024, use_judge=False, throughput_setting=None, prices=Prices())
-    same = estimate(sampled, {".md": (1, 1_000)}, tokenizer="tok", **kwargs)
+    same = estimate(sampled, 1_000, 1, tokenizer="tok", **kwargs)
     assert same.prompt_ratio == pytest.approx(0.8) and same.totals["prompt_tokens"] == pytest.approx(4_000)
     assert "x0.800 as the servers counted 64 recorded prompts" in format_estimate(same, "/d")
-    other = estimate(sampled, {".md": (1, 1_000)}, tokenizer="another", **kwargs)
+    other = estimate(sampled, 1_000, 1, tokenizer="another", **kwargs)
     assert other.prompt_ratio is None and other.totals["prompt_tokens"] == pytest.approx(5_000)
 
 
@@ -115,16 +116,18 @@ def test_text_size_measures_the_text_of_html_and_office_files_not_their_bytes(tm
     assert text_size(EXAMPLES / "wiki.md") == (EXAMPLES / "wiki.md").stat().st_size
     docx = EXAMPLES / "lorem_ipsum.docx"
     assert 3_000 < text_size(docx) < docx.stat().st_size / 3  # its text runs, not its zipped bytes
+    pdf = EXAMPLES / "multi_page.pdf"
+    assert 5_000 < text_size(pdf) < pdf.stat().st_size / 10  # its text layer, not its bytes
     broken = tmp_path / "broken.docx"
     broken.write_bytes(b"not a zip")
     assert text_size(broken) == 9
 
 
 def test_a_folder_whose_sampled_documents_all_fail_says_why_for_each():
-    sampled = [_doc("x.pdf", 10, ".pdf", error="could not be read as PDF: bad header"),
-               _doc("y.docx", 10, ".docx", error="is not a valid Word file")]
+    sampled = [_doc("x.pdf", 10, error="could not be read as PDF: bad header"),
+               _doc("y.docx", 10, error="is not a valid Word file")]
     with pytest.raises(NothingToEstimate) as failure:
-        estimate(sampled, {".pdf": (1, 10), ".docx": (1, 10)}, history=History(), max_tokens=512, use_judge=False,
+        estimate(sampled, 20, 2, history=History(), max_tokens=512, use_judge=False,
                  throughput_setting=None, prices=Prices(), tokenizer="t")
     assert "x.pdf: could not be read as PDF: bad header" in str(failure.value)
     assert "y.docx: is not a valid Word file" in str(failure.value)
@@ -226,6 +229,21 @@ def test_the_estimate_of_a_folder_it_reads_whole_predicts_the_run(pipeline_resou
     assert after.throughput is not None and after.seconds is not None
     # a handful of requests never filled the 64 places: the time is an upper bound, and says so
     assert not after.busy and "upper bound" in format_estimate(after, "/docs")
+
+    # The card's figures: what the dataset's items cost, also after a run that took every
+    # reply from the cache (each cached reply counted as it cost when it was asked).
+    from synth_assets.assets.generate import dataset_usage
+    from synth_assets.run import run_all
+
+    keys = summary["documents"]
+    card = dataset_usage(instance, keys, summary["pairs_kept"], uses_a_model=True)
+    assert (card["requests"], card["prompt_tokens"]) == (sent["requests"], sent["prompt_tokens"])
+    again = run_all(defs, instance, show_progress=False, force=True)  # the server is gone: all from the cache
+    assert again["failed"] == {} and again["model_usage"]["requests"] == 0 and stats.snapshot()["requests"] == sent["requests"]
+    assert "no model requests this time" in format_summary(again, 1.0)
+    cached = dataset_usage(instance, keys, again["pairs_kept"], uses_a_model=True)
+    assert (cached["requests"], cached["prompt_tokens"], cached["completion_tokens"]) == (
+        sent["requests"], sent["prompt_tokens"], sent["completion_tokens"])
 
 
 def test_a_server_without_usage_is_counted_with_the_tokenizer_and_the_summary_says_so(

@@ -6,12 +6,16 @@ them when there are at most `SAMPLE_SIZE`), plans their requests as generation w
 requests, prompt and completion tokens of the whole folder, and, given a throughput,
 the time, and, given a price, the cost.
 
-- Sampling and scaling by `text_size` (a cheap measure of a file's text: bytes of plain
-  text, characters of HTML text and of Word and PowerPoint text runs, bytes of a PDF):
-  the sample's places go to the formats (extensions) in proportion to their size; each
-  sampled document stands for (size of its format in the folder / sampled size of that
-  format) documents, and formats left out of the sample are shared by all by size. A sampled file that fails counts with its bytes and
-  no requests, so failures are expected in the same proportion in the rest.
+- Sampling and scaling by `text_size`, a cheap measure of a file's text in characters
+  (a plain-text file's bytes, an HTML page's text, the text runs of a Word or
+  PowerPoint file, a PDF's text layer through pdfium, no layout): documents are drawn
+  with probability proportional to it (seeded, without replacement), and the folder's
+  counts are its total text size times the mean, over the sample, of each document's
+  counts per character (the Hansen-Hurwitz estimator: unbiased, so over many draws the
+  estimates average the truth). A big document is likely to be drawn and a tiny one (a
+  table, a title page) rarely stands for many; a short document full of headings (more
+  chunks per character) is where a draw of 5 goes furthest off. A sampled file
+  that fails counts with no requests, so failures are expected in the same proportion.
 - Prompt tokens are counted on the prompts themselves, with the tokenizer that sizes the
   chunks (the model's own when it is local), then scaled by what the recorded runs
   measured: the servers' prompt tokens over that tokenizer's count of the same prompts
@@ -62,7 +66,6 @@ class SampledDocument:
 
     document_id: str
     size: int  # text_size of its file
-    format: str = ""  # the file's extension: bytes per token depend on it
     chunks: int = 0
     # task -> {requests, prompt_tokens, items}
     tasks: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -71,8 +74,6 @@ class SampledDocument:
     error: str | None = None
 
 
-# Formats whose bytes are their text (as near as matters).
-PLAIN_TEXT = frozenset({".md", ".markdown", ".txt", ".adoc", ".asciidoc", ".asc"})
 _HTML = frozenset({".html", ".htm", ".xhtml"})
 _OFFICE_TEXT = {".docx": re.compile(rb"<w:t(?:\s[^>]*)?>([^<]*)</w:t>"), ".pptx": re.compile(rb"<a:t>([^<]*)</a:t>")}
 _HTML_DROP = re.compile(r"<(script|style|noscript)\b.*?</\1\s*>|<!--.*?-->", re.S | re.I)
@@ -80,12 +81,11 @@ _TAG = re.compile(r"<[^>]+>")
 
 
 def text_size(path: Path) -> int:
-    """A cheap measure of how much text a file holds, to scale the sample by: the bytes of
-    plain-text formats, the characters of an HTML page's text (tags, scripts and styles
-    left out), the characters in a Word or PowerPoint file's text runs (read from its
-    XML, no layout), and the bytes of anything else (PDF: its text is in compressed
-    streams, so bytes are the one cheap measure). Only documents of one format are
-    compared with each other; an unreadable file counts its bytes."""
+    """How much text a file holds, in characters, measured cheaply: an HTML page's text
+    (tags, scripts and styles left out), the text runs of a Word or PowerPoint file (from
+    its XML), a PDF's text layer (pdfium, which docling's PDF support brings; no layout),
+    and the bytes of any other file (Markdown, AsciiDoc, plain text). A file that cannot
+    be read so counts its bytes: the run will say what is wrong with it; here it only weighs."""
     suffix = path.suffix.lower()
     size = path.stat().st_size
     try:
@@ -97,63 +97,57 @@ def text_size(path: Path) -> int:
                 return sum(len(run) for name in archive.namelist() if name.endswith(".xml")
                            and name.startswith(("word/", "ppt/slides/"))
                            for run in _OFFICE_TEXT[suffix].findall(archive.read(name)))
-    except (OSError, zipfile.BadZipFile, KeyError):
-        return size  # the run will say what is wrong with it; here it only weighs
+        if suffix == ".pdf":
+            return _pdf_text_size(path)
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError):
+        return size
     return size
 
 
-def sample_documents(sizes: Mapping[str, int], formats: Mapping[str, str], size: int = SAMPLE_SIZE,
-                     seed: int = 0) -> list[str]:
-    """`size` of the documents (all of them when there are no more), in folder order.
+def _pdf_text_size(path: Path) -> int:
+    import pypdfium2
 
-    The places go to the formats in proportion to their bytes (largest remainder; a
-    folder of PDFs and Markdown gets both), and within a format the documents are drawn
-    with `seed`: bytes per token differ between formats far more than within one."""
+    try:
+        document = pypdfium2.PdfDocument(path)
+    except pypdfium2.PdfiumError as error:
+        raise ValueError(str(error)) from None
+    try:
+        total = 0
+        for index in range(len(document)):
+            page = document[index]
+            text = page.get_textpage()
+            total += len(text.get_text_range())
+            text.close()
+            page.close()
+        return total
+    finally:
+        document.close()
+
+
+def sample_documents(sizes: Mapping[str, int], size: int = SAMPLE_SIZE, seed: int = 0) -> list[str]:
+    """`size` of the documents (all of them when there are no more), in folder order,
+    drawn with probability proportional to their text size (`sizes`), seeded: a document
+    with twice the text is about twice as likely to be drawn (Efraimidis-Spirakis
+    weighted sampling without replacement). Empty documents weigh as one character."""
     if size < 1:
         raise ValueError(f"the estimate's sample size must be at least 1, got {size}")
     keys = list(sizes)
     if len(keys) <= size:
         return keys
-    by_format: dict[str, list[str]] = {}
-    for key in keys:
-        by_format.setdefault(formats[key], []).append(key)
-    weight = {fmt: sum(sizes[key] for key in members) or len(members) for fmt, members in by_format.items()}
-    total = sum(weight.values())
-    quota = {fmt: size * weight[fmt] / total for fmt in by_format}
-    places = {fmt: min(int(quota[fmt]), len(by_format[fmt])) for fmt in by_format}
-    for fmt in sorted(by_format, key=lambda fmt: (places[fmt] - quota[fmt], fmt)):  # largest remainder first
-        if sum(places.values()) >= size:
-            break
-        if places[fmt] < len(by_format[fmt]):
-            places[fmt] += 1
-    while sum(places.values()) < size:  # a format ran out of documents: the biggest others take its places
-        fmt = max((fmt for fmt in by_format if places[fmt] < len(by_format[fmt])), key=lambda fmt: quota[fmt])
-        places[fmt] += 1
     rng = random.Random(seed)
-    chosen = {key for fmt in sorted(by_format) for key in rng.sample(by_format[fmt], places[fmt])}
+    drawn = sorted(keys, key=lambda key: rng.random() ** (1 / max(sizes[key], 1)), reverse=True)[:size]
+    chosen = set(drawn)
     return [key for key in keys if key in chosen]
 
 
-def weights(sampled: Sequence[SampledDocument], folder: Mapping[str, tuple[int, int]]) -> dict[str, float]:
-    """How many of the folder's documents each sampled one stands for: the bytes of its
-    format over the sampled bytes of that format (by documents for empty files), plus
-    its share of the formats not sampled at all (by bytes over the whole sample).
-    `folder`: format -> (documents, bytes)."""
-    in_sample: dict[str, list[SampledDocument]] = {}
-    for document in sampled:
-        in_sample.setdefault(document.format, []).append(document)
-    unsampled = [folder[fmt] for fmt in folder if fmt not in in_sample]
-    sample_bytes = sum(document.size for document in sampled)
-    extra_bytes, extra_documents = sum(b for _, b in unsampled), sum(n for n, _ in unsampled)
-    found = {}
-    for fmt, members in in_sample.items():
-        documents, size = folder.get(fmt, (len(members), sum(m.size for m in members)))
-        member_bytes = sum(m.size for m in members)
-        for member in members:
-            own = size / member_bytes if member_bytes else documents / len(members)
-            extra = extra_bytes / sample_bytes if sample_bytes else extra_documents / len(sampled)
-            found[member.document_id] = own + extra
-    return found
+def weights(sampled: Sequence[SampledDocument], folder_size: int, documents: int) -> dict[str, float]:
+    """How many documents' worth each sampled one stands for: 1 each when every document
+    was read; otherwise folder_size / (n x its size), so that the folder's counts are its
+    text size times the sample's mean counts per character."""
+    if len(sampled) >= documents:
+        return {document.document_id: 1.0 for document in sampled}
+    return {document.document_id: max(folder_size, 1) / (len(sampled) * max(document.size, 1))
+            for document in sampled}
 
 
 @dataclass(frozen=True)
@@ -224,7 +218,7 @@ class NothingToEstimate(Exception):
     """Every sampled document failed: there is nothing to scale from."""
 
 
-def estimate(sampled: list[SampledDocument], folder: Mapping[str, tuple[int, int]], *, history: History,
+def estimate(sampled: list[SampledDocument], folder_size: int, documents: int, *, history: History,
              max_tokens: int, use_judge: bool, throughput_setting: float | None, prices: Prices,
              tokenizer: str, throughput_variable: str = "SYNTH_ASSETS_THROUGHPUT_TOKENS_PER_S",
              max_in_flight: int | None = None) -> Estimate:
@@ -234,7 +228,7 @@ def estimate(sampled: list[SampledDocument], folder: Mapping[str, tuple[int, int
     if all(document.error is not None for document in sampled):
         raise NothingToEstimate("every sampled document failed:\n" + "\n".join(
             f"  - {document.document_id}: {document.error}" for document in sampled))
-    weight = weights(sampled, folder)
+    weight = weights(sampled, folder_size, documents)
     # The sample's counts, each document weighted by the documents it stands for.
     per_task: dict[str, dict[str, float]] = {}
     items: dict[str, float] = {}
@@ -275,7 +269,7 @@ def estimate(sampled: list[SampledDocument], folder: Mapping[str, tuple[int, int
         throughput, throughput_source = None, f"no recorded run of this model; set {throughput_variable}"
     seconds = completion / throughput if throughput else None
     return Estimate(
-        documents=sum(n for n, _ in folder.values()), sampled=sampled, per_task=scaled,
+        documents=documents, sampled=sampled, per_task=scaled,
         chunks=sum(document.chunks * weight[document.document_id] for document in sampled), completion_source=source,
         throughput=throughput, throughput_source=throughput_source, seconds=seconds, prices=prices,
         cost=prices.cost(prompt, completion, seconds), tokenizer=tokenizer, prompt_ratio=ratio,
@@ -303,7 +297,7 @@ def format_estimate(result: Estimate, folder: str) -> str:
     total = result.totals
     ok = [document for document in result.sampled if document.error is None]
     what = ("every document" if len(result.sampled) == result.documents
-            else f"{len(result.sampled)} sampled documents, scaled by the bytes of each format")
+            else f"{len(result.sampled)} sampled documents, scaled by their text size")
     lines = [f"estimate for {result.documents} documents in {folder} (from {what}); nothing was generated"]
     if result.failed:
         lines.append(f"  failed in the sample: {len(result.failed)} (expected in the same proportion in the rest)")

@@ -23,26 +23,21 @@ from synth_assets.generation.model_backend import request_messages
 from synth_assets.generation.task_plan import plan_requests
 
 
-def file_format(path: Path) -> str:
-    """What the estimate samples and scales by: the extension ("" for none)."""
-    return path.suffix.lower()
-
-
 def sample_document(document_id: str, path: Path, *, tokenizer: Any, max_bytes: int, layout_models_dir: Path | None,
                     chunk_tokens: int, overlap_tokens: int, shares: dict[str, float], pairs_per_chunk: int,
                     use_judge: bool) -> SampledDocument:
     """One document's chunks and planned requests, with their prompt tokens; a file that
     cannot be used gives its reason in `error` (as raw_documents or parsed_documents would)."""
-    size, fmt = text_size(path) if path.is_file() else 0, file_format(path)
+    size = text_size(path) if path.is_file() else 0
     try:
         check_document_file(path, max_bytes)
         parsed = parse_document(path, layout_models_dir=layout_models_dir)
     except DocumentError as error:
-        return SampledDocument(document_id, size, fmt, error=error.reason)
+        return SampledDocument(document_id, size, error=error.reason)
     except Exception as error:  # noqa: BLE001 - the run would fail the document too; say why
-        return SampledDocument(document_id, size, fmt, error=f"{type(error).__name__}: {error}")
+        return SampledDocument(document_id, size, error=f"{type(error).__name__}: {error}")
     if parsed.no_text:  # a document, with nothing to generate from: zero requests
-        return SampledDocument(document_id, size, fmt)
+        return SampledDocument(document_id, size)
     chunks = chunk_document(parsed.document, tokenizer=tokenizer, max_tokens=chunk_tokens,
                             overlap_tokens=overlap_tokens)
     title = path.name.rsplit(".", 1)[0]
@@ -51,7 +46,7 @@ def sample_document(document_id: str, path: Path, *, tokenizer: Any, max_bytes: 
                                text=chunk.text, headings=tuple(filter(None, chunk.headings)), title=title)
              for chunk in sorted(chunks, key=lambda chunk: chunk.chunk_index) if not chunk.boilerplate]
     requests, _, _ = plan_requests(document_id, prose, shares, pairs_per_chunk)
-    sampled = SampledDocument(document_id, size, fmt, chunks=len(chunks))
+    sampled = SampledDocument(document_id, size, chunks=len(chunks))
     for request in requests:
         n_items = request.n_items or pairs_per_chunk
         counts = sampled.tasks.setdefault(request.task, {"requests": 0, "prompt_tokens": 0, "items": 0})
