@@ -287,6 +287,10 @@ def _completion(task: str, requests: float, items: float, history: History, max_
     return requests * per_request, f"{per_item} per item (default: no recorded run of this task)"
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _duration(seconds: float) -> str:
     seconds = round(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -298,12 +302,12 @@ def format_estimate(result: Estimate, folder: str) -> str:
     ok = [document for document in result.sampled if document.error is None]
     what = ("every document" if len(result.sampled) == result.documents
             else f"{len(result.sampled)} sampled documents, scaled by their text size")
-    lines = [f"estimate for {result.documents} documents in {folder} (from {what}); nothing was generated"]
+    lines = [f"estimate for {_plural(result.documents, 'document')} in {folder} (from {what}); nothing was generated"]
     if result.failed:
         lines.append(f"  failed in the sample: {len(result.failed)} (expected in the same proportion in the rest)")
         lines += [f"    - {document.document_id}: {document.error}" for document in result.failed]
     lines += [
-        f"  sampled:           {len(ok)} documents parsed, {sum(d.chunks for d in ok)} chunks",
+        f"  sampled:           {_plural(len(ok), 'document')} parsed, {_plural(sum(d.chunks for d in ok), 'chunk')}",
         f"  chunks:            ~{result.chunks:,.0f}",
         f"  requests:          ~{total['requests']:,.0f}"
         + (" (" + ", ".join(f"{task} {c['requests']:,.0f}" for task, c in result.per_task.items()) + ")"
