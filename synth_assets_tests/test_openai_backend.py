@@ -488,3 +488,28 @@ def test_a_server_without_usage_is_counted_with_the_tokenizer(sim: Server) -> No
         # the prompt holds the chunk's text, so it has more tokens than the chunk alone
         assert replies == 1 and prompt_tokens > len(tokenizer.encode(request.text, add_special_tokens=False))
         assert completion_tokens > 20  # a JSON reply of three pairs, not the 0 of "no usage"
+
+
+def test_the_judges_requests_while_generating_are_counted_per_document_as_the_task_judge(
+        sim: Server, tmp_path: Path) -> None:
+    from synth_assets.assets.generate import usage_per_document
+    from synth_assets.generation.base import JudgeRequest
+    from synth_assets.generation.model_backend import add_usage
+
+    base_url, stats = sim()
+    backend = _backend(base_url, cache=GenerationCache(tmp_path / "cache.duckdb"))
+    requests = _requests(6)
+
+    def judge_requests_for(request, pairs):  # pair ids as generated_qa_pairs makes them
+        return [JudgeRequest(f"{request.request_id}#q{i:02d}", p.question, p.answer, request.text)
+                for i, p in enumerate(pairs, 1)]
+
+    outcome, judged = backend.generate_and_judge(requests, judge_requests_for)
+    assert len(judged.usage) == len(judged.scores) == 18  # 3 pairs per chunk, each judged once
+    add_usage(outcome, judged)
+    usage = usage_per_document(requests, outcome.usage)["doc"]
+    sent = stats.snapshot()
+    assert usage["qa"]["requests"] == 6 and usage["judge"]["requests"] == 18 == sent["requests"] - 6
+    assert (usage["qa"]["prompt_tokens"] + usage["judge"]["prompt_tokens"] == sent["prompt_tokens"]
+            and usage["judge"]["completion_tokens"] == 18 * 50)
+    assert outcome.usage_by_server == {base_url: (24, sent["prompt_tokens"], sent["completion_tokens"])}
