@@ -445,7 +445,9 @@ def estimate_folder(settings, sample_size: int = SAMPLE_SIZE, seed: int = 0,
                     max_tokens=generation.generation_tokens, use_judge=use_judge,
                     throughput_setting=generation.throughput_tokens_per_s, prices=generation.prices(),
                     tokenizer=tokenizer_name,
-                    max_in_flight=generation.max_concurrency * max(1, len(generation.base_urls)))
+                    # requests in flight only bound a server's backends (vllm in process takes all at once)
+                    max_in_flight=(generation.max_concurrency * max(1, len(generation.base_urls))
+                                   if generation.backend in ("openai", "vllm_serve") else None))
 
 
 def estimate_main(settings, sample_size: int, seed: int) -> int:

@@ -41,12 +41,12 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from synth_assets.core.usage import COUNTS, Prices, add_counts
+from synth_assets.core.usage import COUNTS, Prices
 
 SAMPLE_SIZE = 5
 JUDGE = "judge"
+JUDGE_MAX_TOKENS = 200  # what a judge reply may write (generation.model_backend.judge_task)
 # Completion tokens a model writes per item when no run of it is recorded: a JSON item
 # with its question, answer, evidence quotes and, per task, its steps or turns (typical of
 # 7-8B instruction models on these prompts; recorded runs replace them).
@@ -250,16 +250,16 @@ def estimate(sampled: list[SampledDocument], folder_size: int, documents: int, *
         # generator wrote for it.
         written = sum(counts["completion_tokens"] for counts in per_task.values())
         judge = {"requests": generated, "prompt_tokens": judge_prompt + written, "completion_tokens": 0.0}
-        judge["completion_tokens"], source[JUDGE] = _completion(JUDGE, generated, generated, history, 200)
+        judge["completion_tokens"], source[JUDGE] = _completion(JUDGE, generated, generated, history,
+                                                                JUDGE_MAX_TOKENS)
         per_task[JUDGE] = judge
     # The tokenizer may not be the model's, and the server adds its chat template: scale
     # the counts as the recorded runs' servers counted the same prompts.
     ratio = history.prompt_ratio(tokenizer)
     for counts in per_task.values():
         counts["prompt_tokens"] *= ratio or 1.0
-    scaled = per_task
-    completion = sum(counts["completion_tokens"] for counts in scaled.values())
-    prompt = sum(counts["prompt_tokens"] for counts in scaled.values())
+    completion = sum(counts["completion_tokens"] for counts in per_task.values())
+    prompt = sum(counts["prompt_tokens"] for counts in per_task.values())
     if throughput_setting is not None:
         throughput, throughput_source = throughput_setting, f"{throughput_variable}"
     elif history.throughput is not None:
@@ -269,7 +269,7 @@ def estimate(sampled: list[SampledDocument], folder_size: int, documents: int, *
         throughput, throughput_source = None, f"no recorded run of this model; set {throughput_variable}"
     seconds = completion / throughput if throughput else None
     return Estimate(
-        documents=documents, sampled=sampled, per_task=scaled,
+        documents=documents, sampled=sampled, per_task=per_task,
         chunks=sum(document.chunks * weight[document.document_id] for document in sampled), completion_source=source,
         throughput=throughput, throughput_source=throughput_source, seconds=seconds, prices=prices,
         cost=prices.cost(prompt, completion, seconds), tokenizer=tokenizer, prompt_ratio=ratio,
@@ -282,7 +282,7 @@ def _completion(task: str, requests: float, items: float, history: History, max_
     if measured is not None:
         runs = f"{history.runs} recorded run{'s' if history.runs != 1 else ''}"
         return requests * measured, f"{measured:.0f} per request, from {runs}"
-    per_item = DEFAULT_COMPLETION_TOKENS_PER_ITEM.get(task, DEFAULT_COMPLETION_TOKENS_PER_ITEM["qa"])
+    per_item = DEFAULT_COMPLETION_TOKENS_PER_ITEM[task]
     per_request = min(per_item * items / requests, max_tokens) if requests else 0
     return requests * per_request, f"{per_item} per item (default: no recorded run of this task)"
 
@@ -336,8 +336,3 @@ def format_estimate(result: Estimate, folder: str) -> str:
                      "SYNTH_ASSETS_PRICE_PER_MILLION_PROMPT_TOKENS / _COMPLETION_TOKENS)")
     return "\n".join(lines)
 
-
-def estimate_figures(result: Estimate) -> dict[str, Any]:
-    """The estimate as plain numbers (the benchmark compares them with a run)."""
-    return {**{key: round(value) for key, value in result.totals.items()}, "chunks": round(result.chunks),
-            "seconds": result.seconds, "cost": result.cost}
