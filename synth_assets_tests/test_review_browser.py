@@ -32,11 +32,11 @@ from synth_assets.resources.export import ExportSettings
 from synth_assets.resources.generation import GenerationResource
 from synth_assets.resources.review import ReviewSettings
 from synth_assets.resources.storage import PipelineDatabase
+from synth_assets.core.shards import read_split
 from synth_assets.run import run_all
 from synth_assets.storage import REVIEW_SAMPLE_TABLE, REVIEW_VERDICTS_TABLE
 from synth_assets_tests.conftest import EXAMPLE_DOCUMENTS
 from synth_assets_tests.test_ui_browser import (
-from synth_assets.core.shards import read_split
     CHROMIUM,
     CHROMIUM_ARGS,
     ROOT,
