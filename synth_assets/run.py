@@ -144,6 +144,7 @@ class Outcome:
     blocked: dict[str, str] = field(default_factory=dict)
     warnings: dict[str, list[str]] = field(default_factory=dict)
     usage: dict[str, dict] = field(default_factory=dict)  # document -> {task: counts}, every run added
+    from_cache: dict[str, dict] = field(default_factory=dict)  # the same, of replies taken from the cache
     usage_per_server: list[dict] = field(default_factory=list)  # each generation step's {url: counts}
     counted: dict = field(default_factory=lambda: {"requests": 0, "tokenizer": None})
     generation_seconds: float = 0.0
@@ -157,9 +158,10 @@ class Outcome:
             if materialization.asset_key != GENERATED_QA_PAIRS_KEY:
                 continue
             metadata = {key: value.value for key, value in materialization.metadata.items()}
-            if isinstance(metadata.get("model_usage"), dict):
-                for task, counts in metadata["model_usage"].items():
-                    add_counts(self.usage.setdefault(materialization.partition, {}).setdefault(task, {}), counts)
+            for key, found in (("model_usage", self.usage), ("model_usage_from_cache", self.from_cache)):
+                if isinstance(metadata.get(key), dict):
+                    for task, counts in metadata[key].items():
+                        add_counts(found.setdefault(materialization.partition, {}).setdefault(task, {}), counts)
             if isinstance(tokenized := metadata.get("usage_counted_with_tokenizer"), dict):
                 self.counted["requests"] += tokenized["requests"]
                 self.counted["tokenizer"] = tokenized["tokenizer"]
@@ -346,7 +348,8 @@ def _usage_of_this_run(defs: dg.Definitions, outcome: Outcome, processed: list[s
                            [processed]).fetchone()[0]
     return usage_stats(outcome.usage, kept, uses_a_model=generation.uses_a_model,
                        per_server=merge_per_server(outcome.usage_per_server), counted=outcome.counted,
-                       seconds=outcome.generation_seconds or None, prices=generation.prices())
+                       seconds=outcome.generation_seconds or None, prices=generation.prices(),
+                       from_cache=outcome.from_cache)
 
 
 def count_rows(defs: dg.Definitions, keys: list[str]) -> dict[str, int]:

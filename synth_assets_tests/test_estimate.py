@@ -240,7 +240,9 @@ def test_the_estimate_of_a_folder_it_reads_whole_predicts_the_run(pipeline_resou
     assert (card["requests"], card["prompt_tokens"]) == (sent["requests"], sent["prompt_tokens"])
     again = run_all(defs, instance, show_progress=False, force=True)  # the server is gone: all from the cache
     assert again["failed"] == {} and again["model_usage"]["requests"] == 0 and stats.snapshot()["requests"] == sent["requests"]
-    assert "no model requests this time" in format_summary(again, 1.0)
+    assert (f"no model requests this time: every reply came from the generation cache ({sent['requests']} replies, "
+            f"{sent['prompt_tokens']} prompt + {sent['completion_tokens']} completion tokens when they were asked)"
+            in format_summary(again, 1.0))
     cached = dataset_usage(instance, keys, again["pairs_kept"], uses_a_model=True)
     assert (cached["requests"], cached["prompt_tokens"], cached["completion_tokens"]) == (
         sent["requests"], sent["prompt_tokens"], sent["completion_tokens"])
@@ -285,4 +287,10 @@ def test_the_card_section_gives_totals_per_task_and_per_kept_item():
     assert "per kept item (40): 625 tokens, 0.88 requests" in section
     assert "server sent no usage for 3 requests; counted with tok" in section
     assert usage_section(usage_stats({}, 10, uses_a_model=False)).startswith("## Model usage\n\nNo model requests")
-    assert usage_lines(usage_stats({}, 0, uses_a_model=True))[0].startswith("no model requests this time")
+    assert usage_lines(usage_stats({}, 0, uses_a_model=True)) == [
+        "no model requests this time: every reply came from the generation cache"]
+    partly = usage_lines(usage_stats({"a": {"qa": {"requests": 2, "prompt_tokens": 900, "completion_tokens": 100}}}, 4,
+                                     uses_a_model=True,
+                                     from_cache={"a": {"qa": {"requests": 3, "prompt_tokens": 1200, "completion_tokens": 150}}}))
+    assert "and 3 replies from the generation cache, 1200 prompt + 150 completion tokens when they were asked " \
+           "(not paid now)" in partly

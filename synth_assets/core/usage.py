@@ -98,9 +98,12 @@ def check_positive(value: float | None, setting: str) -> None:
 def usage_stats(per_document: Mapping[str, Mapping[str, Mapping[str, Any]]], kept_items: int, *,
                 uses_a_model: bool, per_server: Mapping[str, Mapping[str, Any]] | None = None,
                 counted: Mapping[str, Any] | None = None, seconds: float | None = None,
-                prices: Prices | None = None) -> dict[str, Any]:
+                prices: Prices | None = None,
+                from_cache: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None) -> dict[str, Any]:
     """The figures a summary or a card shows: totals, per task, per server, per kept item,
-    the replies counted with a tokenizer ({requests, tokenizer}) and, with a price, the cost."""
+    the replies counted with a tokenizer ({requests, tokenizer}), with a price the cost,
+    and the replies taken from the generation cache ({document: {task: counts}} as they
+    cost when they were asked: paid then, not now)."""
     per_task = usage_totals(per_document)
     total = add_counts({}, {})
     for counts in per_task.values():
@@ -113,6 +116,11 @@ def usage_stats(per_document: Mapping[str, Mapping[str, Mapping[str, Any]]], kep
     if kept_items:
         stats["tokens_per_kept_item"] = round((total["prompt_tokens"] + total["completion_tokens"]) / kept_items, 1)
         stats["requests_per_kept_item"] = round(total["requests"] / kept_items, 2)
+    cached = add_counts({}, {})
+    for counts in usage_totals(from_cache or {}).values():
+        add_counts(cached, counts)
+    if cached["requests"]:
+        stats["from_cache"] = cached
     if prices is not None and prices.any:
         stats["prices"] = prices.describe()
         stats["cost"] = prices.cost(total["prompt_tokens"], total["completion_tokens"], seconds)
@@ -123,8 +131,13 @@ def usage_lines(stats: Mapping[str, Any]) -> list[str]:
     """The lines `make run`'s summary and the card share (plain text)."""
     if not stats.get("uses_a_model"):
         return [NO_MODEL_REQUESTS]
+    cached = stats.get("from_cache")
+    was = (f"{cached['requests']} replies from the generation cache, {cached['prompt_tokens']} prompt + "
+           f"{cached['completion_tokens']} completion tokens when they were asked" if cached else "")
     if not stats["requests"]:
-        return ["no model requests this time (every reply came from the generation cache)"]
+        return ["no model requests this time: every reply came from the generation cache"
+                + (f" ({cached['requests']} replies, {cached['prompt_tokens']} prompt + "
+                   f"{cached['completion_tokens']} completion tokens when they were asked)" if cached else "")]
     lines = [f"{stats['requests']} requests, {stats['prompt_tokens']} prompt + "
              f"{stats['completion_tokens']} completion tokens"]
     if stats.get("kept_items"):
@@ -132,6 +145,8 @@ def usage_lines(stats: Mapping[str, Any]) -> list[str]:
                      f"{stats['requests_per_kept_item']:g} requests")
     else:
         lines.append("no item kept: nothing to divide the cost by")
+    if was:
+        lines.append(f"and {was} (not paid now)")
     if len(stats["per_task"]) > 1:
         lines.append("per task: " + "; ".join(
             f"{task} {c['requests']} requests, {c['prompt_tokens']} + {c['completion_tokens']} tokens"
