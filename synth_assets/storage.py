@@ -63,6 +63,7 @@ DATASET_BANDS_TABLE = "dataset_bands"
 DATASET_SHARDS_TABLE = "dataset_shards"
 DATASET_COVERAGE_TABLE = "dataset_coverage"
 DATASET_PREFERENCE_COUNTS_TABLE = "dataset_preference_counts"
+DATASET_USAGE_TABLE = "dataset_usage"
 
 _PAIR_COLUMNS = """
     pair_id VARCHAR NOT NULL,
@@ -326,6 +327,9 @@ TABLE_DDL: dict[str, str] = {
         uncovered_chunk_ids VARCHAR[]
     """,
     DATASET_PREFERENCE_COUNTS_TABLE: "bucket INTEGER NOT NULL, counts VARCHAR NOT NULL",
+    # What the model was asked for each document's items (assets/generate.documents_usage),
+    # kept so a build reads the event log for the documents it took in only.
+    DATASET_USAGE_TABLE: "document_id VARCHAR NOT NULL, usage VARCHAR NOT NULL",
     DATASET_SHARDS_TABLE: """
         generation INTEGER NOT NULL,
         format VARCHAR NOT NULL,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from benchmarks.sim_server import start_server_in_thread
@@ -232,18 +233,21 @@ def test_the_estimate_of_a_folder_it_reads_whole_predicts_the_run(pipeline_resou
 
     # The card's figures: what the dataset's items cost, also after a run that took every
     # reply from the cache (each cached reply counted as it cost when it was asked).
-    from synth_assets.assets.generate import dataset_usage
     from synth_assets.run import run_all
 
-    keys = summary["documents"]
-    card = dataset_usage(instance, keys, summary["pairs_kept"], uses_a_model=True)
+    def card_usage() -> dict:  # what training_dataset shows (and its card: usage_section of the same)
+        event = instance.get_latest_materialization_event(dg.AssetKey("training_dataset"))
+        return event.asset_materialization.metadata["model_usage"].value
+
+    card = card_usage()
+    assert "## Model usage" in (Path(summary["export_dir"]) / "README.md").read_text()
     assert (card["requests"], card["prompt_tokens"]) == (sent["requests"], sent["prompt_tokens"])
     again = run_all(defs, instance, show_progress=False, force=True)  # the server is gone: all from the cache
     assert again["failed"] == {} and again["model_usage"]["requests"] == 0 and stats.snapshot()["requests"] == sent["requests"]
     assert (f"no model requests this time: every reply came from the generation cache ({sent['requests']} replies, "
             f"{sent['prompt_tokens']} prompt + {sent['completion_tokens']} completion tokens when they were asked)"
             in format_summary(again, 1.0))
-    cached = dataset_usage(instance, keys, again["pairs_kept"], uses_a_model=True)
+    cached = card_usage()
     assert (cached["requests"], cached["prompt_tokens"], cached["completion_tokens"]) == (
         sent["requests"], sent["prompt_tokens"], sent["completion_tokens"])
 

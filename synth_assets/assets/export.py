@@ -11,6 +11,7 @@ import pandas as pd
 import dagster as dg
 
 from synth_assets.assets.factory import OWNERS, document_asset
+from synth_assets.assets.generate import dataset_usage, documents_usage
 from synth_assets.assets.human import NO_HUMAN_DATA, human_examples, mix_human_rows
 from synth_assets.batch import blocked_documents, for_each_document, no_text_documents
 from synth_assets.candidates import candidate_to_publish
@@ -79,6 +80,7 @@ from synth_assets.storage import (
     DATASET_INDEX_TABLE,
     DATASET_PREFERENCE_COUNTS_TABLE,
     DATASET_SHARDS_TABLE,
+    DATASET_USAGE_TABLE,
     DOCUMENT_CHUNKS_TABLE,
     FILTERED_QA_PAIRS_TABLE,
     RAW_DOCUMENTS_TABLE,
@@ -305,6 +307,7 @@ def training_dataset(
         # Coverage is over every registered document not left out: one that kept nothing
         # counts too (uncovered), which is what the figure is for.
         per_document = _coverage(con, sorted(registered - set(excluded)), set(changed), digests, described)
+        stats["model_usage"] = _usage(con, context.instance, generation, included, set(changed), len(kept))
         counts = dict(con.execute(f"SELECT status, count(*) FROM {DATASET_INDEX_TABLE} GROUP BY 1").fetchall())
         duplicates_sample = con.execute(
             f"SELECT question, reason, duplicate_of FROM {CROSS_DOCUMENT_DUPLICATES_TABLE} LIMIT 5").df()
@@ -446,6 +449,7 @@ def training_dataset(
                 duplicates_sample.to_markdown(index=False) if len(duplicates_sample) else "none"
             ),
             "pass_rate": round(stats["pass_rate"], 3),
+            "model_usage": dg.MetadataValue.json(stats["model_usage"]),
             "tasks_within_shares": mix["within"],
             "task_mix": dg.MetadataValue.md(mix["markdown"]),
             "task_chart": dg.MetadataValue.md(
@@ -670,6 +674,26 @@ def _coverage(con, documents: list[str], taken_in: set[str], digests: dict[str, 
     in_transaction(con, record)
     return {d: measured[d] if d in measured else Coverage(*kept[d][1:5], list(kept[d][5] or []))
             for d in documents}
+
+
+def _usage(con, instance: dg.DagsterInstance, generation: GenerationResource, documents: list[str],
+           taken_in: set[str], kept_items: int) -> dict:
+    """What generating the dataset's items asked of the model (the card's "Model usage"):
+    each document's figures read from the event log when it is taken in, kept in a table."""
+    if not generation.uses_a_model:
+        return dataset_usage({}, kept_items, uses_a_model=False)
+    kept = {d: json.loads(u) for d, u in con.execute(f"SELECT document_id, usage FROM {DATASET_USAGE_TABLE}").fetchall()}
+    again = [d for d in documents if d in taken_in or d not in kept]
+    read = documents_usage(instance, again)
+
+    def record() -> None:
+        con.execute(f"DELETE FROM {DATASET_USAGE_TABLE} WHERE document_id IN (SELECT unnest(?)) "
+                    "OR document_id NOT IN (SELECT unnest(?))", [again, documents])
+        for document_id, usage in read.items():
+            con.execute(f"INSERT INTO {DATASET_USAGE_TABLE} VALUES (?, ?)", [document_id, json.dumps(usage)])
+    in_transaction(con, record)
+    per_document = {d: read[d] if d in read else kept[d] for d in documents if d in read or d in kept}
+    return dataset_usage(per_document, kept_items, uses_a_model=True, prices=generation.prices())
 
 
 def _settings_fingerprint(export: ExportSettings, curation: CurationResource, eval_indexes: list[EvalIndex]) -> str:

@@ -309,22 +309,29 @@ def latest_generation_metadata(instance: dg.DagsterInstance, document_ids: list[
     return found
 
 
-def dataset_usage(instance: dg.DagsterInstance, document_ids: list[str], kept_items: int, *,
-                  uses_a_model: bool, prices=None) -> dict:
-    """What the model was asked for the items of these documents (core.usage.usage_stats):
-    each document's latest generated_qa_pairs, the replies it asked for and those it took
-    from the cache (as they cost when they were asked). For the dataset card."""
-    per_document: dict[str, dict] = {}
-    counted = {"requests": 0, "tokenizer": None}
+def documents_usage(instance: dg.DagsterInstance, document_ids: list[str]) -> dict[str, dict]:
+    """What the model was asked for each of these documents' items, from its latest
+    generated_qa_pairs: per task, the replies it asked for and those it took from the cache
+    (as they cost when they were asked), and how many requests were counted with the
+    tokenizer (the server sent no usage)."""
+    found: dict[str, dict] = {}
     for document_id, metadata in latest_generation_metadata(instance, document_ids).items():
+        usage = found[document_id] = {"tasks": {}, "counted_requests": 0, "tokenizer": None}
         for key in ("model_usage", "model_usage_from_cache"):
             if isinstance(_value(metadata, key), dict):
                 for task, counts in _value(metadata, key).items():
-                    add_counts(per_document.setdefault(document_id, {}).setdefault(task, {}), counts)
+                    add_counts(usage["tasks"].setdefault(task, {}), counts)
         if isinstance(tokenized := _value(metadata, "usage_counted_with_tokenizer"), dict):
-            counted["requests"] += tokenized["requests"]
-            counted["tokenizer"] = tokenized["tokenizer"]
-    return usage_stats(per_document, kept_items, uses_a_model=uses_a_model, counted=counted, prices=prices)
+            usage["counted_requests"], usage["tokenizer"] = tokenized["requests"], tokenized["tokenizer"]
+    return found
+
+
+def dataset_usage(per_document: dict[str, dict], kept_items: int, *, uses_a_model: bool, prices=None) -> dict:
+    """The dataset card's usage figures (core.usage.usage_stats) from documents_usage."""
+    counted = {"requests": sum(u["counted_requests"] for u in per_document.values()),
+               "tokenizer": next((u["tokenizer"] for u in per_document.values() if u["tokenizer"]), None)}
+    return usage_stats({d: u["tasks"] for d, u in per_document.items() if u["tasks"]}, kept_items,
+                       uses_a_model=uses_a_model, counted=counted, prices=prices)
 
 
 def recorded_history(instance: dg.DagsterInstance, model: str | None, limit: int = 5000) -> History:

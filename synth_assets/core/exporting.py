@@ -34,6 +34,7 @@ from synth_assets.core.coverage import coverage_section
 from synth_assets.core.formats import to_alpaca, to_conversation
 from synth_assets.core.preference import llama_factory_ranking_entry, preference_section
 from synth_assets.core.review import precision_recall_markdown
+from synth_assets.core.usage import usage_section
 from synth_assets.core.shards import MANIFEST_FILE, SHARD_STORE, Shard, bucket_of, link_version, manifest, write_shard
 
 PROVENANCE_COLUMNS = [
@@ -222,7 +223,7 @@ trace every row to its chunk, heading or page, and file.
 | reason | pairs |
 | --- | --- |
 {reason_lines}
-{preference_section(stats.get("preference"), options.dataset_name)}{review_section(stats.get("review"))}{human_mix_section(stats.get("human_mix"))}{decontamination_section(stats.get("decontamination"))}"""
+{usage_section(stats.get("model_usage"))}{preference_section(stats.get("preference"), options.dataset_name)}{review_section(stats.get("review"))}{human_mix_section(stats.get("human_mix"))}{decontamination_section(stats.get("decontamination"))}"""
 
 
 def _generation_line(stats: dict) -> str:
