@@ -28,6 +28,7 @@ from synth_assets.dagster_internals import free_concurrency_slots
 from synth_assets.core.decontamination import eval_sets_fingerprint, parse_eval_sets
 from synth_assets.jobs import BUILD_TRAINING_DATASET_JOB, PROCESS_DOCUMENTS_JOB
 from synth_assets.assets.generate import GENERATED_QA_PAIRS_KEY, recorded_history
+from synth_assets.assets.curate import FILTERED_QA_PAIRS_KEY
 from synth_assets.core.chunking import load_tokenizer
 from synth_assets.core.estimate import SAMPLE_SIZE, Estimate, History, NothingToEstimate, estimate, format_estimate, \
     sample_documents, text_size
@@ -151,13 +152,17 @@ class Outcome:
 
     def add_usage(self, result: dg.ExecuteInProcessResult) -> None:
         """The model usage recorded by the run's generated_qa_pairs (per document, per
-        server, counted with the tokenizer) and its generation time."""
+        server, counted with the tokenizer) and its generation time, and by its
+        filtered_qa_pairs (judge requests generation had not made, closed-book answers)."""
         steps = set()
         for event in result.get_asset_materialization_events():
             materialization = event.event_specific_data.materialization
+            metadata = {key: value.value for key, value in materialization.metadata.items()}
+            if materialization.asset_key == FILTERED_QA_PAIRS_KEY and isinstance(metadata.get("model_usage"), dict):
+                for task, counts in metadata["model_usage"].items():
+                    add_counts(self.usage.setdefault(materialization.partition, {}).setdefault(task, {}), counts)
             if materialization.asset_key != GENERATED_QA_PAIRS_KEY:
                 continue
-            metadata = {key: value.value for key, value in materialization.metadata.items()}
             for key, found in (("model_usage", self.usage), ("model_usage_from_cache", self.from_cache)):
                 if isinstance(metadata.get(key), dict):
                     for task, counts in metadata[key].items():

@@ -356,6 +356,16 @@ def test_off_sends_no_closed_book_request_and_on_adds_only_closed_book_and_their
     assert closed_book <= new <= 2 * closed_book and new - closed_book >= judged_closed_book_answers
 
 
+def test_the_summary_counts_the_closed_book_requests_and_their_judging_as_the_server_saw_them(sim_runs):
+    new = sim_runs["after_on"]["requests"] - sim_runs["after_off"]["requests"]
+    usage = sim_runs["on"]["model_usage"]
+    tasks = usage["per_task"]
+    closed = tasks["closed_book"]["requests"]
+    assert closed == sum(sim_runs["after_on"]["closed_book"].values())
+    assert closed + tasks.get("judge_closed_book", {}).get("requests", 0) + tasks.get("judge", {}).get(
+        "requests", 0) == new
+
+
 def test_closed_book_candidates_answer_kept_questions_and_record_every_rule_they_failed(sim_runs):
     with duckdb.connect(str(sim_runs["root"] / "db.duckdb"), read_only=True) as con:
         candidates = con.execute("SELECT * FROM preference_candidates").df()

@@ -48,6 +48,7 @@ from synth_assets.storage import (
 )
 
 CURATE_GROUP = "curate"
+FILTERED_QA_PAIRS_KEY = dg.AssetKey("filtered_qa_pairs")
 
 
 @document_asset(
@@ -301,7 +302,13 @@ def judge_documents(
                   for r in batch if r.pair_id in outcome.scores}
         failures = sum(r.pair_id in outcome.failures for r in batch)
         values = [score for score, *_ in scores.values()]
+        # What this step asked the model for the document (generation's requests are on
+        # generated_qa_pairs): judge requests the generation step had not made, closed-book ones.
+        usage = {"judge": _summed(outcome.usage, [r.pair_id for r in batch]),
+                 **(closed_book or {}).get(document_id, {}).get("usage", {})}
+        usage = {task: counts for task, counts in usage.items() if counts["requests"]}
         prepared[document_id] = scores, {
+            **({"model_usage": dg.MetadataValue.json(usage)} if usage else {}),
             "judge": f"{generation.backend} ({generation.model or 'heuristic judge'}), "
                      f"min score {config.min_judge_score}",
             "judged": len(scores),
@@ -310,6 +317,13 @@ def judge_documents(
             "judge_score_counts": dg.MetadataValue.json(dict(sorted(Counter(values).items()))),
         }
     return prepared
+
+
+def _summed(usage: dict[str, tuple[int, int, int]], item_ids: list[str]) -> dict[str, int]:
+    """The requests and tokens of these items (usage: item id -> replies, prompt, completion)."""
+    found = [usage[i] for i in item_ids if i in usage]
+    return {"requests": sum(u[0] for u in found), "prompt_tokens": sum(u[1] for u in found),
+            "completion_tokens": sum(u[2] for u in found)}
 
 
 def answer_closed_book(context, generation: GenerationResource, duckdb: PipelineDatabase, config,
@@ -352,7 +366,8 @@ def answer_closed_book(context, generation: GenerationResource, duckdb: Pipeline
                    for r in found if r["pair_id"] in answered.answers]
         out[document_id] = {"records": records, "scores": {}, "source": source,
                             "failures": sum(r["pair_id"] in answered.failures for r in found),
-                            "asked": len(found)}
+                            "asked": len(found),
+                            "usage": {"closed_book": _summed(answered.usage, [r["pair_id"] for r in found])}}
         if config.use_judge and records:
             reasons, _ = closed_book_reasons(records, cheap)
             second += [JudgeRequest(r["pair_id"], *judge_view(r), as_text(r.get("chunk_text")), task_of(r))
@@ -360,6 +375,7 @@ def answer_closed_book(context, generation: GenerationResource, duckdb: Pipeline
     if second:
         judged = generation.judge(second, context.log)
         for entry in out.values():
+            entry["usage"]["judge_closed_book"] = _summed(judged.usage, [r["pair_id"] for r in entry["records"]])
             for record in entry["records"]:
                 request_id = record["pair_id"]
                 if request_id in judged.scores:

@@ -290,21 +290,23 @@ def prompt_tokens_against_tokenizer(requests: list[GenerationRequest], outcome, 
 
 
 GENERATED_QA_PAIRS_KEY = dg.AssetKey("generated_qa_pairs")
+CURATED_KEY = dg.AssetKey("filtered_qa_pairs")  # downstream: named, not imported
 
 
 def _value(metadata, key: str):
     return metadata[key].value if key in metadata else None
 
 
-def latest_generation_metadata(instance: dg.DagsterInstance, document_ids: list[str]) -> dict[str, dict]:
-    """{document_id: metadata of its latest generated_qa_pairs materialization}."""
-    latest = latest_storage_ids(instance, GENERATED_QA_PAIRS_KEY, dg.DagsterEventType.ASSET_MATERIALIZATION)
+def latest_generation_metadata(instance: dg.DagsterInstance, document_ids: list[str],
+                               asset_key: dg.AssetKey = GENERATED_QA_PAIRS_KEY) -> dict[str, dict]:
+    """{document_id: metadata of its latest materialization of `asset_key` (generated_qa_pairs)}."""
+    latest = latest_storage_ids(instance, asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION)
     ids = [latest[key] for key in document_ids if key in latest]
     found = {}
     for start in range(0, len(ids), 500):
         part = ids[start:start + 500]
         records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=GENERATED_QA_PAIRS_KEY, storage_ids=part), limit=len(part)).records
+            dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=part), limit=len(part)).records
         found.update({record.partition_key: record.asset_materialization.metadata for record in records})
     return found
 
@@ -323,6 +325,12 @@ def documents_usage(instance: dg.DagsterInstance, document_ids: list[str]) -> di
                     add_counts(usage["tasks"].setdefault(task, {}), counts)
         if isinstance(tokenized := _value(metadata, "usage_counted_with_tokenizer"), dict):
             usage["counted_requests"], usage["tokenizer"] = tokenized["requests"], tokenized["tokenizer"]
+    # The curate step's own requests: judge requests generation had not made, closed-book answers.
+    for document_id, metadata in latest_generation_metadata(instance, document_ids, CURATED_KEY).items():
+        if isinstance(_value(metadata, "model_usage"), dict):
+            usage = found.setdefault(document_id, {"tasks": {}, "counted_requests": 0, "tokenizer": None})
+            for task, counts in _value(metadata, "model_usage").items():
+                add_counts(usage["tasks"].setdefault(task, {}), counts)
     return found
 
 

@@ -455,6 +455,10 @@ class ModelBackend(abc.ABC):
                 answered.answers[request.item_id] = run.results[prompt.item_id][0]
             else:
                 answered.failures[request.item_id] = _failure(run, prompt).error
+        # What each request cost (cache hits cost nothing), by the item it was for.
+        judged.usage = {p.item_id: tuple(run.usage[p.item_id]) for p in prompts[:len(judge)] if p.item_id in run.usage}
+        answered.usage = {r.item_id: tuple(run.usage[p.item_id]) for r, p in zip(requests, prompts[len(judge):])
+                          if p.item_id in run.usage}
         answered.stats = {"closed_book_answers": len(answered.answers),
                           "closed_book_failures": len(answered.failures),
                           **{f"closed_book_{key}": value for key, value in stats.items() if key != "failures"}}

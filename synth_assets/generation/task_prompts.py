@@ -269,6 +269,8 @@ class ClosedBookOutcome:
     # item_id -> why there is no answer (after every attempt)
     failures: dict[str, str] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
+    # item_id -> (replies, prompt tokens, completion tokens), as GenerationOutcome's
+    usage: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
 def closed_book_request_id(item_id: str) -> str:
