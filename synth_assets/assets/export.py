@@ -48,7 +48,7 @@ from synth_assets.core.exporting import (
     published_version,
     write_version,
 )
-from synth_assets.core.formats import split_note, to_alpaca, to_conversation
+from synth_assets.core.formats import split_note, split_order, to_alpaca, to_conversation
 from synth_assets.core.shards import HUMAN_BUCKET, SHARD_STORE, Shard, bucket_of, read_shards, write_shard
 from synth_assets.core.task_rules import dedup_text
 from synth_assets.dataset_index import (
@@ -101,6 +101,8 @@ class TrainingDatasetConfig(dg.Config):
     rebuild_dataset: bool = False
 
 
+# Documents taken in per batch (their questions in memory at once; see take_in_changed).
+DOCUMENTS_PER_BATCH = 2000
 # The near-duplicate check's settings: part of what a generation was built with.
 DEDUP_SETTINGS = [DEFAULT_NEAR_DUPLICATE_THRESHOLD, DEFAULT_NUM_PERM, DEFAULT_SEED]
 
@@ -281,12 +283,22 @@ def training_dataset(
                 for table in (CROSS_DOCUMENT_DUPLICATES_TABLE, CONTAMINATED_ROWS_TABLE):
                     con.execute(f"DELETE FROM {table} WHERE document_id IN (SELECT unnest(?))", [removed])
 
-            def contaminated(rows: pd.DataFrame) -> set:
-                found["contaminated"] = contaminated_in(rows, eval_indexes)
-                return set(found["contaminated"]["pair_id"])
+            found["contaminated"] = pd.DataFrame(columns=CONTAMINATED_COLUMNS)
 
-            taken = take_in(con, index_gen, pairs, digests, export.validation_ratio, export.seed, contaminated,
-                            frozen=frozen, first_batch=not indexed or bool(rebuild), buckets=export.buckets)
+            def contaminated(rows: pd.DataFrame) -> set:
+                dirty = contaminated_in(rows, eval_indexes)
+                found["contaminated"] = pd.concat([found["contaminated"], dirty], ignore_index=True)
+                return set(dirty["pair_id"])
+
+            # In batches of documents, in the build order: each batch is matched against the
+            # index in SQL, so a whole build holds one batch's questions in memory, not all.
+            order = split_order(set(pairs["document_id"]), export.seed)
+            taken = pd.concat([take_in(con, index_gen, pairs[pairs["document_id"].isin(batch)], digests,
+                                       export.validation_ratio, export.seed, contaminated, frozen=frozen,
+                                       first_batch=(not indexed or bool(rebuild)) and i == 0, buckets=export.buckets)
+                               for i, batch in enumerate(_batches(order, DOCUMENTS_PER_BATCH))]
+                              or [pairs.iloc[:0].assign(split=None, status=None, duplicate_of=None)],
+                              ignore_index=True)
             duplicates = taken[taken["status"].isin([DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION])]
             duplicate_rows = duplicates.rename(columns={"status": "reason"})[
                 ["pair_id", "document_id", "question", "reason", "duplicate_of"]]
@@ -295,7 +307,7 @@ def training_dataset(
                 con.execute(f"INSERT INTO {CROSS_DOCUMENT_DUPLICATES_TABLE} (pair_id, document_id, question, reason, "
                             "duplicate_of) SELECT pair_id, document_id, question, reason, duplicate_of FROM duplicate_rows")
                 con.unregister("duplicate_rows")
-            _insert_contaminated(con, found.get("contaminated", pd.DataFrame(columns=CONTAMINATED_COLUMNS)))
+            _insert_contaminated(con, found["contaminated"])
             found["taken"] = taken
         in_transaction(con, take_in_changed)
         kept = index_rows(con)
@@ -694,6 +706,10 @@ def _usage(con, instance: dg.DagsterInstance, generation: GenerationResource, do
     in_transaction(con, record)
     per_document = {d: read[d] if d in read else kept[d] for d in documents if d in read or d in kept}
     return dataset_usage(per_document, kept_items, uses_a_model=True, prices=generation.prices())
+
+
+def _batches(items: list, size: int) -> list[list]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
 
 
 def _settings_fingerprint(export: ExportSettings, curation: CurationResource, eval_indexes: list[EvalIndex]) -> str:
