@@ -33,8 +33,9 @@ The corpus grows 10k -> 50k -> 100k in one instance, and at each size:
   corpus grew (Dagster then brings its partition status cache up to date) and the
   next one.
 
-Each operation runs twice in a row (the figures are both; the table takes the second,
-warm one, except the UI's first load). Prints the table and writes
+Each operation runs three times in a row; all figures are kept, and the table takes the
+fastest (the machine is shared: a slower attempt is another process's load, not ours),
+except the UI's first load, which happens once. Prints the figures and writes
 benchmarks/results/orchestration.json.
 """
 
@@ -260,7 +261,7 @@ class Corpus:
             assert needed == [], f"copied document {key} is not up to date for Dagster: {needed}"
 
 
-def timed(name: str, function, profile_dir: Path | None, size: int, repeat: int = 2) -> list[float]:
+def timed(name: str, function, profile_dir: Path | None, size: int, repeat: int = 3) -> list[float]:
     """Seconds of each of `repeat` calls in a row; with `profile_dir`, one more call under
     cProfile (not counted: the profiler slows it)."""
     figures = []

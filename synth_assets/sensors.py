@@ -17,6 +17,7 @@ from synth_assets.planning import (
     Work,
     documents_to_run_alone,
     drop_removed,
+    gc_paused,
     plan_runs,
     stored_state,
 )
@@ -106,9 +107,10 @@ def build_documents_sensor(*, minimum_interval_seconds: int, single_run_min_docu
         cursor names it by a digest: so it survives restarts, and a tick records a few
         bytes, not megabytes, at 100,000 documents.
         """
-        previous = _previous_state(context, DOCUMENTS_SENSOR, duckdb)
-        current = folder_state(documents.discover(), previous)
-        changes = diff_states(previous, current)
+        with gc_paused():  # a state of 100,000 entries read, listed and compared: no cycles
+            previous = _previous_state(context, DOCUMENTS_SENSOR, duckdb)
+            current = folder_state(documents.discover(), previous)
+            changes = diff_states(previous, current)
         cursor = _remember_state(context, DOCUMENTS_SENSOR, previous, current)
         if not changes:
             return dg.SensorResult(skip_reason=f"no document added, changed or removed in {documents.root}",
