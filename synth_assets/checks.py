@@ -298,8 +298,8 @@ def training_dataset_check(context: dg.AssetCheckExecutionContext, export: Expor
     The whole version is checked through the dataset index and the manifest, without
     reading the shards earlier builds wrote: no question (of the same task) asked by two
     documents, no document in both train and validation, no pair twice, every shard's file
-    in place, and each format's rows equal to the rows the index holds (a Great
-    Expectations suite). It runs before publication: when it fails, the published version
+    in place, and each format's rows equal to the rows the index holds (a Great Expectations
+    suite). It runs before publication: when it fails, the published version
     stays as it was. Its result names the version it checked; published_dataset publishes
     only that one (synth_assets/candidates.py)."""
     version, recorded = candidate_to_check(context.instance, context.run.run_id)

@@ -483,7 +483,9 @@ def delete_document(con: duckdb.DuckDBPyConnection, document_id: str) -> None:
     ensure_tables(con)
 
     def delete() -> None:
-        for table in TABLE_DDL:
+        # Not the dataset's build state (dataset_*): training_dataset takes the document out
+        # of its index and shards itself when it no longer finds its rows.
+        for table in (t for t in TABLE_DDL if not t.startswith("dataset_")):
             con.execute(f"DELETE FROM {table} WHERE document_id = ?", [document_id])
 
     in_transaction(con, delete)

@@ -17,8 +17,10 @@ LAYERS = [
     ("generation", ["synth_assets.generation"]),
     # dagster_internals: Dagster's private APIs, wrapped; it imports nothing of ours
     # candidates: which training_dataset version a check or a publication acts on
+    # dataset_index: the dataset's dedup index and build state, in SQL (core and storage below it)
     ("resources", ["synth_assets.resources", "synth_assets.partitions",
-                   "synth_assets.quality", "synth_assets.dagster_internals", "synth_assets.candidates"]),
+                   "synth_assets.quality", "synth_assets.dagster_internals", "synth_assets.candidates",
+                   "synth_assets.dataset_index"]),
     ("assets", ["synth_assets.assets", "synth_assets.batch"]),
     ("checks, planning, automation", ["synth_assets.checks", "synth_assets.planning", "synth_assets.automation",
                                       "synth_assets.jobs", "synth_assets.sensors", "synth_assets.schedules"]),
