@@ -11,7 +11,8 @@ synth_assets_tests/test_dagster_internals.py) is the one place that breaks:
   the answer it gives.
 - Did this document's latest blocking check fail? The latest check execution of one
   partition is only reachable through the event log storage with a
-  `PartitionKeyFilter`, and its status is an `AssetCheckExecutionRecordStatus`.
+  `PartitionKeyFilter`, and its status is an `AssetCheckExecutionRecordStatus`; for
+  every document at once, a query of the storage's `asset_check_executions` table.
 - What did each document's assets last record? The latest storage id per partition
   (of materializations and observations) and the instance's key-value store (where
   sensors keep their cursors) let planning remember which documents were up to date,
@@ -38,10 +39,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
+import sqlalchemy as db
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+from dagster._core.storage.sqlalchemy_compat import db_fetch_mappings, db_select, db_subquery
 
 __all__ = [
     "add_partition_metadata",
@@ -89,16 +93,44 @@ def failed_checks(
 def failed_checks_by_partition(
     instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckKey], partition_keys: list[str]
 ) -> dict[str, list[dg.AssetCheckKey]]:
-    """failed_checks of many partitions (those with none left out), in a query per check
-    and thousand partitions rather than one per partition (5 ms each, so 15 s at every
-    look over 3,000 documents)."""
+    """failed_checks of many partitions (those with none left out), in one query: the
+    latest execution of each check and partition, only the failed ones returned.
+
+    Not `get_asset_check_partition_info` per thousand partitions: each of its calls also
+    joins every partition's latest materialization and reads the asset's record with its
+    status cache (all partitions, serialised), so asking about N partitions cost
+    N / 1000 x O(N): 52 s at 100,000 documents, against about 1.5 s for this query
+    (benchmarks/bench_orchestration.py)."""
+    wanted = set(check_keys)
+    if not wanted or not partition_keys:
+        return {}
+    table = AssetCheckExecutionsTable
+    latest = db_subquery(
+        db_select([db.func.max(table.c.id).label("id")])
+        .where(db.and_(
+            table.c.asset_key.in_(sorted({key.asset_key.to_string() for key in wanted})),
+            table.c.check_name.in_(sorted({key.name for key in wanted})),
+            table.c.partition.isnot(None),
+            # Dagster leaves out planned executions of old records without an event id too.
+            table.c.evaluation_event_storage_id.isnot(None),
+        ))
+        .group_by(table.c.asset_key, table.c.check_name, table.c.partition),
+        "latest_check_executions",
+    )
+    query = (
+        db_select([table.c.asset_key, table.c.check_name, table.c.partition])
+        .select_from(table.join(latest, table.c.id == latest.c.id))
+        .where(table.c.execution_status == AssetCheckExecutionRecordStatus.FAILED.value)
+    )
+    storage = instance.event_log_storage
+    with storage.index_connection() as conn:  # type: ignore[attr-defined]  # SQL storages only
+        rows = db_fetch_mappings(conn, query)
+    asked = set(partition_keys)
     failed: dict[str, list[dg.AssetCheckKey]] = {}
-    for start in range(0, len(partition_keys), 1000):  # under the databases' parameter limits
-        infos = instance.event_log_storage.get_asset_check_partition_info(
-            check_keys, partition_keys=partition_keys[start:start + 1000])
-        for info in infos:
-            if info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED:
-                failed.setdefault(info.partition_key, []).append(info.check_key)
+    for row in rows:
+        key = dg.AssetCheckKey(dg.AssetKey.from_db_string(row["asset_key"]), row["check_name"])
+        if key in wanted and row["partition"] in asked:
+            failed.setdefault(row["partition"], []).append(key)
     return failed
 
 

@@ -3,7 +3,6 @@ version change, the nightly catch-up, and `make run` skipping what is up to date
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -20,7 +19,7 @@ from synth_assets.resources.documents import DocumentsFolder
 from synth_assets.planning import DEFAULT_SINGLE_RUN_MIN_DOCUMENTS, assets_needing_work
 from synth_assets.run import run_all
 from synth_assets.schedules import build_nightly_catch_up
-from synth_assets.sensors import build_documents_sensor
+from synth_assets.sensors import build_documents_sensor, kept_folder_state
 from synth_assets.storage import ALPACA_EXAMPLES_TABLE, RAW_DOCUMENTS_TABLE
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "documents"
@@ -113,7 +112,7 @@ def test_the_sensor_follows_the_folder(pipeline_resources, documents_dir: Path, 
     changed = _tick(instance, resources, again.cursor)
     assert _runs(changed) == [("process_documents", "asciidoc_02.asciidoc"), ("process_documents", "slides.pptx")]
     assert {r.tags["synth_assets/trigger"] for r in changed.run_requests} == {"changed", "added"}
-    assert json.loads(changed.cursor)["slides.pptx"]["sha256"]
+    assert kept_folder_state(instance, changed.cursor)["slides.pptx"]["sha256"]
 
 
 def test_a_removed_file_is_dropped_with_its_rows_or_kept(pipeline_resources, documents_dir: Path, instance) -> None:

@@ -103,6 +103,37 @@ def _is_within(path: Path, folder: Path) -> bool:
         return False
 
 
+def _walk(directory: Path, prefix: str, regular: list[tuple[str, Path]], links: list[tuple[str, Path]]) -> None:
+    """The candidate files under `directory` (relative paths starting with `prefix`), in
+    os.walk's top-down order: a directory's files by name, then its sub-directories by
+    name; hidden directories and linked directories are not entered. With os.scandir,
+    whose entries know their type without a `stat` each: 20 us a file with pathlib and a
+    `stat` per file, 2 s a look at 100,000 documents, against a few us (issue 29)."""
+    try:
+        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+    except OSError:  # vanished or unreadable meanwhile (os.walk skips it too)
+        return
+    subdirectories = []
+    for entry in entries:
+        try:
+            is_directory = entry.is_dir()
+        except OSError:
+            is_directory = False
+        if is_directory:
+            if not entry.name.startswith(".") and not entry.is_symlink():
+                subdirectories.append(entry)
+            continue
+        name = entry.name
+        if _is_skipped_name(name) or os.path.splitext(name)[1].lower() not in SUPPORTED_FORMATS:
+            continue
+        if entry.is_symlink():
+            links.append((prefix + name, directory / name))
+        elif entry.is_file(follow_symlinks=False):
+            regular.append((prefix + name, directory / name))  # parses the name only, not the path
+    for entry in subdirectories:
+        _walk(directory / entry.name, f"{prefix}{entry.name}/", regular, links)
+
+
 def discover_documents(folder: Path) -> dict[str, Path]:
     """Map partition key -> absolute file path for every document under `folder`.
 
@@ -120,21 +151,10 @@ def discover_documents(folder: Path) -> dict[str, Path]:
 
     regular: list[tuple[str, Path]] = []
     links: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        # Prune hidden directories in place so os.walk does not enter them.
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if _is_skipped_name(name) or Path(name).suffix.lower() not in SUPPORTED_FORMATS:
-                continue
-            path = Path(dirpath) / name
-            relative = path.relative_to(root).as_posix()
-            if path.is_symlink():
-                links.append((relative, path))
-            elif path.is_file():
-                regular.append((relative, path))
+    _walk(root, "", regular, links)
 
     found: dict[str, Path] = {relative: path for relative, path in regular}
-    seen = set(found.values())
+    seen = set(found.values()) if links else set()
     for relative, link in links:
         target = link.resolve()
         if target.is_file() and _is_within(target, root) and target not in seen:
