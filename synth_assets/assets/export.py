@@ -41,15 +41,15 @@ from synth_assets.core.exporting import (
     TASK_CHART_FILE,
     glance_charts,
     PROVENANCE_COLUMNS,
-    SPLITS,
     TRAINING_COLUMNS,
     build_format_rows,
     publish,
     published_version,
+    write_bucket,
     write_version,
 )
 from synth_assets.core.formats import split_note, split_order, to_alpaca, to_conversation
-from synth_assets.core.shards import HUMAN_BUCKET, SHARD_STORE, Shard, bucket_of, read_shards, write_shard
+from synth_assets.core.shards import HUMAN_BUCKET, SHARD_STORE, Shard, bucket_of, read_shards
 from synth_assets.core.task_rules import dedup_text
 from synth_assets.dataset_index import (
     CONTAMINATED,
@@ -792,12 +792,5 @@ def _write_bucket(store: Path, bucket: int, rows: pd.DataFrame, options, formats
         frames.update(found)
         if counts is not None:
             counts[bucket] = tally
-    shards = []
-    for fmt in formats:
-        frame = frames[fmt]
-        for split in SPLITS:
-            part = frame[frame["split"] == split].drop(columns=["split"])
-            if len(part):
-                shards.append(write_shard(store, fmt, split, bucket, part))
-    return shards
+    return write_bucket(store, bucket, {fmt: frames[fmt] for fmt in formats})
 

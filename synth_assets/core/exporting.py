@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -401,22 +400,29 @@ def llama_factory_dataset_info(formats: list[str], name: str) -> dict:
     return info
 
 
-def write_export(frames: dict[str, pd.DataFrame], export_dir: Path, options: ExportOptions, stats: dict,
-                 buckets: list[int] | None = None) -> ExportResult:
-    """Write these format frames (with `split`, and `document_id` unless provenance is
-    left out) as one version, in one go: each document's rows in its bucket's shards
-    (`buckets`: each row's bucket, by default the bucket of its document)."""
-    store = export_dir / SHARD_STORE
+def write_bucket(store: Path, bucket: int, frames: dict[str, pd.DataFrame]) -> list[Shard]:
+    """One bucket's rows of each format (frames with `split`) as shards in the store, a
+    shard per format and split that has rows."""
     shards = []
     for fmt, frame in frames.items():
-        of_row = buckets if buckets is not None else (
-            [bucket_of(d) for d in frame["document_id"]] if "document_id" in frame else [0] * len(frame))
         for split in SPLITS:
-            in_split = frame[frame["split"] == split]
-            groups = pd.Series(of_row, index=frame.index)[in_split.index]
-            for bucket in sorted(set(groups)):
-                part = in_split[groups == bucket]
-                shards.append(write_shard(store, fmt, split, int(bucket), part.drop(columns=["split"])))
+            part = frame[frame["split"] == split].drop(columns=["split"])
+            if len(part):
+                shards.append(write_shard(store, fmt, split, bucket, part))
+    return shards
+
+
+def write_export(frames: dict[str, pd.DataFrame], export_dir: Path, options: ExportOptions, stats: dict
+                 ) -> ExportResult:
+    """Write these format frames (with `split`, and `document_id` unless provenance is
+    left out: then all in bucket 0) as one version, in one go: each document's rows in
+    its bucket's shards."""
+    shards = []
+    for fmt, frame in frames.items():
+        of_row = pd.Series([bucket_of(d) for d in frame["document_id"]] if "document_id" in frame else 0,
+                           index=frame.index)
+        for bucket in sorted(set(of_row)):
+            shards += write_bucket(export_dir / SHARD_STORE, int(bucket), {fmt: frame[of_row == bucket]})
     return write_version(export_dir, shards, options, stats, {"written_shards": sorted(s.path() for s in shards)})
 
 

@@ -412,18 +412,9 @@ class ModelBackend(abc.ABC):
     def judge(self, requests: list[JudgeRequest]) -> JudgeOutcome:
         """A 1-10 score and a reason for each pair, from the same model, with the same
         cache and retries as generation (judge-v1 prompt, greedy)."""
-        prompts = [Prompt(r.pair_id, build_judge_messages(r.question, r.answer, r.chunk_text, r.task, r.source_texts))
-                   for r in requests]
+        prompts = _judge_prompts(requests)
         run, stats = self._run(self._judge_task(), prompts)
-        outcome = JudgeOutcome()
-        for prompt in prompts:
-            if prompt.item_id in run.results:
-                score, reason, unsupported = run.results[prompt.item_id][0]
-                outcome.scores[prompt.item_id] = (score, reason)
-                if unsupported:
-                    outcome.unsupported[prompt.item_id] = unsupported
-            else:
-                outcome.failures[prompt.item_id] = _failure(run, prompt).error
+        outcome = _judged(run, prompts)
         outcome.stats = {"judged": len(outcome.scores), "judge_failures": len(outcome.failures),
                          **{f"judge_{key}": value for key, value in stats.items() if key != "failures"}}
         _record_usage(outcome, run)
@@ -436,20 +427,11 @@ class ModelBackend(abc.ABC):
         the server or LLM.chat gets them all at once. Sampled like generation, cached
         under their own prompt version."""
         closed = self._closed_book_task()
-        prompts = [Prompt(r.pair_id, build_judge_messages(r.question, r.answer, r.chunk_text, r.task, r.source_texts))
-                   for r in judge]
+        prompts = _judge_prompts(judge)
         prompts += [Prompt(closed_book_request_id(r.item_id), build_closed_book_messages(r.question), task=closed)
                     for r in requests]
         run, stats = self._run(self._judge_task() if judge else closed, prompts)
-        judged, answered = JudgeOutcome(), ClosedBookOutcome()
-        for prompt in prompts[:len(judge)]:
-            if prompt.item_id in run.results:
-                score, reason, unsupported = run.results[prompt.item_id][0]
-                judged.scores[prompt.item_id] = (score, reason)
-                if unsupported:
-                    judged.unsupported[prompt.item_id] = unsupported
-            else:
-                judged.failures[prompt.item_id] = _failure(run, prompt).error
+        judged, answered = _judged(run, prompts[:len(judge)]), ClosedBookOutcome()
         for request, prompt in zip(requests, prompts[len(judge):]):
             if prompt.item_id in run.results:
                 answered.answers[request.item_id] = run.results[prompt.item_id][0]
@@ -596,6 +578,25 @@ def request_messages(request: GenerationRequest, pairs_per_chunk: int) -> list[d
     if request.task == QA:
         return build_messages(request, request.n_items or pairs_per_chunk)
     return build_task_messages(request, request.n_items or pairs_per_chunk)
+
+
+def _judge_prompts(requests) -> list[Prompt]:
+    return [Prompt(r.pair_id, build_judge_messages(r.question, r.answer, r.chunk_text, r.task, r.source_texts))
+            for r in requests]
+
+
+def _judged(run: Run, prompts: list[Prompt]) -> JudgeOutcome:
+    """The judge's scores, reasons and unsupported claims of these prompts, or why none came."""
+    outcome = JudgeOutcome()
+    for prompt in prompts:
+        if prompt.item_id in run.results:
+            score, reason, unsupported = run.results[prompt.item_id][0]
+            outcome.scores[prompt.item_id] = (score, reason)
+            if unsupported:
+                outcome.unsupported[prompt.item_id] = unsupported
+        else:
+            outcome.failures[prompt.item_id] = _failure(run, prompt).error
+    return outcome
 
 
 def _record_usage(outcome: GenerationOutcome | JudgeOutcome, run: Run) -> None:
