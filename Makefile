@@ -4,6 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# A corpus shard (docs/DEPLOYMENT.md, "Corpus shards"): `make run SHARD=<sub-folder>`,
+# `make ui SHARD=<sub-folder>` work on that sub-folder of the documents folder, with
+# its own Dagster instance, tables and exports; `make merge` merges the shards' datasets.
+ifdef SHARD
+export SYNTH_ASSETS_CORPUS_SHARD := $(SHARD)
+DAGSTER_HOME := $(CURDIR)/.dagster_shards/$(SHARD)
+endif
 # Nothing at run time may reach a model hub: tokenizers and models come from local packages.
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
@@ -13,7 +20,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 # `make ui` listens on this machine only; DAGSTER_HOST=0.0.0.0 opens it to the network.
 DAGSTER_HOST ?= 127.0.0.1
 
-.PHONY: run test ui review env clean browser postgres redis serve serve-stop migrate
+.PHONY: run test ui review env clean browser postgres redis serve serve-stop migrate merge
 
 # The environment is made once and remade when pyproject.toml changes. torch is
 # installed first, pinned to the CPU build: left to the resolver, docling's
@@ -93,5 +100,10 @@ serve-stop: env
 migrate: env
 	$(PY) -m synth_assets.migrate
 
+# The dataset of every corpus shard's published version, merged (synth_assets/merge.py),
+# with its own Dagster instance: repeats across shards removed, checked, then published.
+merge: env
+	DAGSTER_HOME=$(CURDIR)/.dagster_shards/merged $(PY) -m synth_assets.merge $(ARGS)
+
 clean:
-	rm -rf data .dagster_home
+	rm -rf data .dagster_home .dagster_shards

@@ -489,3 +489,29 @@ def copy_remembered(source: dg.DagsterInstance, target: dg.DagsterInstance, new_
         write_instance_value(target, UP_TO_DATE_DOCUMENTS_KEY,
                              json.dumps({"definitions": remembered["definitions"], "documents": documents}))
     return len(documents)
+
+
+CORPUS_SHARD_KEY = "synth_assets/corpus_shard"
+UNSHARDED = "(whole corpus)"
+
+
+def claim_instance(instance: dg.DagsterInstance, shard: str | None) -> None:
+    """Stop unless this Dagster instance is this corpus shard's (or, with no shard, the
+    unsharded corpus's). Every shard keeps its documents as partitions of the same name,
+    so a shard pointed at another's instance (a DAGSTER_HOME left unchanged) would take
+    the other's documents for removed files and drop them: the first look records whose
+    instance it is, and every later look checks it."""
+    owner = shard or UNSHARDED
+    recorded = read_instance_value(instance, CORPUS_SHARD_KEY)
+    if recorded is None:
+        prefix = f"{shard}__" if shard else None
+        strangers = [key for key in instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME)
+                     if prefix is None or not key.startswith(prefix)] if shard else []
+        if strangers:
+            raise dg.Failure(f"this Dagster instance ({instance.root_directory}) holds documents of another shard "
+                             f"or of the whole corpus (e.g. {strangers[0]}): corpus shard {shard!r} needs its own "
+                             "DAGSTER_HOME (make run SHARD=<name> sets it)")
+        write_instance_value(instance, CORPUS_SHARD_KEY, owner)
+    elif recorded != owner:
+        raise dg.Failure(f"this Dagster instance ({instance.root_directory}) belongs to corpus shard {recorded!r}, "
+                         f"not {owner!r}: give each shard its own DAGSTER_HOME (make run SHARD=<name> sets it)")

@@ -289,8 +289,9 @@ def run_all(
     training dataset; return a summary. Documents that are up to date (same file
     content, same code versions, all assets materialised) are skipped; `single_run_min`
     or more neighbours needing the same assets share one run."""
-    recovered = recover_abandoned_runs(instance)
     documents, duckdb = defs.resources["documents"], defs.resources["duckdb"]
+    planning.claim_instance(instance, documents.shard)
+    recovered = recover_abandoned_runs(instance)
     files = documents.discover()
     keys = list(files)
     removed = planning.removed_documents(instance.get_dynamic_partitions(DOCUMENTS_PARTITIONS_NAME), keys)

@@ -15,6 +15,7 @@ from synth_assets.planning import (
     WHOLE,
     PlannedRun,
     Work,
+    claim_instance,
     documents_to_run_alone,
     drop_removed,
     gc_paused,
@@ -107,6 +108,7 @@ def build_documents_sensor(*, minimum_interval_seconds: int, single_run_min_docu
         cursor names it by a digest: so it survives restarts, and a tick records a few
         bytes, not megabytes, at 100,000 documents.
         """
+        claim_instance(context.instance, documents.shard)
         with gc_paused():  # a state of 100,000 entries read, listed and compared: no cycles
             previous = _previous_state(context, DOCUMENTS_SENSOR, duckdb)
             current = folder_state(documents.discover(), previous)

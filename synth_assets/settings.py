@@ -26,7 +26,7 @@ from synth_assets.planning import (
     parse_single_run_min_documents,
 )
 from synth_assets.resources.curation import CurationResource
-from synth_assets.resources.documents import DOCUMENTS_DIR_ENV, DocumentsFolder
+from synth_assets.resources.documents import CORPUS_SHARD_ENV, DOCUMENTS_DIR_ENV, DocumentsFolder
 from synth_assets.resources.export import EVAL_SETS_ENV, HUB_REPO_ENV, ExportSettings
 from synth_assets.resources.generation import COST_SETTINGS_ENV, GENERATION_MODEL_ENV, TASKS_ENV, GenerationResource
 from synth_assets.resources.review import ReviewSettings
@@ -38,6 +38,7 @@ ENVIRONMENT: dict[str, tuple[type[dg.ConfigurableResource], dict[str, str]]] = {
         "path": DOCUMENTS_DIR_ENV,
         "max_file_mb": "SYNTH_ASSETS_MAX_FILE_MB",
         "on_removed": "SYNTH_ASSETS_ON_REMOVED",
+        "shard": CORPUS_SHARD_ENV,
     }),
     "duckdb": (PipelineDatabase, {
         "database": "SYNTH_ASSETS_DUCKDB_PATH",
@@ -102,7 +103,29 @@ DEFAULT_CELERY_URL = "redis://localhost:6379/0"
 MIGRATE_FROM_DAGSTER_HOME_ENV = "SYNTH_ASSETS_MIGRATE_FROM_DAGSTER_HOME"
 DEFAULT_MIGRATE_FROM_DAGSTER_HOME = ".dagster_home"
 
+# A corpus shard's own tables, exports and reply cache (docs/DEPLOYMENT.md, "Corpus
+# shards"), unless set: two shards' runs never write the same DuckDB file.
+SHARD_DATA_DIR = "data/shards"
+SHARD_DEFAULTS = {
+    "SYNTH_ASSETS_DUCKDB_PATH": "synth_assets.duckdb",
+    "SYNTH_ASSETS_EXPORT_DIR": "exports",
+    "SYNTH_ASSETS_GENERATION_CACHE": "generation_cache.duckdb",
+}
+
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+def shard_environment(environ: Mapping[str, str]) -> Mapping[str, str]:
+    """The environment with a corpus shard's defaults filled in (SYNTH_ASSETS_CORPUS_SHARD
+    set): its DuckDB file, exports and cache under data/shards/<shard>/. A shard is one
+    sub-folder name of the documents folder."""
+    shard = environ.get(CORPUS_SHARD_ENV, "").strip()
+    if not shard:
+        return {name: value for name, value in environ.items() if name != CORPUS_SHARD_ENV}
+    if shard in {".", ".."} or "/" in shard or "\\" in shard or shard.startswith("."):
+        raise ValueError(f"{CORPUS_SHARD_ENV}={shard!r} is not valid: name one sub-folder of the documents folder")
+    defaults = {name: f"{SHARD_DATA_DIR}/{shard}/{leaf}" for name, leaf in SHARD_DEFAULTS.items()}
+    return {**defaults, **environ, CORPUS_SHARD_ENV: shard}
 
 
 @dataclass(frozen=True)
@@ -120,7 +143,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Defaults, overridden by the variables that are set. A value that does not fit its
         setting fails here, naming the variable."""
-        environ = os.environ if environ is None else environ
+        environ = shard_environment(os.environ if environ is None else environ)
         models = find_layout_models_dir(environ.get(name, "") for name in LAYOUT_MODELS_ENV)
         found = {"documents": {"layout_models_dir": str(models) if models else None}}
         resources = {key: resource_from_env(resource, variables, environ, **found.get(key, {}))

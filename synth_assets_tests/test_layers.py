@@ -24,7 +24,7 @@ LAYERS = [
     ("assets", ["synth_assets.assets", "synth_assets.batch"]),
     ("checks, planning, automation", ["synth_assets.checks", "synth_assets.planning", "synth_assets.automation",
                                       "synth_assets.jobs", "synth_assets.sensors", "synth_assets.schedules"]),
-    ("definitions", ["synth_assets.definitions", "synth_assets.settings"]),
+    ("definitions", ["synth_assets.definitions", "synth_assets.settings", "synth_assets.merge"]),
     ("run", ["synth_assets.run", "synth_assets.serve", "synth_assets.review_page",
              "synth_assets.migrate"]),
 ]

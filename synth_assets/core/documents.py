@@ -134,8 +134,10 @@ def _walk(directory: Path, prefix: str, regular: list[tuple[str, Path]], links: 
         _walk(directory / entry.name, f"{prefix}{entry.name}/", regular, links)
 
 
-def discover_documents(folder: Path) -> dict[str, Path]:
-    """Map partition key -> absolute file path for every document under `folder`.
+def discover_documents(folder: Path, within: str | None = None) -> dict[str, Path]:
+    """Map partition key -> absolute file path for every document under `folder`, or only
+    under its sub-folder `within` (a corpus shard), keyed by the path from `folder` either
+    way, so a document keeps its key whether the corpus is sharded or not.
 
     Walks the folder recursively in sorted order and skips hidden files and
     directories, Office lock files (``~$*``), ``LICENSE*``/``README*`` files and
@@ -151,7 +153,11 @@ def discover_documents(folder: Path) -> dict[str, Path]:
 
     regular: list[tuple[str, Path]] = []
     links: list[tuple[str, Path]] = []
-    _walk(root, "", regular, links)
+    if within:
+        root = (root / within).resolve()
+        if not root.is_dir():
+            raise FileNotFoundError(f"corpus shard folder not found: {folder / within}")
+    _walk(root, f"{within.strip('/')}/" if within else "", regular, links)
 
     found: dict[str, Path] = {relative: path for relative, path in regular}
     seen = set(found.values()) if links else set()

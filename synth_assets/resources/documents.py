@@ -11,6 +11,7 @@ import dagster as dg
 from synth_assets.core.documents import DEFAULT_MAX_FILE_MB, discover_documents
 
 DOCUMENTS_DIR_ENV = "SYNTH_ASSETS_DOCUMENTS_DIR"
+CORPUS_SHARD_ENV = "SYNTH_ASSETS_CORPUS_SHARD"
 DEFAULT_DOCUMENTS_DIR = "examples/documents"
 
 
@@ -25,6 +26,9 @@ class DocumentsFolder(dg.ConfigurableResource):
     # docling's layout models for the standard PDF pipeline, when they are on this machine;
     # without them PDFs take the model-free native pipeline.
     layout_models_dir: str | None = None
+    # A corpus shard (docs/DEPLOYMENT.md, "Corpus shards"): only the documents of this
+    # sub-folder of `path` are this code location's; their keys still start with it.
+    shard: str | None = None
 
     @property
     def root(self) -> Path:
@@ -42,7 +46,10 @@ class DocumentsFolder(dg.ConfigurableResource):
         """Partition key -> file, for every document in the folder."""
         if not self.root.is_dir():
             raise dg.Failure(f"documents folder {self.root} does not exist ({DOCUMENTS_DIR_ENV})")
-        return discover_documents(self.root)
+        if self.shard and not (self.root / self.shard).is_dir():
+            raise dg.Failure(f"corpus shard folder {self.root / self.shard} does not exist "
+                             f"({CORPUS_SHARD_ENV}={self.shard} names a sub-folder of {DOCUMENTS_DIR_ENV})")
+        return discover_documents(self.root, within=self.shard)
 
     def path_for(self, document_id: str, discovered: Mapping[str, Path] | None = None) -> Path:
         """The file of a registered document. `discovered`: the folder as discover() found

@@ -1,0 +1,178 @@
+"""One dataset from the published versions of several corpus shards.
+
+A corpus too large for one set of partitions is split into shards (sub-folders of the
+documents folder), each with its own Dagster instance, tables and published dataset
+(docs/DEPLOYMENT.md, "Corpus shards"). Each shard deduplicates and splits its own
+documents; the merge takes every shard's published version in name order and keeps
+each question once across shards (the first shard's copy), per format. A shard file
+with no repeat is linked as it is (no copy, no read past its questions); a file with
+repeats is written again without them. The questions of a file are read once and kept
+by the file's hash, so a merge reads the files that are new since the last one.
+
+Documents never move between shards' splits: a document belongs to one shard (its key
+starts with the shard's sub-folder), and each shard's split is by document.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from synth_assets.core.exporting import published_version
+from synth_assets.core.shards import SHARD_STORE, Shard, read_manifest, shards_of, write_shard
+
+KEYS_DIR = "question_keys"
+# The columns that hold a row's first question, in the formats' own shapes.
+QUESTION_COLUMNS = ("instruction", "prompt", "conversations", "messages")
+
+
+def row_question(row: dict) -> str | None:
+    """The first thing the user asks in a row of any export format."""
+    for column in QUESTION_COLUMNS:
+        value = row.get(column)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list):
+            for turn in value:
+                if turn.get("from") == "human" or turn.get("role") == "user":
+                    return turn.get("value") or turn.get("content")
+    return None
+
+
+def question_key(text: str | None) -> str:
+    """Two questions are the same one when they differ only in case and spacing."""
+    return re.sub(r"\s+", " ", (text or "").casefold()).strip()
+
+
+@dataclass
+class CorpusShard:
+    name: str
+    export_dir: Path
+    version: str | None = None
+    rows: dict = field(default_factory=dict)
+
+
+@dataclass
+class MergePlan:
+    shards: list[Shard]
+    corpora: list[CorpusShard]
+    # format -> rows left out because an earlier shard has the same question
+    repeats: dict[str, int]
+    unpublished: list[str]
+    rewritten: int
+
+
+def published_corpora(named: dict[str, Path]) -> list[CorpusShard]:
+    """Each shard's published version (None when it has published nothing yet)."""
+    return [CorpusShard(name, Path(path), published_version(Path(path))) for name, path in sorted(named.items())]
+
+
+def _keys(store: Path, fmt: str, shard: Shard, folder: Path) -> list[str]:
+    """The question keys of a shard file's rows, in order: read once, kept by its hash."""
+    cached = store / KEYS_DIR / fmt / f"{shard.digest}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    columns = [c for c in QUESTION_COLUMNS if c in pq.read_schema(folder / shard.path()).names]
+    rows = pq.read_table(folder / shard.path(), columns=columns).to_pylist()
+    keys = [question_key(row_question(row)) for row in rows]
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    staging = cached.with_suffix(f".{os.getpid()}.tmp")
+    staging.write_text(json.dumps(keys))
+    os.replace(staging, cached)
+    return keys
+
+
+def _link(source: Path, target: Path) -> None:
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except FileExistsError:  # another merge linked it meanwhile: the same content
+        pass
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def plan_merge(corpora: list[CorpusShard], merged_dir: Path) -> MergePlan:
+    """The merged version's shards, all in `<merged_dir>/shards/`: each corpus shard's
+    published files, with the rows whose question an earlier shard (in name order) or an
+    earlier file already has left out."""
+    store = merged_dir / SHARD_STORE
+    merged: list[Shard] = []
+    seen: dict[str, set[str]] = {}
+    repeats: dict[str, int] = {}
+    rewritten = 0
+    unpublished = [c.name for c in corpora if c.version is None]
+    for corpus in corpora:
+        if corpus.version is None:
+            continue
+        folder = corpus.export_dir / corpus.version
+        listed = read_manifest(folder)
+        if listed is None:
+            raise FileNotFoundError(f"corpus shard {corpus.name}: {folder} has no manifest.json "
+                                    "(published by an older synth_assets? run make run SHARD=<name> again)")
+        corpus.rows = listed["rows"]
+        for shard in sorted(shards_of(listed), key=lambda s: (s.format, s.split, s.bucket, s.digest)):
+            known = seen.setdefault(shard.format, set())
+            keys = _keys(merged_dir, shard.format, shard, folder)
+            keep = []
+            for key in keys:
+                keep.append(key not in known)
+                known.add(key)
+            if all(keep):
+                for kind in ("parquet", "jsonl"):
+                    _link(folder / shard.path(kind), store / shard.path(kind))
+                merged.append(shard)
+                continue
+            repeats[shard.format] = repeats.get(shard.format, 0) + keep.count(False)
+            rows = pd.DataFrame(pq.read_table(folder / shard.path()).to_pylist(), dtype=object)
+            kept = rows[keep].reset_index(drop=True)
+            if len(kept):
+                written = write_shard(store, shard.format, shard.split, shard.bucket, kept)
+                merged_keys = [k for k, kept_row in zip(keys, keep) if kept_row]
+                cached = merged_dir / KEYS_DIR / shard.format / f"{written.digest}.json"
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                cached.write_text(json.dumps(merged_keys))
+                merged.append(written)
+                rewritten += 1
+    return MergePlan(merged, corpora, repeats, unpublished, rewritten)
+
+
+def merged_problems(merged_dir: Path, folder: Path) -> list[str]:
+    """What is wrong with a merged version folder, read from its manifest, its files'
+    Parquet footers and the kept question keys (not the rows): a listed file missing or
+    holding other than its rows, a question twice in a format, the formats of the same
+    items holding different numbers of rows."""
+    listed = read_manifest(folder)
+    if listed is None:
+        return [f"{folder}: no manifest.json"]
+    problems = []
+    totals: dict[str, int] = {}
+    keys: dict[str, list[str]] = {}
+    for shard in shards_of(listed):
+        for kind in ("parquet", "jsonl"):
+            if not (folder / shard.path(kind)).is_file():
+                problems.append(f"{shard.path(kind)}: listed in the manifest, missing")
+        parquet = folder / shard.path()
+        if parquet.is_file():
+            found = pq.read_metadata(parquet).num_rows
+            if found != shard.rows:
+                problems.append(f"{shard.path()}: {found} rows, the manifest says {shard.rows}")
+            keys.setdefault(shard.format, []).extend(_keys(merged_dir, shard.format, shard, folder))
+        totals[shard.format] = totals.get(shard.format, 0) + shard.rows
+    for fmt, found in sorted(keys.items()):
+        repeated = len(found) - len(set(found))
+        if repeated:
+            problems.append(f"{fmt}: {repeated} questions appear twice")
+    same_items = {fmt: n for fmt, n in totals.items() if not fmt.startswith("preference")}
+    if len(set(same_items.values())) > 1:
+        problems.append(f"the formats hold different numbers of rows: {same_items}")
+    return problems
