@@ -102,8 +102,13 @@ migrate: env
 
 # The dataset of every corpus shard's published version, merged (synth_assets/merge.py),
 # with its own Dagster instance: repeats across shards removed, checked, then published.
-merge: env
-	DAGSTER_HOME=$(CURDIR)/.dagster_shards/merged $(PY) -m synth_assets.merge $(ARGS)
+MERGE_HOME := $(CURDIR)/.dagster_shards/merged
+$(MERGE_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(MERGE_HOME)
+	cp dagster.yaml $@
+
+merge: env $(MERGE_HOME)/dagster.yaml
+	DAGSTER_HOME=$(MERGE_HOME) $(PY) -m synth_assets.merge $(ARGS)
 
 clean:
 	rm -rf data .dagster_home .dagster_shards

@@ -59,7 +59,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results" / "orchestration.json"
-TEMPLATE_KEY = "doc_0000000.md"
 TEMPLATE_DOCUMENTS = 2
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -71,15 +70,29 @@ COPIED_TABLES = ["parsed_documents", "document_chunks", "generated_qa_pairs", "f
 POINTER = re.compile(r'("dagster/input_event_pointer/[^"]+": ")(\d+)(")')
 
 
+SHARD: str | None = None  # --shard: this process is one corpus shard (its sub-folder of the corpus)
+
+
+def file_of(i: int) -> str:
+    """The document's path in the corpus folder (in its shard's sub-folder, if any)."""
+    return f"{SHARD}/doc_{i:07d}.md" if SHARD else f"doc_{i:07d}.md"
+
+
 def key_of(i: int) -> str:
-    return f"doc_{i:07d}.md"
+    from synth_assets.core.documents import document_key
+
+    return document_key(file_of(i))
+
+
+CORPUS: Path | None = None  # --corpus: the corpus folder the shards share (default <work>/documents)
 
 
 def environment(work: Path) -> dict[str, str]:
     """The settings the benchmark's code location and the webserver both read."""
     return {
         "DAGSTER_HOME": str(work / "dagster_home"),
-        "SYNTH_ASSETS_DOCUMENTS_DIR": str(work / "documents"),
+        "SYNTH_ASSETS_DOCUMENTS_DIR": str(CORPUS or work / "documents"),
+        **({"SYNTH_ASSETS_CORPUS_SHARD": SHARD} if SHARD else {}),
         "SYNTH_ASSETS_DUCKDB_PATH": str(work / "synth_assets.duckdb"),
         "SYNTH_ASSETS_EXPORT_DIR": str(work / "exports"),
         "SYNTH_ASSETS_GENERATION_CACHE": str(work / "generation_cache.duckdb"),
@@ -92,7 +105,7 @@ def environment(work: Path) -> dict[str, str]:
 def write_files(folder: Path, start: int, stop: int) -> None:
     for i in range(start, stop):
         # Tiny and different: each file has its own SHA-256.
-        (folder / key_of(i)).write_text(f"# Document {i}\n\nSynthetic document number {i}.\n", encoding="utf-8")
+        (folder / file_of(i)).write_text(f"# Document {i}\n\nSynthetic document number {i}.\n", encoding="utf-8")
 
 
 class Corpus:
@@ -100,7 +113,7 @@ class Corpus:
 
     def __init__(self, work: Path, instance, defs) -> None:
         self.work, self.instance, self.defs = work, instance, defs
-        self.folder = work / "documents"
+        self.folder = CORPUS or work / "documents"
         self.size = 0
 
     def make_template(self) -> None:
@@ -108,7 +121,7 @@ class Corpus:
 
         text = (ROOT / "examples" / "documents" / "wiki.md").read_text(encoding="utf-8")
         for i in range(TEMPLATE_DOCUMENTS):
-            (self.folder / key_of(i)).write_text(f"# Document {i}\n\n{text}", encoding="utf-8")
+            (self.folder / file_of(i)).write_text(f"# Document {i}\n\n{text}", encoding="utf-8")
         summary = run_all(self.defs, self.instance, show_progress=False, single_run_min=TEMPLATE_DOCUMENTS)
         assert summary["processed"] == [key_of(i) for i in range(TEMPLATE_DOCUMENTS)], summary
         assert not summary["failed"] and not summary["blocked_by_checks"] and summary["export_ok"], summary
@@ -118,17 +131,17 @@ class Corpus:
             # The template document's records, in the order the run wrote them.
             self.events = con.execute(
                 "SELECT id, run_id, event, dagster_event_type, timestamp, step_key, asset_key FROM event_logs "
-                "WHERE partition = ? ORDER BY id", [TEMPLATE_KEY]).fetchall()
+                "WHERE partition = ? ORDER BY id", [key_of(0)]).fetchall()
             self.tags = con.execute(
                 "SELECT event_id, asset_key, key, value, event_timestamp FROM asset_event_tags "
-                "WHERE event_id IN (SELECT id FROM event_logs WHERE partition = ?)", [TEMPLATE_KEY]).fetchall()
+                "WHERE event_id IN (SELECT id FROM event_logs WHERE partition = ?)", [key_of(0)]).fetchall()
             # Storage id -> asset of every materialization the input event pointers name.
             self.asset_of = dict(con.execute(
                 "SELECT id, asset_key FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'").fetchall())
             self.checks = con.execute(
                 "SELECT asset_key, check_name, run_id, execution_status, evaluation_event, "
                 "evaluation_event_timestamp, evaluation_event_storage_id, materialization_event_storage_id, "
-                "create_timestamp FROM asset_check_executions WHERE partition = ?", [TEMPLATE_KEY]).fetchall()
+                "create_timestamp FROM asset_check_executions WHERE partition = ?", [key_of(0)]).fetchall()
 
     def index_path(self) -> str:
         return self.instance.event_log_storage.path_for_shard("index")
@@ -140,6 +153,7 @@ class Corpus:
 
         timings = {}
         keys = [key_of(i) for i in range(self.size, size)]
+        self.files = [file_of(i) for i in range(self.size, size)]
         started = time.perf_counter()
         write_files(self.folder, self.size, size)
         timings["files"] = time.perf_counter() - started
@@ -187,7 +201,7 @@ class Corpus:
             # A step over many documents records, as each document's input, the upstream
             # asset's latest event in the run (the last document's): so do the copies.
             last_of_asset = {event[6]: ids[event[0], len(keys) - 1] for event in done}
-            quoted = json.dumps(TEMPLATE_KEY)
+            quoted = json.dumps(key_of(0))
             tags_of: dict[int, list] = {}
             for tag in self.tags:
                 tags_of.setdefault(tag[0], []).append(tag)
@@ -236,16 +250,16 @@ class Corpus:
         from synth_assets.core.documents import file_sha256
 
         files = []
-        for key in keys:
-            path = self.folder / key
+        for key, relative in zip(keys, self.files):
+            path = self.folder / relative
             stat = path.stat()
-            files.append((key, key, key, "markdown", stat.st_size, file_sha256(path), stat.st_mtime))
+            files.append((key, relative, path.name, "markdown", stat.st_size, file_sha256(path), stat.st_mtime))
         with duckdb.connect(environment(self.work)["SYNTH_ASSETS_DUCKDB_PATH"]) as con:
             con.executemany("INSERT INTO raw_documents VALUES (?, ?, ?, ?, ?, ?, ?)", files)
             con.execute("CREATE OR REPLACE TEMP TABLE new_keys AS SELECT unnest(?) AS key", [keys])
             for table in COPIED_TABLES:
                 con.execute(f"INSERT INTO {table} SELECT t.* REPLACE (k.key AS document_id) FROM {table} t, new_keys k "
-                            "WHERE t.document_id = ?", [TEMPLATE_KEY])
+                            "WHERE t.document_id = ?", [key_of(0)])
 
     def check_copies_are_fresh(self, sample: int = 20) -> None:
         """Dagster's own stale status (no memory of up-to-date documents) on copied
@@ -253,7 +267,7 @@ class Corpus:
         from synth_assets import planning
 
         graph = self.defs.resolve_asset_graph()
-        keys = [TEMPLATE_KEY] + [key_of(i) for i in range(TEMPLATE_DOCUMENTS, self.size,
+        keys = [key_of(0)] + [key_of(i) for i in range(TEMPLATE_DOCUMENTS, self.size,
                                                           max(1, (self.size - TEMPLATE_DOCUMENTS) // sample))]
         resolver = planning.stale_status_resolver(self.instance, graph)
         for key in keys:
@@ -396,11 +410,20 @@ def main() -> None:
     parser.add_argument("--no-ui", action="store_true", help="leave out the UI's partitions page")
     parser.add_argument("--profile", type=Path, help="write a cProfile of each operation's last attempt here")
     parser.add_argument("--work", type=Path, help="keep the instance and files here (default: a temporary folder)")
+    parser.add_argument("--shards", type=int, help="corpus shards: each size split into this many shards, each "
+                        "one process (--shard) with its own instance and tables, in sub-folders of one corpus")
+    parser.add_argument("--shard", help=argparse.SUPPRESS)  # one shard's process (--shards runs them)
+    parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--results", type=Path, default=RESULTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.shards:
+        return run_shards(args)
+    global SHARD, CORPUS
+    SHARD, CORPUS = args.shard, args.corpus
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-orchestration-"))
     shutil.rmtree(work, ignore_errors=True)
-    (work / "documents").mkdir(parents=True)
-    (work / "dagster_home").mkdir()
+    (CORPUS or work / "documents").joinpath(SHARD or "").mkdir(parents=True, exist_ok=True)
+    (work / "dagster_home").mkdir(parents=True)
     shutil.copy(ROOT / "dagster.yaml", work / "dagster_home" / "dagster.yaml")
     os.environ.update(environment(work))
     if args.profile:
@@ -429,13 +452,44 @@ def main() -> None:
                 if not args.no_ui:
                     figures.update(measure_ui(work, size, args.profile or work))
                 results["sizes"][size] = figures
-                RESULTS.parent.mkdir(parents=True, exist_ok=True)
-                RESULTS.write_text(json.dumps(results, indent=1))
+                args.results.parent.mkdir(parents=True, exist_ok=True)
+                args.results.write_text(json.dumps(results, indent=1))
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     results["uptime_end"] = os.popen("uptime").read().strip()
-    RESULTS.write_text(json.dumps(results, indent=1))
+    args.results.write_text(json.dumps(results, indent=1))
+    print(json.dumps(results, indent=1))
+
+
+def run_shards(args) -> None:
+    """Each size as `--shards` corpus shards of size/shards documents: every shard a process
+    of its own (its instance, DuckDB and Dagster code location, as `make run SHARD=<name>`
+    gives it), its documents in its sub-folder of one corpus folder, the shards built one
+    after the other so each measures with the others' files and instances beside it. The
+    UI is measured on the first shard only."""
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-orchestration-shards-"))
+    shutil.rmtree(work, ignore_errors=True)
+    results: dict = {"shards": args.shards, "sizes": {}, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    out = ROOT / "benchmarks" / "results" / "orchestration_shards.json"
+    try:
+        for size in sorted(args.sizes):
+            corpus = work / f"corpus_{size}"
+            per_shard = {}
+            for k in range(args.shards):
+                name = f"part{k:02d}"
+                shard_results = work / f"{name}_{size}.json"
+                command = [sys.executable, __file__, "--shard", name, "--corpus", str(corpus), "--sizes",
+                           str(size // args.shards), "--work", str(work / f"{name}_{size}"), "--results",
+                           str(shard_results)] + (["--no-ui"] if args.no_ui or k else [])
+                print(f"{size} documents, shard {name}: {' '.join(command[1:])}", flush=True)
+                subprocess.run(command, check=True, cwd=ROOT)
+                per_shard[name] = json.loads(shard_results.read_text())["sizes"][str(size // args.shards)]
+            results["sizes"][size] = per_shard
+            out.write_text(json.dumps(results, indent=1))
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(results, indent=1))
 
 

@@ -328,6 +328,7 @@ def run_all(
     changed += _apply_new_verdicts(job, instance, duckdb, keys)
     return {
         "recovered_runs": recovered,
+        "corpus_shard": documents.shard,
         "documents": keys,
         "removed": removed,
         "on_removed": documents.on_removed,
@@ -377,7 +378,8 @@ def count_rows(defs: dg.Definitions, keys: list[str]) -> dict[str, int]:
 def format_summary(summary: dict, seconds: float) -> str:
     lines = [
         "",
-        f"synth_assets: {len(summary['documents'])} documents in {seconds:.1f} s",
+        f"synth_assets{f' (corpus shard {shard})' if (shard := summary.get('corpus_shard')) else ''}: "
+        f"{len(summary['documents'])} documents in {seconds:.1f} s",
     ]
     if summary.get("removed"):
         what = ("dropped with their rows" if summary["on_removed"] == "drop"
@@ -493,9 +495,13 @@ def main(argv: list[str] | None = None) -> int:
         return estimate_main(definitions.settings, args.sample, args.seed)
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
-        summary = run_all(definitions.defs, instance, show_progress=not args.no_progress, force=args.force,
-                          single_run_min=definitions.settings.single_run_min_documents,
-                          rebuild_dataset=args.rebuild_dataset)
+        try:
+            summary = run_all(definitions.defs, instance, show_progress=not args.no_progress, force=args.force,
+                              single_run_min=definitions.settings.single_run_min_documents,
+                              rebuild_dataset=args.rebuild_dataset)
+        except dg.Failure as stopped:  # before any run: the folder, the shard's instance
+            print(f"synth_assets: {stopped.description}", file=sys.stderr)
+            return 2
     print(format_summary(summary, time.perf_counter() - started))
     return 0 if summary["export_ok"] else 1
 
