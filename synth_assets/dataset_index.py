@@ -215,9 +215,11 @@ def _index_matches(con, normals: list[str], bands: list[list[int]], frozen: Froz
     return exact, near
 
 
-def index_rows(con, statuses: tuple[str, ...] = ("kept",)) -> pd.DataFrame:
-    """The indexed rows with these statuses (what the dataset holds: 'kept'), without their
-    keys: pair, document, bucket, split, question, task, whether it has reasoning."""
+def index_rows(con, statuses: tuple[str, ...] = ("kept",), bucket: int | None = None) -> pd.DataFrame:
+    """The indexed rows with these statuses (what the dataset holds: 'kept'), of one bucket
+    when given, without their keys: pair, document, bucket, split, question, task, whether
+    it has reasoning."""
     return con.execute(f"SELECT pair_id, document_id, bucket, split, question, task, has_reasoning, status "
-                       f"FROM {DATASET_INDEX_TABLE} WHERE status IN (SELECT unnest(?)) ORDER BY seq",
+                       f"FROM {DATASET_INDEX_TABLE} WHERE status IN (SELECT unnest(?))"
+                       + ("" if bucket is None else f" AND bucket = {int(bucket)}") + " ORDER BY seq",
                        [list(statuses)]).df()

@@ -64,6 +64,7 @@ DATASET_SHARDS_TABLE = "dataset_shards"
 DATASET_COVERAGE_TABLE = "dataset_coverage"
 DATASET_PREFERENCE_COUNTS_TABLE = "dataset_preference_counts"
 DATASET_USAGE_TABLE = "dataset_usage"
+DATASET_STATS_TABLE = "dataset_stats"
 
 _PAIR_COLUMNS = """
     pair_id VARCHAR NOT NULL,
@@ -330,6 +331,21 @@ TABLE_DDL: dict[str, str] = {
     # What the model was asked for each document's items (assets/generate.documents_usage),
     # kept so a build reads the event log for the documents it took in only.
     DATASET_USAGE_TABLE: "document_id VARCHAR NOT NULL, usage VARCHAR NOT NULL",
+    # Each document's counts for the dataset card (training_dataset's _count_documents):
+    # stat 'document' (one row, its digest: what it was counted from), 'kept', 'rejected',
+    # 'rejection' (task, key: the reason), 'generator', 'model', 'prompt_version',
+    # 'language', 'judge_score', 'grounding' (key: the bin) and 'mix' (task, key: the
+    # question type, difficulty); the card sums them, counted again for the documents a
+    # build took in only.
+    DATASET_STATS_TABLE: """
+        document_id VARCHAR NOT NULL,
+        digest VARCHAR NOT NULL,
+        stat VARCHAR NOT NULL,
+        task VARCHAR,
+        key VARCHAR,
+        difficulty INTEGER,
+        n BIGINT NOT NULL
+    """,
     DATASET_SHARDS_TABLE: """
         generation INTEGER NOT NULL,
         format VARCHAR NOT NULL,

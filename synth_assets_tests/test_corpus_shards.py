@@ -149,3 +149,26 @@ def test_shards_run_apart_and_merge_into_one_checked_dataset_without_repeats(tmp
         first = next(s for s in read_manifest(merged)["shards"])
         (merged / first["path"]).unlink()
         assert merged_problems(tmp_path / "merged", merged) == [f"{first['path']}: listed in the manifest, missing"]
+
+
+def test_a_shards_sensor_asks_for_its_own_documents_and_refuses_another_shards_instance(tmp_path: Path):
+    from synth_assets.sensors import build_documents_sensor
+
+    sensor = build_documents_sensor(minimum_interval_seconds=30, single_run_min_documents=10)
+    for shard, names in SHARDS.items():
+        (tmp_path / shard).mkdir()
+        for name in names:
+            shutil.copy(EXAMPLE_DOCUMENTS / name, tmp_path / shard / name)
+
+    def tick(instance, shard: str) -> dg.SensorResult:
+        resources = {"documents": DocumentsFolder(path=str(tmp_path), shard=shard),
+                     "duckdb": PipelineDatabase(database=str(tmp_path / f"{shard}.duckdb"))}
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            return sensor(context)
+
+    with dg.instance_for_test() as instance:
+        added = tick(instance, "a")
+        asked = [key for request in added.dynamic_partitions_requests for key in request.partition_keys]
+        assert len(asked) == 2 and all(key.startswith("a__") for key in asked)
+        with pytest.raises(dg.Failure, match="belongs to corpus shard 'a', not 'b'"):
+            tick(instance, "b")

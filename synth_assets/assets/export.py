@@ -12,7 +12,7 @@ import dagster as dg
 
 from synth_assets.assets.factory import OWNERS, document_asset
 from synth_assets.assets.generate import dataset_usage, documents_usage
-from synth_assets.assets.human import NO_HUMAN_DATA, human_examples, mix_human_rows
+from synth_assets.assets.human import NO_HUMAN_DATA, configured_folder, human_examples, mix_human_rows
 from synth_assets.batch import blocked_documents, for_each_document, no_text_documents
 from synth_assets.candidates import candidate_to_publish
 from synth_assets.core.coverage import Coverage, coverage_by_document, coverage_markdown, coverage_stats
@@ -38,6 +38,7 @@ from synth_assets.core.decontamination import (
 from synth_assets.core.charts import stacked_bars_png
 from synth_assets.core.tasks import mix_bars, mix_markdown, mix_table, share_report
 from synth_assets.core.exporting import (
+    GROUNDING_BINS,
     TASK_CHART_FILE,
     glance_charts,
     PROVENANCE_COLUMNS,
@@ -80,6 +81,7 @@ from synth_assets.storage import (
     DATASET_INDEX_TABLE,
     DATASET_PREFERENCE_COUNTS_TABLE,
     DATASET_SHARDS_TABLE,
+    DATASET_STATS_TABLE,
     DATASET_USAGE_TABLE,
     DOCUMENT_CHUNKS_TABLE,
     FILTERED_QA_PAIRS_TABLE,
@@ -310,17 +312,23 @@ def training_dataset(
             _insert_contaminated(con, found["contaminated"])
             found["taken"] = taken
         in_transaction(con, take_in_changed)
-        kept = index_rows(con)
         index_gen = current_generation(con)
-        stats = _curation_stats(con, included)
-        described = con.execute(
-            f"SELECT a.document_id, a.chunk_id, a.source_chunk_ids, a.task, a.question_type, a.difficulty "
-            f"FROM {ALPACA_EXAMPLES_TABLE} a JOIN {DATASET_INDEX_TABLE} i USING (pair_id) WHERE i.status = 'kept'").df()
+        # What the dataset holds, summed in SQL: rows per status, per document (with its
+        # split), whether any has reasoning, the buckets with rows.
+        counts = dict(con.execute(f"SELECT status, count(*) FROM {DATASET_INDEX_TABLE} GROUP BY 1").fetchall())
+        kept_rows = int(counts.get("kept", 0))
+        per_split = con.execute(f"SELECT document_id, any_value(split), count(*) FROM {DATASET_INDEX_TABLE} "
+                                "WHERE status = 'kept' GROUP BY 1 ORDER BY 1").fetchall()
+        with_reasoning, kept_buckets = con.execute(
+            f"SELECT coalesce(bool_or(has_reasoning), false), list(DISTINCT bucket) FROM {DATASET_INDEX_TABLE} "
+            "WHERE status = 'kept'").fetchone()
+        # The card's counts, kept per document and counted again for those taken in or changed.
+        _count_documents(con, included, set(changed), {d: f"{digests.get(d, 'no rows')}|{sources[d]}" for d in included})
+        stats = _dataset_stats(con)
         # Coverage is over every registered document not left out: one that kept nothing
         # counts too (uncovered), which is what the figure is for.
-        per_document = _coverage(con, sorted(registered - set(excluded)), set(changed), digests, described)
-        stats["model_usage"] = _usage(con, context.instance, generation, included, set(changed), len(kept))
-        counts = dict(con.execute(f"SELECT status, count(*) FROM {DATASET_INDEX_TABLE} GROUP BY 1").fetchall())
+        per_document = _coverage(con, sorted(registered - set(excluded)), set(changed), digests)
+        stats["model_usage"] = _usage(con, context.instance, generation, included, set(changed), kept_rows)
         duplicates_sample = con.execute(
             f"SELECT question, reason, duplicate_of FROM {CROSS_DOCUMENT_DUPLICATES_TABLE} LIMIT 5").df()
         contaminated = con.execute(f"SELECT * FROM {CONTAMINATED_ROWS_TABLE}").df()
@@ -352,7 +360,7 @@ def training_dataset(
         "uncovered_chunks": stats["coverage"]["uncovered_chunks"],
         "coverage_per_document": dg.MetadataValue.md(coverage_markdown(stats["coverage"])),
     })
-    if kept.empty:
+    if not kept_rows:
         # Nothing to learn from: a status, not a crash. No candidate; the published one stays.
         message = (f"no document has vetted rows to export ({len(excluded)} left out, {len(no_text)} with no text); "
                    f"the published dataset stays {live or 'unpublished'}")
@@ -361,16 +369,16 @@ def training_dataset(
                                               **listed})
     # The shards of every bucket a changed document is in (all of them in a new index_gen,
     # or when the formats change: a first row with reasoning adds the *_cot formats).
-    formats = _formats(bool(kept["has_reasoning"].any()), curation.preference_pairs)
+    formats = _formats(bool(with_reasoning), curation.preference_pairs)
     preference_counts: dict[int, dict] = {}  # bucket -> what its preference pairs came to
     with duckdb.get_connection() as con:
         previous = con.execute(f"SELECT format, split, bucket, digest, rows FROM {DATASET_SHARDS_TABLE}").fetchall()
         had = {s[0] for s in previous}
-        buckets = set(kept["bucket"]) | {s[2] for s in previous if s[2] != HUMAN_BUCKET}
+        buckets = set(kept_buckets or ()) | {s[2] for s in previous if s[2] != HUMAN_BUCKET}
         touched = buckets if rebuild or had != set(formats) else {bucket_of(d, export.buckets) for d in removed + changed}
         written = []
         for bucket in sorted(touched):
-            in_bucket = kept[kept["bucket"] == bucket]
+            in_bucket = index_rows(con, bucket=bucket)
             if in_bucket.empty:
                 continue
             rows, _ = apply_reviews(_pairs_of(con, sorted(set(in_bucket["document_id"]))), reviewed)
@@ -379,7 +387,10 @@ def training_dataset(
                           if curation.preference_pairs else None)
             written += _write_bucket(store, bucket, rows, options, formats, candidates, preference_counts)
     # Human rows, mixed into train in proportion to every synthetic train row, are their own shard.
-    synthetic = kept[["pair_id", "question", "split"]].reindex(columns=list(dict.fromkeys([*pairs.columns, "split"])))
+    # Every synthetic question is read only when there are human rows to compare with them.
+    with duckdb.get_connection() as con:
+        synthetic = (index_rows(con) if configured_folder(review) else pd.DataFrame(columns=["pair_id", "question", "split"]))[
+            ["pair_id", "question", "split"]].reindex(columns=list(dict.fromkeys([*pairs.columns, "split"])))
     human, stats["human_mix"] = mix_human_rows(context, duckdb, review, synthetic, export.seed)
     if eval_indexes and len(human):  # human rows may copy a benchmark too
         dirty = contaminated_in(human, eval_indexes)
@@ -409,10 +420,10 @@ def training_dataset(
         ).fetchall()]
     checked = int(counts.get("kept", 0)) + int(counts.get(CONTAMINATED, 0)) + len(human)
     stats["decontamination"] = contamination_summary(eval_indexes, contaminated, checked) if eval_indexes else None
-    split_of_row = kept[["document_id", "split"]]
-    splits = dict(zip(split_of_row["document_id"], split_of_row["split"]))
-    note = split_note(list(split_of_row["document_id"]), splits, export.validation_ratio)
-    mix = dataset_mix(described, generation.task_shares, stats.get("task_rejections", {}))
+    splits = {document_id: split for document_id, split, _ in per_split}
+    note = split_note([d for d, _, n in per_split for _ in range(n)], splits, export.validation_ratio)
+    mix = dataset_mix(stats.pop("mix_groups"), stats.pop("mix_documents"), stats.pop("mix_documents_with_task"),
+                      generation.task_shares, stats.get("task_rejections", {}))
     glance = glance_charts(stats)
     result = write_version(
         Path(export.export_dir), shards, options,
@@ -598,67 +609,111 @@ def _excluded_documents(documents, registered, blocked, sources, alpaca, sharegp
     return excluded, kept_last_good
 
 
-def dataset_mix(pairs: pd.DataFrame, shares: dict[str, float], rejections: dict[str, dict[str, int]]) -> dict:
+def dataset_mix(groups: list[tuple], documents: int, documents_with_task: dict[str, int], shares: dict[str, float],
+                rejections: dict[str, dict[str, int]]) -> dict:
     """The realised mix of the dataset's rows against the configured shares: Markdown, the
     chart (PNG bytes) and whether every task is within SHARE_TOLERANCE. A task off its
     share is explained by its rejections and by the documents that gave none of it.
-    Counted per (task, type, difficulty) group, not per row: tens of thousands of rows."""
-    frame = pd.DataFrame({"task": pairs["task"].fillna("qa"), "document_id": pairs["document_id"],
-                          "question_type": pairs.get("question_type"), "difficulty": pairs.get("difficulty")})
-    documents = set(frame["document_id"])
-    with_task = frame.groupby("task")["document_id"].agg(set).to_dict()
+    From the rows counted per (task, question type, difficulty) group (`groups`: those
+    with the count), the documents with rows and those with rows of each task."""
     why = {}
     for task in shares:
         rejected = rejections.get(task, {})
         top = ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items(), key=lambda i: -i[1])[:3])
-        why[task] = (f"{len(documents - with_task.get(task, set()))} of {len(documents)} documents gave none (too "
+        why[task] = (f"{documents - documents_with_task.get(task, 0)} of {documents} documents gave none (too "
                      f"short, or no linked sentences)" + (f"; rejected: {top}" if top else ""))
-    within, share_rows = share_report(list(frame["task"]), shares, why)
-    groups = frame.fillna({"question_type": ""}).groupby(["task", "question_type", "difficulty"], dropna=False).size()
+    within, share_rows = share_report([task for task, _, _, n in groups for _ in range(n)], shares, why)
     table = mix_table([{"task": task, "question_type": kind or None, "difficulty": difficulty}
-                       for task, kind, difficulty in groups.index], counts=groups.tolist())
+                       for task, kind, difficulty, _ in groups], counts=[n for *_, n in groups])
     return {"within": within, "markdown": mix_markdown(table, shares, share_rows),
             "png": stacked_bars_png("Items per task, by difficulty", mix_bars(table), "task")}
 
 
-def _curation_stats(con, document_ids: list[str]) -> dict:
-    """Generators, models, prompt versions and filter pass rates, for the dataset card."""
-    kept = con.execute(
-        f"SELECT generator, model, prompt_version, language, grounding, judge_score FROM {FILTERED_QA_PAIRS_TABLE}"
-        " WHERE document_id IN (SELECT unnest(?))",
-        [document_ids],
-    ).df()
-    rejected = con.execute(
-        f"SELECT reject_reasons, coalesce(task, 'qa') AS task FROM {REJECTED_QA_PAIRS_TABLE}"
-        " WHERE document_id IN (SELECT unnest(?))",
-        [document_ids],
-    ).df()
+def _count_documents(con, documents: list[str], taken_in: set[str], digests: dict[str, str]) -> None:
+    """Each document's counts for the card (DATASET_STATS_TABLE): counted again for the
+    documents taken in this build and those whose rows, pairs or file changed (`digests`:
+    what each is counted from), the others kept from earlier builds; the rows of documents
+    no longer in the dataset deleted."""
+    counted = dict(con.execute(f"SELECT document_id, digest FROM {DATASET_STATS_TABLE} WHERE stat = 'document'"
+                               ).fetchall())
+    again = [d for d in documents if d in taken_in or counted.get(d) != digests[d]]
+    con.register("grounding_bins", pd.DataFrame(GROUNDING_BINS, columns=["label", "low", "high"]))
+    rows = con.execute(f"""
+        WITH wanted AS (SELECT unnest(?) AS document_id),
+             k AS (SELECT * FROM {FILTERED_QA_PAIRS_TABLE} WHERE document_id IN (SELECT document_id FROM wanted)),
+             r AS (SELECT document_id, coalesce(task, 'qa') AS task, reject_reasons FROM {REJECTED_QA_PAIRS_TABLE}
+                   WHERE document_id IN (SELECT document_id FROM wanted))
+        SELECT document_id, 'document' AS stat, NULL AS task, NULL AS key, NULL::INTEGER AS difficulty, 1 AS n FROM wanted
+        UNION ALL SELECT document_id, 'kept', NULL, NULL, NULL, count(*) FROM k GROUP BY ALL
+        UNION ALL SELECT document_id, 'rejected', NULL, NULL, NULL, count(*) FROM r GROUP BY ALL
+        UNION ALL SELECT document_id, 'rejection', task, reason, NULL, count(*)
+                  FROM (SELECT document_id, task, unnest(reject_reasons) AS reason FROM r) GROUP BY ALL
+        UNION ALL SELECT document_id, 'generator', NULL, generator, NULL, count(*) FROM k WHERE generator IS NOT NULL GROUP BY ALL
+        UNION ALL SELECT document_id, 'model', NULL, model, NULL, count(*) FROM k WHERE model IS NOT NULL GROUP BY ALL
+        UNION ALL SELECT document_id, 'prompt_version', NULL, prompt_version, NULL, count(*) FROM k
+                  WHERE prompt_version IS NOT NULL GROUP BY ALL
+        UNION ALL SELECT document_id, 'language', NULL, coalesce(language, 'undetermined'), NULL, count(*) FROM k GROUP BY ALL
+        UNION ALL SELECT document_id, 'judge_score', NULL, judge_score::VARCHAR, NULL, count(*) FROM k
+                  WHERE judge_score IS NOT NULL GROUP BY ALL
+        UNION ALL SELECT k.document_id, 'grounding', NULL, b.label, NULL, count(*) FROM k JOIN grounding_bins b
+                  ON k.grounding >= b.low AND (k.grounding < b.high OR (b.high = 1.0 AND k.grounding = 1.0)) GROUP BY ALL
+        UNION ALL SELECT a.document_id, 'mix', coalesce(a.task, 'qa'), coalesce(a.question_type, ''), a.difficulty, count(*)
+                  FROM {ALPACA_EXAMPLES_TABLE} a JOIN {DATASET_INDEX_TABLE} i USING (pair_id)
+                  WHERE i.status = 'kept' AND a.document_id IN (SELECT document_id FROM wanted) GROUP BY ALL
+        """, [again]).df()
+    con.unregister("grounding_bins")
+    rows.insert(1, "digest", rows["document_id"].map(digests))
+
+    def record() -> None:
+        con.execute(f"DELETE FROM {DATASET_STATS_TABLE} WHERE document_id IN (SELECT unnest(?)) "
+                    "OR document_id NOT IN (SELECT unnest(?))", [again, documents])
+        if len(rows):
+            con.register("counted", rows)
+            con.execute(f"INSERT INTO {DATASET_STATS_TABLE} SELECT * FROM counted")
+            con.unregister("counted")
+    in_transaction(con, record)
+
+
+def _dataset_stats(con) -> dict:
+    """The card's curation statistics (generators, models, prompt versions, pass rate,
+    rejections per reason and task, judge scores and grounding per bin, languages) and the
+    task mix: each document's counts (_count_documents) summed in SQL."""
+    sums: dict[str, list[tuple]] = {}
+    for stat, task, key, difficulty, n in con.execute(
+            f"SELECT stat, task, key, difficulty, sum(n)::BIGINT AS n FROM {DATASET_STATS_TABLE} GROUP BY ALL "
+            "ORDER BY stat, n DESC, key, task, difficulty").fetchall():
+        sums.setdefault(stat, []).append((task, key, difficulty, n))
+    total = lambda stat: sum(n for *_, n in sums.get(stat, []))  # noqa: E731
     reasons: dict[str, int] = {}
     per_task: dict[str, dict[str, int]] = {}
-    for row, task in zip(rejected["reject_reasons"], rejected["task"]):
-        for reason in row:
-            reasons[reason] = reasons.get(reason, 0) + 1
-            per_task.setdefault(task, {})[reason] = per_task.setdefault(task, {}).get(reason, 0) + 1
-    generated = len(kept) + len(rejected)
+    for task, reason, _, n in sums.get("rejection", []):
+        reasons[reason] = reasons.get(reason, 0) + n
+        per_task.setdefault(task, {})[reason] = n
+    with_task = dict(con.execute(f"SELECT task, count(DISTINCT document_id) FROM {DATASET_STATS_TABLE} "
+                                 "WHERE stat = 'mix' GROUP BY GROUPING SETS ((task), ())").fetchall())
+    kept, generated = total("kept"), total("kept") + total("rejected")
     return {
-        "documents": len(document_ids),
-        "generators": sorted(kept["generator"].dropna().unique()),
-        "models": sorted(kept["model"].dropna().unique()),
-        "prompt_versions": sorted(kept["prompt_version"].dropna().unique()),
+        "documents": total("document"),
+        "generators": sorted(key for _, key, _, _ in sums.get("generator", [])),
+        "models": sorted(key for _, key, _, _ in sums.get("model", [])),
+        "prompt_versions": sorted(key for _, key, _, _ in sums.get("prompt_version", [])),
         "generated": generated,
-        "kept": len(kept),
-        "pass_rate": len(kept) / generated if generated else 0.0,
+        "kept": kept,
+        "pass_rate": kept / generated if generated else 0.0,
         "rejections_by_reason": reasons,
         "task_rejections": per_task,
-        # For the charts: the kept pairs' grounding and judge scores (NULL unless the judge is on).
-        "grounding": [float(g) for g in kept["grounding"].dropna()],
-        "judge_scores": [int(s) for s in kept["judge_score"].dropna()],
-        "languages": kept["language"].fillna("undetermined").value_counts().to_dict(),
+        # For the charts: the kept pairs per judge score and per grounding bin (none unless the judge is on).
+        "judge_score_counts": {int(key): n for _, key, _, n in sums.get("judge_score", [])},
+        "grounding_counts": {key: n for _, key, _, n in sums.get("grounding", [])},
+        "languages": {key: n for _, key, _, n in sums.get("language", [])},
+        # The task mix: (task, question type, difficulty, rows) and the documents with rows, of each task.
+        "mix_groups": [(task, key, difficulty, n) for task, key, difficulty, n in sums.get("mix", [])],
+        "mix_documents": with_task.pop(None, 0),
+        "mix_documents_with_task": with_task,
     }
 
 
-def _coverage(con, documents: list[str], taken_in: set[str], digests: dict[str, str],
-              described: pd.DataFrame) -> dict[str, Coverage]:
+def _coverage(con, documents: list[str], taken_in: set[str], digests: dict[str, str]) -> dict[str, Coverage]:
     """Each document's coverage: measured again for the documents taken in this build and
     those whose rows or file changed, the others as kept from earlier builds."""
     sha = dict(con.execute(f"SELECT document_id, sha256 FROM {RAW_DOCUMENTS_TABLE}").fetchall())
@@ -670,7 +725,11 @@ def _coverage(con, documents: list[str], taken_in: set[str], digests: dict[str, 
     chunks = con.execute(
         f"SELECT document_id, chunk_id, chunk_index, heading_path, boilerplate FROM {DOCUMENT_CHUNKS_TABLE}"
         " WHERE document_id IN (SELECT unnest(?))", [again]).df()
-    measured = coverage_by_document(chunks, described[described["document_id"].isin(again)], again)
+    described = con.execute(
+        f"SELECT a.document_id, a.chunk_id, a.source_chunk_ids, a.task, a.question_type, a.difficulty "
+        f"FROM {ALPACA_EXAMPLES_TABLE} a JOIN {DATASET_INDEX_TABLE} i USING (pair_id) WHERE i.status = 'kept' "
+        "AND a.document_id IN (SELECT unnest(?))", [again]).df()
+    measured = coverage_by_document(chunks, described, again)
 
     def record() -> None:
         con.execute(f"DELETE FROM {DATASET_COVERAGE_TABLE} WHERE document_id IN (SELECT unnest(?)) "

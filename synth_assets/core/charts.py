@@ -43,8 +43,10 @@ def stacked_bars_png(title: str, bars: Mapping[str, Mapping[str, int]], xlabel: 
         plt.close(figure)
 
 
-def histogram_png(title: str, values: list[float], bins: list[float], xlabel: str, ylabel: str = "items") -> bytes:
-    """A histogram of `values` over the bin edges `bins` (e.g. judge scores 1-10)."""
+def histogram_png(title: str, values: list[float], bins: list[float], xlabel: str, ylabel: str = "items",
+                  weights: list[int] | None = None) -> bytes:
+    """A histogram of `values` over the bin edges `bins` (e.g. judge scores 1-10), each
+    value counted `weights[i]` times when given (values already counted: a bin's middle)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,7 +54,7 @@ def histogram_png(title: str, values: list[float], bins: list[float], xlabel: st
 
     figure, axes = plt.subplots(figsize=FIGURE_SIZE, dpi=DPI)
     try:
-        axes.hist(values, bins=bins, edgecolor="white")
+        axes.hist(values, bins=bins, weights=weights, edgecolor="white")
         axes.set_title(title)
         axes.set_xlabel(xlabel)
         axes.set_ylabel(ylabel)

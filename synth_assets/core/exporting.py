@@ -238,29 +238,34 @@ GLANCE_CHARTS = {"judge_scores.png": "Judge scores of the kept items", "groundin
                  "rejections.png": "Kept items and rejections per reason", "coverage.png": "Chunk coverage per document"}
 
 
+# The grounding chart's bins, [low, high) and the last one [0.9, 1.0]: (label, low, high).
+GROUNDING_EDGES = [round(0.1 * b, 1) for b in range(0, 11)]
+GROUNDING_BINS = [(f"{low:.1f}-{high:.1f}", low, high) for low, high in zip(GROUNDING_EDGES, GROUNDING_EDGES[1:])]
+
+
 def glance_charts(stats: dict) -> dict[str, dict]:
     """The card's charts beside their Markdown tables, from training_dataset's stats: judge
-    scores and grounding of the kept items, kept and rejected per reason, and coverage per
-    document (least covered 25). A chart with nothing to show is left out (no judge scores
-    when the judge is off)."""
+    scores and grounding of the kept items (items per score and per GROUNDING_BINS bin,
+    counted in SQL), kept and rejected per reason, and coverage per document (least
+    covered 25). A chart with nothing to show is left out (no judge scores when the judge
+    is off)."""
     from synth_assets.core.charts import barh_png, histogram_png
 
     charts: dict[str, dict] = {}
-    scores = stats.get("judge_scores") or []
+    scores = stats.get("judge_score_counts") or {}
     if scores:
-        counts = {score: scores.count(score) for score in range(1, 11)}
+        counts = {score: scores.get(score, 0) for score in range(1, 11)}
         charts["judge_scores.png"] = {
-            "png": histogram_png(GLANCE_CHARTS["judge_scores.png"], scores, [b + 0.5 for b in range(0, 11)],
-                                 "judge score (1-10)"),
+            "png": histogram_png(GLANCE_CHARTS["judge_scores.png"], list(scores), [b + 0.5 for b in range(0, 11)],
+                                 "judge score (1-10)", weights=list(scores.values())),
             "markdown": "| judge score | items |\n| --- | --- |\n" + "\n".join(f"| {s} | {n} |" for s, n in counts.items())}
-    grounding = stats.get("grounding") or []
+    grounding = stats.get("grounding_counts") or {}
     if grounding:
-        edges = [round(0.1 * b, 1) for b in range(0, 11)]
-        counts = {f"{low:.1f}-{high:.1f}": sum(low <= g < high or (high == 1.0 and g == 1.0) for g in grounding)
-                  for low, high in zip(edges, edges[1:])}
+        counts = {label: grounding.get(label, 0) for label, _, _ in GROUNDING_BINS}
         charts["grounding.png"] = {
-            "png": histogram_png(GLANCE_CHARTS["grounding.png"], grounding, edges, "grounding (share of the answer's "
-                                 "content words in its chunk)"),
+            "png": histogram_png(GLANCE_CHARTS["grounding.png"], [(low + high) / 2 for _, low, high in GROUNDING_BINS],
+                                 GROUNDING_EDGES, "grounding (share of the answer's content words in its chunk)",
+                                 weights=list(counts.values())),
             "markdown": "| grounding | items |\n| --- | --- |\n" + "\n".join(f"| {b} | {n} |" for b, n in counts.items())}
     outcome = {"kept": stats.get("kept", 0), **(stats.get("rejections_by_reason") or {})}
     if any(outcome.values()):
