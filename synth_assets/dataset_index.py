@@ -36,6 +36,7 @@ from synth_assets.storage import (
     DATASET_BANDS_TABLE,
     DATASET_GENERATIONS_TABLE,
     DATASET_INDEX_TABLE,
+    DATASET_INDEX_WORDS_TABLE,
     DATASET_SHARDS_TABLE,
     DATASET_WORDS_TABLE,
 )
@@ -67,8 +68,8 @@ def start_generation(con, fingerprint: str, reason: str, keys: list[QuestionKey]
     previous = current_generation(con)
     number = previous.generation + 1 if previous else 1
     frozen = frozen_weights(keys)
-    for table in (DATASET_INDEX_TABLE, DATASET_BANDS_TABLE, DATASET_WORDS_TABLE, DATASET_SHARDS_TABLE,
-                  DATASET_GENERATIONS_TABLE):
+    for table in (DATASET_INDEX_TABLE, DATASET_BANDS_TABLE, DATASET_WORDS_TABLE, DATASET_INDEX_WORDS_TABLE,
+                  DATASET_SHARDS_TABLE, DATASET_GENERATIONS_TABLE):
         con.execute(f"DELETE FROM {table}")
     con.execute(f"INSERT INTO {DATASET_GENERATIONS_TABLE} VALUES (?, now(), ?, ?, ?, ?)",
                 [number, fingerprint, reason, len(set(keys)), frozen.common])
@@ -100,6 +101,15 @@ def documents_depending_on(con, documents: list[str]) -> set[str]:
 def remove_documents(con, documents: list[str]) -> None:
     if not documents:
         return
+    # The questions' words that no row left in the index holds any more.
+    _add_word_counts(con, f"""
+        WITH gone AS (SELECT DISTINCT normal, kind, unnest(list_concat(subject, context)) AS word
+                      FROM {DATASET_INDEX_TABLE} WHERE document_id IN (SELECT unnest($documents))),
+             stays AS (SELECT DISTINCT normal, kind, unnest(list_concat(subject, context)) AS word
+                       FROM {DATASET_INDEX_TABLE} WHERE document_id NOT IN (SELECT unnest($documents))
+                       AND normal IN (SELECT normal FROM gone))
+        SELECT word, -count(*) AS n FROM gone ANTI JOIN stays USING (normal, kind, word) GROUP BY word""",
+                     {"documents": documents})
     con.execute(f"DELETE FROM {DATASET_BANDS_TABLE} WHERE pair_id IN (SELECT pair_id FROM {DATASET_INDEX_TABLE} "
                 "WHERE document_id IN (SELECT unnest(?)))", [documents])
     con.execute(f"DELETE FROM {DATASET_INDEX_TABLE} WHERE document_id IN (SELECT unnest(?))", [documents])
@@ -112,13 +122,36 @@ def frozen_of(con, generation: Generation, words: set[str]) -> Frozen:
     return Frozen(counts, generation.common)
 
 
+def _add_word_counts(con, delta: str, parameters: dict) -> None:
+    """Add to DATASET_INDEX_WORDS_TABLE the (word, n) rows of the query `delta` (a word
+    whose count comes to 0 is deleted)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE word_delta AS {delta}", parameters)
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE word_sums AS SELECT word, sum(n) AS questions FROM (
+        SELECT word, questions AS n FROM {DATASET_INDEX_WORDS_TABLE} WHERE word IN (SELECT word FROM word_delta)
+        UNION ALL SELECT word, n FROM word_delta) GROUP BY word HAVING sum(n) > 0""")
+    con.execute(f"DELETE FROM {DATASET_INDEX_WORDS_TABLE} WHERE word IN (SELECT word FROM word_delta)")
+    con.execute(f"INSERT INTO {DATASET_INDEX_WORDS_TABLE} SELECT word, questions FROM word_sums")
+    con.execute("DROP TABLE word_delta")
+    con.execute("DROP TABLE word_sums")
+
+
+def count_index_words(con) -> None:
+    """DATASET_INDEX_WORDS_TABLE counted again from the whole index (an index built before
+    the table was kept has none)."""
+    con.execute(f"DELETE FROM {DATASET_INDEX_WORDS_TABLE}")
+    con.execute(f"""INSERT INTO {DATASET_INDEX_WORDS_TABLE} SELECT word, count(*) FROM (
+        SELECT DISTINCT normal, kind, unnest(list_concat(subject, context)) AS word FROM {DATASET_INDEX_TABLE})
+        GROUP BY word""")
+
+
 def drift(con) -> float:
     """Total variation distance between the frozen word shares and those of the questions
     indexed now (0: the same; 1: no word in common)."""
+    if (not con.execute(f"SELECT 1 FROM {DATASET_INDEX_WORDS_TABLE} LIMIT 1").fetchall()
+            and con.execute(f"SELECT 1 FROM {DATASET_INDEX_TABLE} LIMIT 1").fetchall()):
+        count_index_words(con)
     row = con.execute(f"""
-        WITH now AS (SELECT word, count(*) AS n FROM (
-                SELECT DISTINCT normal, kind, unnest(list_concat(subject, context)) AS word FROM {DATASET_INDEX_TABLE})
-             GROUP BY word),
+        WITH now AS (SELECT word, questions AS n FROM {DATASET_INDEX_WORDS_TABLE}),
              frozen AS (SELECT word, questions AS n FROM {DATASET_WORDS_TABLE}),
              totals AS (SELECT (SELECT sum(n) FROM now) AS now_total, (SELECT sum(n) FROM frozen) AS frozen_total)
         SELECT 0.5 * sum(abs(coalesce(now.n, 0) / totals.now_total - coalesce(frozen.n, 0) / totals.frozen_total))
@@ -173,6 +206,12 @@ def take_in(con, generation: Generation, rows: pd.DataFrame, digests: dict[str, 
          zip(index["pair_id"], bands, keeper) if is_keeper for band, key in enumerate(keys_of_row)],
         columns=["generation", "pair_id", "band", "band_key"])
     con.register("new_index", index)
+    # The questions' words that no row of the index held before.
+    _add_word_counts(con, f"""
+        WITH new AS (SELECT DISTINCT normal, kind, unnest(list_concat(subject, context)) AS word FROM new_index),
+             old AS (SELECT DISTINCT normal, kind, unnest(list_concat(subject, context)) AS word
+                     FROM {DATASET_INDEX_TABLE} WHERE normal IN (SELECT normal FROM new))
+        SELECT word, count(*) AS n FROM new ANTI JOIN old USING (normal, kind, word) GROUP BY word""", {})
     con.execute(f"INSERT INTO {DATASET_INDEX_TABLE} SELECT * FROM new_index")
     con.unregister("new_index")
     con.register("new_bands", band_rows)

@@ -65,6 +65,8 @@ DATASET_COVERAGE_TABLE = "dataset_coverage"
 DATASET_PREFERENCE_COUNTS_TABLE = "dataset_preference_counts"
 DATASET_USAGE_TABLE = "dataset_usage"
 DATASET_STATS_TABLE = "dataset_stats"
+DATASET_INDEX_WORDS_TABLE = "dataset_index_words"
+DATASET_SOURCES_TABLE = "dataset_sources"
 
 _PAIR_COLUMNS = """
     pair_id VARCHAR NOT NULL,
@@ -316,6 +318,10 @@ TABLE_DDL: dict[str, str] = {
         has_reasoning BOOLEAN
     """,
     DATASET_BANDS_TABLE: "generation INTEGER NOT NULL, pair_id VARCHAR NOT NULL, band INTEGER NOT NULL, band_key BIGINT NOT NULL",
+    # Per word, the distinct questions (normal, kind) of the index holding it: kept up to
+    # date as documents are taken in and out, so the drift is measured without reading the
+    # whole index (dataset_index.drift).
+    DATASET_INDEX_WORDS_TABLE: "word VARCHAR NOT NULL, questions BIGINT NOT NULL",
     # Each document's coverage by the dataset's rows, kept so a build measures only the
     # documents it took in (digest: what it was measured from).
     DATASET_COVERAGE_TABLE: """
@@ -337,6 +343,10 @@ TABLE_DDL: dict[str, str] = {
     # 'language', 'judge_score', 'grounding' (key: the bin) and 'mix' (task, key: the
     # question type, difficulty); the card sums them, counted again for the documents a
     # build took in only.
+    # Each document's source digest (assets/export.source_digests) with a fingerprint of its
+    # kept pairs (their count and a sum of hashes, cheap to read): training_dataset hashes
+    # again only the pairs of documents whose fingerprint changed.
+    DATASET_SOURCES_TABLE: "document_id VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL, digest VARCHAR NOT NULL",
     DATASET_STATS_TABLE: """
         document_id VARCHAR NOT NULL,
         digest VARCHAR NOT NULL,

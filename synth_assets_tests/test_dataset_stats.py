@@ -12,10 +12,12 @@ import dagster as dg
 import duckdb
 import pytest
 
+from synth_assets.core.dedup import question_key
 from synth_assets.core.exporting import GROUNDING_BINS, glance_charts
+from synth_assets.dataset_index import drift, start_generation, take_in
 from synth_assets.definitions import build_definitions
 from synth_assets.run import run_all
-from synth_assets.storage import DATASET_STATS_TABLE, FILTERED_QA_PAIRS_TABLE, REJECTED_QA_PAIRS_TABLE
+from synth_assets.storage import DATASET_STATS_TABLE, FILTERED_QA_PAIRS_TABLE, REJECTED_QA_PAIRS_TABLE, ensure_tables
 from synth_assets_tests.conftest import EXAMPLE_DOCUMENTS
 
 # Metadata that names the build rather than describes the dataset.
@@ -89,3 +91,67 @@ def test_an_incremental_builds_card_statistics_equal_a_build_from_scratch(
         assert stats == scratch, step
         assert metadata == scratch_metadata, step
         before = stats
+
+
+def test_the_index_word_counts_kept_up_to_date_equal_a_count_of_the_whole_index():
+    from synth_assets.dataset_index import count_index_words, remove_documents
+    from synth_assets.storage import DATASET_INDEX_WORDS_TABLE
+    from synth_assets_tests.test_dataset_shards import planted_rows
+
+    rows = planted_rows()
+    con = duckdb.connect()
+    ensure_tables(con)
+    generation, frozen = start_generation(con, "f", "test", [question_key(q, "en") for q in rows["question"]])
+    digests = dict.fromkeys(rows["document_id"], "digest")
+    counted = lambda: dict(con.execute(f"SELECT word, questions FROM {DATASET_INDEX_WORDS_TABLE}").fetchall())  # noqa: E731
+
+    def recounted() -> dict:
+        kept = counted()
+        count_index_words(con)
+        again = counted()
+        con.execute(f"DELETE FROM {DATASET_INDEX_WORDS_TABLE}")
+        con.executemany(f"INSERT INTO {DATASET_INDEX_WORDS_TABLE} VALUES (?, ?)", list(kept.items()))
+        return again
+
+    early = rows["document_id"] < "doc05"
+    take_in(con, generation, rows[early], digests, 0.2, 42, lambda r: set(), frozen=frozen, first_batch=True)
+    # A repeat of an indexed question (doc05 repeats doc04) adds no question to its words.
+    take_in(con, generation, rows[~early], digests, 0.2, 42, lambda r: set())
+    assert counted() == recounted() and counted()
+    assert drift(con) == pytest.approx(0.0, abs=1e-9)
+    remove_documents(con, ["doc04.md", "doc08.md"])  # doc05 still holds a question of doc04
+    assert counted() == recounted()
+    assert drift(con) > 0
+    # An index built before the counts were kept is counted once, whole.
+    remove_documents(con, sorted(set(rows["document_id"])))
+    assert counted() == {}
+    take_in(con, generation, rows[early], digests, 0.2, 42, lambda r: set())
+    expected = counted()
+    con.execute(f"DELETE FROM {DATASET_INDEX_WORDS_TABLE}")
+    drift(con)
+    assert counted() == expected
+
+
+def test_the_kept_source_digests_follow_a_documents_pairs_and_file():
+    from synth_assets.assets.export import _source_digests_kept, source_digests
+
+    con = duckdb.connect()
+    ensure_tables(con)
+    for i, (document, question) in enumerate([("a.md", "What is A?"), ("a.md", "Why A?"), ("b.md", "What is B?")]):
+        con.execute("INSERT INTO filtered_qa_pairs (pair_id, document_id, chunk_id, question, answer, generator, "
+                    "prompt_version) VALUES (?, ?, 'c', ?, 'An answer.', 'model-free', 'v1')",
+                    [f"{document}#{i}", document, question])
+    con.execute("INSERT INTO raw_documents (document_id, relative_path, file_name, format, size_bytes, sha256) "
+                "VALUES ('a.md', 'a.md', 'a.md', 'md', 1, 'ff00')")
+    documents = ["a.md", "b.md", "none.md"]
+    assert _source_digests_kept(con, documents) == source_digests(con, documents)
+    for change in ("UPDATE filtered_qa_pairs SET answer = 'Another answer.' WHERE pair_id = 'a.md#1'",
+                   "UPDATE filtered_qa_pairs SET reasoning = 'Because.' WHERE pair_id = 'b.md#2'",
+                   "DELETE FROM filtered_qa_pairs WHERE pair_id = 'a.md#0'",
+                   "UPDATE raw_documents SET sha256 = 'ee11'",
+                   "INSERT INTO raw_documents (document_id, relative_path, file_name, format, size_bytes, sha256) "
+                   "VALUES ('b.md', 'b.md', 'b.md', 'md', 1, 'dd22')"):
+        before = source_digests(con, documents)
+        con.execute(change)
+        assert source_digests(con, documents) != before, change
+        assert _source_digests_kept(con, documents) == source_digests(con, documents), change

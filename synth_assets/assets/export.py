@@ -81,6 +81,7 @@ from synth_assets.storage import (
     DATASET_INDEX_TABLE,
     DATASET_PREFERENCE_COUNTS_TABLE,
     DATASET_SHARDS_TABLE,
+    DATASET_SOURCES_TABLE,
     DATASET_STATS_TABLE,
     DATASET_USAGE_TABLE,
     DOCUMENT_CHUNKS_TABLE,
@@ -130,6 +131,34 @@ def source_digests(con, document_ids: list[str]) -> dict[str, str]:
         """, [document_ids]).fetchall()
     return {document_id: f"{digest[:16]}/{sha256[:16] if sha256 is not None else 'no file'}"
             for document_id, digest, sha256 in rows}
+
+
+def _source_digests_kept(con, document_ids: list[str]) -> dict[str, str]:
+    """source_digests, the pairs hashed again only for documents whose fingerprint (count
+    and a sum of hashes of their pairs, read in one cheap pass) changed since the digest
+    was kept in DATASET_SOURCES_TABLE; the kept digests updated."""
+    rows = con.execute(f"""
+        WITH wanted AS (SELECT unnest(?) AS document_id),
+             now AS (SELECT document_id, count(*)::VARCHAR || ':' || sum(hash(pair_id, question, answer,
+                                                                          coalesce(reasoning, '')))::VARCHAR AS fingerprint
+                     FROM {FILTERED_QA_PAIRS_TABLE} WHERE document_id IN (SELECT document_id FROM wanted) GROUP BY 1)
+        SELECT w.document_id, coalesce(n.fingerprint, 'no pairs') || '/' || coalesce(r.sha256, 'no file'), k.fingerprint, k.digest
+        FROM wanted w LEFT JOIN now n USING (document_id) LEFT JOIN {RAW_DOCUMENTS_TABLE} r USING (document_id)
+        LEFT JOIN {DATASET_SOURCES_TABLE} k USING (document_id)""", [document_ids]).fetchall()
+    fingerprints = {document_id: fingerprint for document_id, fingerprint, _, _ in rows}
+    digests = {document_id: digest for document_id, fingerprint, kept, digest in rows if fingerprint == kept}
+    again = source_digests(con, [d for d in document_ids if d not in digests])
+    kept = pd.DataFrame([(d, fingerprints[d], digest) for d, digest in again.items()],
+                        columns=["document_id", "fingerprint", "digest"])
+
+    def record() -> None:
+        con.execute(f"DELETE FROM {DATASET_SOURCES_TABLE} WHERE document_id IN (SELECT unnest(?))", [list(again)])
+        con.register("kept_digests", kept)
+        con.execute(f"INSERT INTO {DATASET_SOURCES_TABLE} SELECT * FROM kept_digests")
+        con.unregister("kept_digests")
+    if again:
+        in_transaction(con, record)
+    return digests | again
 
 
 def _format_partition(context, duckdb: PipelineDatabase, table: str, to_row, extra=()) -> dg.MaterializeResult:
@@ -247,7 +276,7 @@ def training_dataset(
         in_transaction(con, lambda: read.update(_formatted_digests(con)))
         made_from, verdicts = read["made_from"], read["verdicts"]
         documents = sorted(set(made_from) | set(blocked))
-        sources = source_digests(con, documents)
+        sources = _source_digests_kept(con, documents)
         digests = {d: "|".join([*sorted(made_from.get(d, ())), verdicts.get(d, "")]) for d in made_from}
         index_gen = current_generation(con)
         indexed = indexed_documents(con)
