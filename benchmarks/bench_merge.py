@@ -115,7 +115,7 @@ def main() -> None:
         results["rows"] = result.rows
         results["repeats_removed"] = plan.repeats
         results["files"] = len(plan.shards)
-        results["files_rewritten"] = plan.rewritten
+        results["files_with_repeats_left_out"] = plan.filtered
         results["nothing_changed_merge_s"], _ = timed(merge)
         # One document added to the last shard: its bucket's files change, nothing else.
         last = args.shards - 1

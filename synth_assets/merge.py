@@ -76,8 +76,8 @@ def merged_dataset(context: dg.AssetExecutionContext, merge: MergeSettings,
         "rows_per_shard": dg.MetadataValue.json({c.name: c.rows.get("alpaca", {}) for c in plan.corpora if c.version}),
         "repeats_across_shards_removed": dg.MetadataValue.json(plan.repeats),
         "shards_not_published": dg.MetadataValue.json(plan.unpublished),
-        "files_rewritten": plan.rewritten,
-        "files_linked": len(plan.shards) - plan.rewritten,
+        "files_with_repeats_left_out": plan.filtered,
+        "files_linked_as_published": len(plan.shards) - plan.filtered,
     })
 
 

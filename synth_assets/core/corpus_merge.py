@@ -15,11 +15,12 @@ starts with the shard's sub-folder), and each shard's split is by document.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -66,7 +67,7 @@ class MergePlan:
     # format -> rows left out because an earlier shard has the same question
     repeats: dict[str, int]
     unpublished: list[str]
-    rewritten: int
+    filtered: int  # files written again without their repeats
 
 
 def published_corpora(named: dict[str, Path]) -> list[CorpusShard]:
@@ -109,7 +110,7 @@ def plan_merge(corpora: list[CorpusShard], merged_dir: Path) -> MergePlan:
     merged: list[Shard] = []
     seen: dict[str, set[str]] = {}
     repeats: dict[str, int] = {}
-    rewritten = 0
+    filtered = 0
     unpublished = [c.name for c in corpora if c.version is None]
     for corpus in corpora:
         if corpus.version is None:
@@ -133,17 +134,33 @@ def plan_merge(corpora: list[CorpusShard], merged_dir: Path) -> MergePlan:
                 merged.append(shard)
                 continue
             repeats[shard.format] = repeats.get(shard.format, 0) + keep.count(False)
-            rows = pd.DataFrame(pq.read_table(folder / shard.path()).to_pylist(), dtype=object)
-            kept = rows[keep].reset_index(drop=True)
-            if len(kept):
-                written = write_shard(store, shard.format, shard.split, shard.bucket, kept)
-                merged_keys = [k for k, kept_row in zip(keys, keep) if kept_row]
-                cached = merged_dir / KEYS_DIR / shard.format / f"{written.digest}.json"
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                cached.write_text(json.dumps(merged_keys))
+            written = _without_repeats(merged_dir, folder, shard, keys, keep)
+            if written is not None:
                 merged.append(written)
-                rewritten += 1
-    return MergePlan(merged, corpora, repeats, unpublished, rewritten)
+                filtered += 1
+    return MergePlan(merged, corpora, repeats, unpublished, filtered)
+
+
+def _without_repeats(merged_dir: Path, folder: Path, shard: Shard, keys: list[str], keep: list[bool]) -> Shard | None:
+    """The shard file without the rows `keep` leaves out, written once: the next merge with
+    the same file and the same repeats finds it by their hashes, reading nothing."""
+    store = merged_dir / SHARD_STORE
+    memo = merged_dir / KEYS_DIR / shard.format / f"{shard.digest}-{hashlib.sha256(bytes(keep)).hexdigest()[:16]}.shard"
+    if memo.is_file():
+        known = json.loads(memo.read_text())
+        written = Shard(**known) if known else None
+        if written is None or all((store / written.path(kind)).is_file() for kind in ("parquet", "jsonl")):
+            return written
+    rows = pd.DataFrame(pq.read_table(folder / shard.path()).to_pylist(), dtype=object)
+    kept = rows[keep].reset_index(drop=True)
+    written = write_shard(store, shard.format, shard.split, shard.bucket, kept) if len(kept) else None
+    if written is not None:
+        cached = merged_dir / KEYS_DIR / shard.format / f"{written.digest}.json"
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps([k for k, kept_row in zip(keys, keep) if kept_row]))
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(json.dumps(asdict(written) if written else None))
+    return written
 
 
 def merged_problems(merged_dir: Path, folder: Path) -> list[str]:
