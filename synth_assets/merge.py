@@ -15,7 +15,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from synth_assets.core.corpus_merge import merged_problems, plan_merge, published_corpora
+from synth_assets.core.corpus_merge import (
+    card_summary,
+    merged_problems,
+    plan_merge,
+    published_corpora,
+    summed_card_stats,
+)
 from synth_assets.core.exporting import publish, published_version, write_version
 from synth_assets.resources.export import ExportSettings
 from synth_assets.settings import SHARD_DATA_DIR, SHARD_DEFAULTS, Settings, resource_from_env
@@ -63,8 +69,9 @@ def merged_dataset(context: dg.AssetExecutionContext, merge: MergeSettings,
     note = (f"Merged from {len(merged_from)} corpus shards ({', '.join(f'{n} {v}' for n, v in merged_from.items())});"
             f" each shard split its own documents into train and validation, by document."
             + (f" Not yet published, left out: {', '.join(plan.unpublished)}." if plan.unpublished else ""))
-    result = write_version(merged_dir, plan.shards, export.options(), {"split_note": note},
-                           {"generation": None, "merged_from": merged_from})
+    stats = summed_card_stats([c.card_stats for c in plan.corpora if c.version])
+    result = write_version(merged_dir, plan.shards, export.options(), {**stats, "split_note": note},
+                           {"generation": None, "merged_from": merged_from, "card_stats": card_summary(stats)})
     context.log.info(f"merged version {result.version} of {len(merged_from)} shards: {result.path}")
     return dg.MaterializeResult(metadata={
         "version": result.version,

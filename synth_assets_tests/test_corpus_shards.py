@@ -124,6 +124,12 @@ def test_shards_run_apart_and_merge_into_one_checked_dataset_without_repeats(tmp
         assert len(questions) == len(set(questions))
         assert read_manifest(merged)["merged_from"] == {s: published_version(f) for s, f in exports.items()}
         assert merged_problems(tmp_path / "merged", merged) == []
+        # The card sums the shards' own cards' figures.
+        shard_stats = [read_manifest(f / published_version(f))["card_stats"] for f in exports.values()]
+        assert read_manifest(merged)["card_stats"]["documents"] == sum(s["documents"] for s in shard_stats) > 0
+        card = (merged / "README.md").read_text()
+        assert f"written from {sum(s['documents'] for s in shard_stats)} source documents" in card
+        assert f"{sum(s['kept'] for s in shard_stats)} kept" in card
 
         # The check blocks: a merge listing a file twice (its questions twice, its rows
         # counted twice) is not published.

@@ -15,6 +15,7 @@ from synth_assets.assets.generate import dataset_usage, documents_usage
 from synth_assets.assets.human import NO_HUMAN_DATA, configured_folder, human_examples, mix_human_rows
 from synth_assets.batch import blocked_documents, for_each_document, no_text_documents
 from synth_assets.candidates import candidate_to_publish
+from synth_assets.core.corpus_merge import card_summary
 from synth_assets.core.coverage import Coverage, coverage_by_document, coverage_markdown, coverage_stats
 from synth_assets.core.dedup import (
     DEFAULT_NEAR_DUPLICATE_THRESHOLD,
@@ -461,7 +462,8 @@ def training_dataset(
          "glance": {name: chart["markdown"] for name, chart in glance.items()},
          "files": {TASK_CHART_FILE: mix["png"], **{name: chart["png"] for name, chart in glance.items()}}},
         {"generation": index_gen.generation, "generation_began": index_gen.reason,
-         "written_shards": sorted(s.path() for s in written + human_shards)})
+         "written_shards": sorted(s.path() for s in written + human_shards),
+         "card_stats": card_summary(stats)})  # for a merge of corpus shards (make merge)
     context.log.info(
         f"candidate export {result.version} {'written' if result.created else 'already existed, unchanged'}: "
         f"{result.path} ({len(changed)} documents taken in, {len(written + human_shards)} shards written, "

@@ -58,6 +58,7 @@ class CorpusShard:
     export_dir: Path
     version: str | None = None
     rows: dict = field(default_factory=dict)
+    card_stats: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -68,6 +69,33 @@ class MergePlan:
     repeats: dict[str, int]
     unpublished: list[str]
     filtered: int  # files written again without their repeats
+
+
+# What a version's manifest carries of its card's statistics (training_dataset writes
+# them), so a merged card sums the shards' instead of reading their rows.
+CARD_STATS = ("documents", "generators", "models", "prompt_versions", "generated", "kept",
+              "rejections_by_reason", "languages")
+
+
+def card_summary(stats: dict) -> dict:
+    return {key: stats[key] for key in CARD_STATS if key in stats}
+
+
+def summed_card_stats(summaries: list[dict]) -> dict:
+    """The shards' card statistics as one: counts added, names united."""
+    total: dict = {"documents": 0, "generated": 0, "kept": 0, "rejections_by_reason": {}, "languages": {}}
+    names: dict[str, set] = {"generators": set(), "models": set(), "prompt_versions": set()}
+    for summary in summaries:
+        for key in ("documents", "generated", "kept"):
+            total[key] += int(summary.get(key, 0))
+        for key in ("rejections_by_reason", "languages"):
+            for name, n in (summary.get(key) or {}).items():
+                total[key][name] = total[key].get(name, 0) + int(n)
+        for key in names:
+            names[key].update(summary.get(key) or [])
+    total.update({key: sorted(found) for key, found in names.items()})
+    total["pass_rate"] = total["kept"] / total["generated"] if total["generated"] else 0.0
+    return total
 
 
 def published_corpora(named: dict[str, Path]) -> list[CorpusShard]:
@@ -121,6 +149,7 @@ def plan_merge(corpora: list[CorpusShard], merged_dir: Path) -> MergePlan:
             raise FileNotFoundError(f"corpus shard {corpus.name}: {folder} has no manifest.json "
                                     "(published by an older synth_assets? run make run SHARD=<name> again)")
         corpus.rows = listed["rows"]
+        corpus.card_stats = listed.get("card_stats") or {}
         for shard in sorted(shards_of(listed), key=lambda s: (s.format, s.split, s.bucket, s.digest)):
             known = seen.setdefault(shard.format, set())
             keys = _keys(merged_dir, shard.format, shard, folder)
