@@ -6,9 +6,12 @@ them: merged_dataset writes a version of every shard's files (a question already
 earlier shard left out), its blocking check reads the version's manifest, file footers
 and question keys, and published_merged_dataset moves LATEST in data/merged once the
 check passed. Run with its own Dagster instance (`make merge` sets DAGSTER_HOME), or in
-the UI: `DAGSTER_HOME=.dagster_shards/merged dagster dev -m synth_assets.merge`.
+the UI: `DAGSTER_HOME=.dagster_shards/merged dagster dev -m synth_assets.merge`, whose
+shards_published_sensor merges again whenever a shard publishes a new version.
 """
 
+import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -28,6 +31,7 @@ from synth_assets.settings import SHARD_DATA_DIR, SHARD_DEFAULTS, Settings, reso
 
 MERGE_GROUP = "merge"
 MERGED_DATASET_CHECK = "merged_dataset_check"
+MERGE_JOB = "merge_shards"
 SHARDS_DIR_ENV = "SYNTH_ASSETS_SHARDS_DIR"
 MERGED_DIR_ENV = "SYNTH_ASSETS_MERGED_DIR"
 SHARD_EXPORTS = SHARD_DEFAULTS["SYNTH_ASSETS_EXPORT_DIR"]
@@ -112,18 +116,35 @@ def published_merged_dataset(context: dg.AssetExecutionContext, merge: MergeSett
     return dg.MaterializeResult(metadata={"live_version": version, "previous_version": previous or "none"})
 
 
+merge_job = dg.define_asset_job(MERGE_JOB, selection=[merged_dataset, published_merged_dataset],
+                                description="Merge the corpus shards' published datasets, check, publish.")
+
+
+@dg.sensor(job=merge_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+def shards_published_sensor(context: dg.SensorEvaluationContext, merge: MergeSettings) -> dg.SensorResult:
+    """Merges again when a corpus shard publishes a new version (each shard's LATEST, read
+    every minute): the merged dataset follows the shards without anyone running make merge."""
+    published = {c.name: c.version for c in published_corpora(merge.corpora()) if c.version}
+    seen = json.dumps(published, sort_keys=True)
+    if not published or seen == context.cursor:
+        return dg.SensorResult(skip_reason=f"no shard published a new version under {merge.shards_dir}", cursor=seen)
+    key = hashlib.sha256(seen.encode()).hexdigest()[:16]
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=key, tags={"shards": seen[:200]})], cursor=seen)
+
+
 def build_merge_definitions(environ: dict[str, str] | None = None) -> dg.Definitions:
     """The merge's code location, its settings read from the environment."""
     environ = dict(os.environ if environ is None else environ)
     merge = resource_from_env(MergeSettings, {"shards_dir": SHARDS_DIR_ENV, "merged_dir": MERGED_DIR_ENV}, environ)
     export = Settings.from_env({k: v for k, v in environ.items() if k != "SYNTH_ASSETS_CORPUS_SHARD"}).resources["export"]
     return dg.Definitions(assets=[merged_dataset, published_merged_dataset], asset_checks=[merged_dataset_check],
+                          jobs=[merge_job], sensors=[shards_published_sensor],
                           resources={"merge": merge, "export": export})
 
 
 def merge_all(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     """Materialise the merged dataset, its check and its publication in one run."""
-    return defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance, raise_on_error=False)
+    return defs.resolve_job_def(MERGE_JOB).execute_in_process(instance=instance, raise_on_error=False)
 
 
 def main() -> int:

@@ -178,3 +178,25 @@ def test_a_shards_sensor_asks_for_its_own_documents_and_refuses_another_shards_i
         assert len(asked) == 2 and all(key.startswith("a__") for key in asked)
         with pytest.raises(dg.Failure, match="belongs to corpus shard 'a', not 'b'"):
             tick(instance, "b")
+
+
+def test_the_merge_sensor_asks_for_a_merge_when_a_shard_publishes_a_new_version(tmp_path: Path):
+    from synth_assets.merge import shards_published_sensor
+
+    defs = build_merge_definitions({SHARDS_DIR_ENV: str(tmp_path / "shards"), MERGED_DIR_ENV: str(tmp_path / "m")})
+    resources = {"merge": defs.resources["merge"]}
+
+    def tick(cursor):
+        with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+            return shards_published_sensor(context)
+
+    assert not tick(None).run_requests  # no shard yet
+    (tmp_path / "shards" / "a" / "exports").mkdir(parents=True)
+    (tmp_path / "shards" / "a" / "exports" / "LATEST").write_text("v1\n")
+    first = tick(None)
+    assert len(first.run_requests) == 1
+    again = tick(first.cursor)
+    assert not again.run_requests and again.cursor == first.cursor
+    (tmp_path / "shards" / "a" / "exports" / "LATEST").write_text("v2\n")
+    moved = tick(first.cursor)
+    assert len(moved.run_requests) == 1 and moved.run_requests[0].run_key != first.run_requests[0].run_key
