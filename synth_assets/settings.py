@@ -119,7 +119,7 @@ def shard_environment(environ: Mapping[str, str]) -> Mapping[str, str]:
     """The environment with a corpus shard's defaults filled in (SYNTH_ASSETS_CORPUS_SHARD
     set): its DuckDB file, exports and cache under data/shards/<shard>/. A shard is one
     sub-folder name of the documents folder."""
-    shard = environ.get(CORPUS_SHARD_ENV, "").strip()
+    shard = environ.get(CORPUS_SHARD_ENV, "").strip().rstrip("/")  # `emea/`, as a shell completes it
     if not shard:
         return {name: value for name, value in environ.items() if name != CORPUS_SHARD_ENV}
     if shard in {".", ".."} or "/" in shard or "\\" in shard or shard.startswith("."):

@@ -44,7 +44,7 @@ def test_a_shard_lists_its_sub_folder_under_the_keys_of_the_whole_corpus(tmp_pat
 
 
 def test_a_shard_gets_its_own_tables_and_exports_unless_set():
-    settings = Settings.from_env({"SYNTH_ASSETS_CORPUS_SHARD": "emea"})
+    settings = Settings.from_env({"SYNTH_ASSETS_CORPUS_SHARD": "emea/"})
     assert settings.resources["documents"].shard == "emea"
     assert settings.resources["duckdb"].database == "data/shards/emea/synth_assets.duckdb"
     assert settings.resources["export"].export_dir == "data/shards/emea/exports"
