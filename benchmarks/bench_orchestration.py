@@ -126,22 +126,26 @@ class Corpus:
         assert summary["processed"] == [key_of(i) for i in range(TEMPLATE_DOCUMENTS)], summary
         assert not summary["failed"] and not summary["blocked_by_checks"] and summary["export_ok"], summary
         self.size = TEMPLATE_DOCUMENTS
-        index = self.index_path()
-        with sqlite3.connect(index) as con:
+        self.load_template(key_of(0))
+
+    def load_template(self, key: str) -> None:
+        """The instance records of document `key`, which _copy_records copies."""
+        self.template_key = key
+        with sqlite3.connect(self.index_path()) as con:
             # The template document's records, in the order the run wrote them.
             self.events = con.execute(
                 "SELECT id, run_id, event, dagster_event_type, timestamp, step_key, asset_key FROM event_logs "
-                "WHERE partition = ? ORDER BY id", [key_of(0)]).fetchall()
+                "WHERE partition = ? ORDER BY id", [key]).fetchall()
             self.tags = con.execute(
                 "SELECT event_id, asset_key, key, value, event_timestamp FROM asset_event_tags "
-                "WHERE event_id IN (SELECT id FROM event_logs WHERE partition = ?)", [key_of(0)]).fetchall()
+                "WHERE event_id IN (SELECT id FROM event_logs WHERE partition = ?)", [key]).fetchall()
             # Storage id -> asset of every materialization the input event pointers name.
             self.asset_of = dict(con.execute(
                 "SELECT id, asset_key FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'").fetchall())
             self.checks = con.execute(
                 "SELECT asset_key, check_name, run_id, execution_status, evaluation_event, "
                 "evaluation_event_timestamp, evaluation_event_storage_id, materialization_event_storage_id, "
-                "create_timestamp FROM asset_check_executions WHERE partition = ?", [key_of(0)]).fetchall()
+                "create_timestamp FROM asset_check_executions WHERE partition = ?", [key]).fetchall()
 
     def index_path(self) -> str:
         return self.instance.event_log_storage.path_for_shard("index")
@@ -201,7 +205,7 @@ class Corpus:
             # A step over many documents records, as each document's input, the upstream
             # asset's latest event in the run (the last document's): so do the copies.
             last_of_asset = {event[6]: ids[event[0], len(keys) - 1] for event in done}
-            quoted = json.dumps(key_of(0))
+            quoted = json.dumps(self.template_key)
             tags_of: dict[int, list] = {}
             for tag in self.tags:
                 tags_of.setdefault(tag[0], []).append(tag)
