@@ -88,6 +88,8 @@ def main() -> None:
     parser.add_argument("--source", default=str(ROOT / "data" / "synth_assets.duckdb"))
     parser.add_argument("--copies", type=int, default=9)
     parser.add_argument("--distinct", action="store_true")
+    parser.add_argument("--buckets", type=int, default=ExportSettings().buckets,
+                        help="SYNTH_ASSETS_DATASET_BUCKETS (about a hundred documents a bucket is the advice)")
     parser.add_argument("--profile", help="write cProfile statistics of the incremental build to this file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
@@ -96,7 +98,7 @@ def main() -> None:
         with duckdb.connect(str(database)) as con:
             documents = replicate(con, args.copies, args.distinct)
         available = {"duckdb": PipelineDatabase(database=str(database)),
-                     "export": ExportSettings(export_dir=str(Path(tmp) / "exports")),
+                     "export": ExportSettings(export_dir=str(Path(tmp) / "exports"), buckets=args.buckets),
                      "curation": CurationResource(), "review": ReviewSettings(), "generation": GenerationResource()}
         resources = {k: v for k, v in available.items() if k in training_dataset.required_resource_keys}
         instance = dg.DagsterInstance.ephemeral()

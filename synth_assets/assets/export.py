@@ -826,11 +826,13 @@ def _rebuild_reason(con, generation: Generation | None, fingerprint: str, asked:
 def _formatted_digests(con) -> dict:
     """Per document: the digests of the pairs its formatted rows (both formats) were made
     from, and a digest of the experts' verdicts on its pairs (a new verdict changes its rows)."""
-    made_from: dict[str, set] = {}
-    for table in (ALPACA_EXAMPLES_TABLE, SHAREGPT_EXAMPLES_TABLE):
-        for document_id, digests in con.execute(
-                f"SELECT document_id, list(DISTINCT source_digest) FROM {table} GROUP BY 1").fetchall():
-            made_from.setdefault(document_id, set()).update(digests)
+    # The least and the greatest digest of each document's rows stand for all of them: one
+    # digest when they are equal, "made from different pairs" when not (a list of the
+    # distinct digests of every row cost 0.4 s at 10,000 documents).
+    made_from = {document_id: {least, greatest} for document_id, least, greatest in con.execute(
+        f"SELECT document_id, min(source_digest), max(source_digest) FROM (SELECT document_id, source_digest "
+        f"FROM {ALPACA_EXAMPLES_TABLE} UNION ALL SELECT document_id, source_digest FROM {SHAREGPT_EXAMPLES_TABLE}) "
+        "GROUP BY 1").fetchall()}
     verdicts = dict(con.execute(
         f"SELECT document_id, md5(string_agg(concat_ws(chr(31), pair_id, verdict, question, answer, "
         f"original_question, original_answer), chr(30) ORDER BY pair_id)) FROM {REVIEWED_QA_PAIRS_TABLE} GROUP BY 1"
