@@ -85,7 +85,9 @@ def resources(work: Path, folder: Path, name: str) -> dict:
         "duckdb": PipelineDatabase(database=str(work / f"{name}.duckdb")),
         "generation": GenerationResource(cache_path=None),
         "curation": CurationResource(),
-        "export": ExportSettings(export_dir=str(work / f"{name}_exports")),
+        # SYNTH_ASSETS_DATASET_BUCKETS as make run reads it (docs/EXPORTS.md: about a hundred documents a bucket).
+        "export": ExportSettings(export_dir=str(work / f"{name}_exports"),
+                                 buckets=int(os.environ.get("SYNTH_ASSETS_DATASET_BUCKETS", ExportSettings().buckets))),
     }
 
 
