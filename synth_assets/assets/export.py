@@ -111,6 +111,9 @@ DOCUMENTS_PER_BATCH = 2000
 DEDUP_SETTINGS = [DEFAULT_NEAR_DUPLICATE_THRESHOLD, DEFAULT_NUM_PERM, DEFAULT_SEED]
 
 
+EXCLUDED_LOGGED = 50
+
+
 def source_digest(con, document_id: str) -> str:
     """What a document's formatted rows are made from: its kept pairs and its file's hash.
     training_dataset refuses rows whose source changed since: new pairs that a blocking
@@ -364,8 +367,12 @@ def training_dataset(
         contaminated = con.execute(f"SELECT * FROM {CONTAMINATED_ROWS_TABLE}").df()
         stats["review"] = review_summary(reviewed, _applied_verdicts(con, reviewed, included),
                                          curation.filter_config().min_judge_score)
-    for document_id, reason in excluded.items():
+    # Named one by one up to a screenful; every one of them is in the metadata and the card.
+    for document_id, reason in list(excluded.items())[:EXCLUDED_LOGGED]:
         context.log.warning(f"{document_id} left out of the training dataset: {reason}")
+    if len(excluded) > EXCLUDED_LOGGED:
+        context.log.warning(f"... and {len(excluded) - EXCLUDED_LOGGED} more documents left out "
+                            "(excluded_documents in this asset's metadata, and the dataset card, list them all)")
     live = published_version(Path(export.export_dir))
     verdict_counts = stats["review"]  # not `review`: that is the ReviewSettings resource
     listed = {
