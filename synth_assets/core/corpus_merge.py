@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from synth_assets.core.exporting import published_version
-from synth_assets.core.shards import SHARD_STORE, Shard, read_manifest, shards_of, write_shard
+from synth_assets.core.shards import SHARD_STORE, Shard, link_version, read_manifest, shards_of, write_shard
 
 KEYS_DIR = "question_keys"
 # The columns that hold a row's first question, in the formats' own shapes.
@@ -118,18 +117,6 @@ def _keys(store: Path, fmt: str, shard: Shard, folder: Path) -> list[str]:
     return keys
 
 
-def _link(source: Path, target: Path) -> None:
-    if target.exists():
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except FileExistsError:  # another merge linked it meanwhile: the same content
-        pass
-    except OSError:
-        shutil.copyfile(source, target)
-
-
 def plan_merge(corpora: list[CorpusShard], merged_dir: Path) -> MergePlan:
     """The merged version's shards, all in `<merged_dir>/shards/`: each corpus shard's
     published files, with the rows whose question an earlier shard (in name order) or an
@@ -158,8 +145,7 @@ def plan_merge(corpora: list[CorpusShard], merged_dir: Path) -> MergePlan:
                 keep.append(key not in known)
                 known.add(key)
             if all(keep):
-                for kind in ("parquet", "jsonl"):
-                    _link(folder / shard.path(kind), store / shard.path(kind))
+                link_version(folder, store, [shard])  # the version folder's file, into the merge's store
                 merged.append(shard)
                 continue
             repeats[shard.format] = repeats.get(shard.format, 0) + keep.count(False)

@@ -127,9 +127,13 @@ def link_version(store: Path, folder: Path, shards: list[Shard]) -> None:
     for shard in shards:
         for kind in ("parquet", "jsonl"):
             source, target = store / shard.path(kind), folder / shard.path(kind)
+            if target.exists():  # content-addressed: already there is the same file
+                continue
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.link(source, target)
+            except FileExistsError:  # another writer linked it meanwhile
+                pass
             except OSError:  # another file system, or one without hard links
                 shutil.copyfile(source, target)
 
