@@ -53,3 +53,32 @@ def instance():
 
     with dg.instance_for_test() as test_instance:
         yield test_instance
+
+
+
+def dagster_context_left_open() -> bool:
+    """Whether a Dagster test context (schedule, sensor, asset) was left unclosed, and was freed.
+
+    Such a context that reached its instance holds it entered; when the garbage collector
+    frees it, whenever that is, it puts back as Dagster's current instance state one that
+    closed long ago, and a later test fails at random with "Attempted to resolve undefined
+    DagsterInstance weakref". Collecting now makes that happen here. Clears what it finds.
+    """
+    import gc
+
+    from dagster._core.storage.defs_state.base import DefsStateStorage, _current_storage
+
+    gc.collect()
+    if DefsStateStorage.get() is None:
+        return False
+    _current_storage.set(None)  # keep the leak from failing the modules after this one
+    return True
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_dagster_context_left_open():
+    """Fails a module that leaves a Dagster test context open: close them with `with`."""
+    yield
+    if dagster_context_left_open():
+        pytest.fail("a Dagster context built in this module was left open: its instance was "
+                    "exited by the garbage collector, not by `with`", pytrace=False)

@@ -73,8 +73,8 @@ def test_folder_diff_sees_added_changed_and_removed_files_by_content(tmp_path: P
 
 
 def _tick(instance, resources, cursor, sensor=documents_sensor):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
-    result = sensor(context)
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+        result = sensor(context)
     # What the daemon does with a result: partitions first, then the runs.
     for request in result.dynamic_partitions_requests or []:
         if isinstance(request, dg.AddDynamicPartitionsRequest):
@@ -176,9 +176,9 @@ def test_a_template_version_change_makes_generation_and_below_stale(
     # The nightly catch-up asks, per document, for exactly those assets.
     import datetime
 
-    context = dg.build_schedule_context(instance=instance, repository_def=changed.get_repository_def(),
-                                        scheduled_execution_time=datetime.datetime(2026, 11, 24, 2, 0))
-    requests = nightly_catch_up(context)
+    with dg.build_schedule_context(instance=instance, repository_def=changed.get_repository_def(),
+                                   scheduled_execution_time=datetime.datetime(2026, 11, 24, 2, 0)) as context:
+        requests = nightly_catch_up(context)
     assert {r.partition_key for r in requests} == set(summary["documents"])
     assert all([k.to_user_string() for k in r.asset_selection] == PER_DOCUMENT[3:] for r in requests)
 

@@ -83,11 +83,12 @@ class Daemon:
             pair = (event.asset_key.to_user_string(), event.partition)
             self.materialised_by.setdefault(pair, []).append(result.run_id)
         if result.success and RANGE_START_TAG in result.dagster_run.tags:
-            context = dg.build_run_status_sensor_context(
+            with dg.build_run_status_sensor_context(
                 sensor_name=BATCH_FAILURES_SENSOR, dagster_event=result.get_run_success_event(),
                 dagster_instance=self.instance, dagster_run=result.dagster_run,
-                resources={"duckdb": self.resources["duckdb"]})
-            again = documents_failed_in_a_batch_run_alone(context)
+                resources={"duckdb": self.resources["duckdb"]},
+            ) as context:
+                again = documents_failed_in_a_batch_run_alone(context)
             for alone in again if isinstance(again, list) else []:
                 self.alone_runs.append(alone.partition_key)
                 self.execute(alone)

@@ -137,9 +137,9 @@ def test_after_a_prompt_change_the_stale_documents_share_one_run(
     assert first["failed"] == {} and len(instance.get_runs(dg.RunsFilter(job_name=PROCESS_DOCUMENTS_JOB))) == 1
 
     changed = change_template_version(pipeline_resources)
-    context = dg.build_schedule_context(instance=instance, repository_def=changed.get_repository_def(),
-                                        scheduled_execution_time=datetime.datetime(2026, 11, 24, 2, 0))
-    [request] = nightly_catch_up(context)
+    with dg.build_schedule_context(instance=instance, repository_def=changed.get_repository_def(),
+                                   scheduled_execution_time=datetime.datetime(2026, 11, 24, 2, 0)) as context:
+        [request] = nightly_catch_up(context)
     keys = sorted(first["documents"])
     assert (request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"]) == (
         keys[0], keys[-1])
@@ -198,10 +198,11 @@ def test_a_document_that_failed_in_a_batch_run_is_run_again_alone(pipeline_resou
 
     def sensor_requests(run_id: str):
         [success] = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)
-        context = dg.build_run_status_sensor_context(
+        with dg.build_run_status_sensor_context(
             sensor_name=BATCH_FAILURES_SENSOR, dagster_event=success.dagster_event, dagster_instance=instance,
-            dagster_run=instance.get_run_by_id(run_id), resources={"duckdb": pipeline_resources["duckdb"]})
-        return documents_failed_in_a_batch_run_alone(context)
+            dagster_run=instance.get_run_by_id(run_id), resources={"duckdb": pipeline_resources["duckdb"]},
+        ) as context:
+            return documents_failed_in_a_batch_run_alone(context)
 
     broken = next(key for key in keys if "broken" in key)
     [request] = sensor_requests(result.run_id)
