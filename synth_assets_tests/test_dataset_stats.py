@@ -17,7 +17,8 @@ from synth_assets.core.exporting import GROUNDING_BINS, glance_charts
 from synth_assets.dataset_index import drift, start_generation, take_in
 from synth_assets.definitions import build_definitions
 from synth_assets.run import run_all
-from synth_assets.storage import DATASET_STATS_TABLE, FILTERED_QA_PAIRS_TABLE, REJECTED_QA_PAIRS_TABLE, ensure_tables
+from synth_assets.storage import (DATASET_SOURCES_TABLE, DATASET_STATS_TABLE, FILTERED_QA_PAIRS_TABLE,
+                                  REJECTED_QA_PAIRS_TABLE, ensure_tables)
 from synth_assets_tests.conftest import EXAMPLE_DOCUMENTS
 
 # Metadata that names the build rather than describes the dataset.
@@ -86,6 +87,9 @@ def test_an_incremental_builds_card_statistics_equal_a_build_from_scratch(
         assert (stats["documents"], stats["kept"], stats["generated"]) == (documents, kept, kept + rejected), step
         assert stats["files"].keys() >= {"tasks.png", "rejections.png", "coverage.png"}
         assert (stats["documents"], stats["kept"]) != (before["documents"], before["kept"]), step
+        with duckdb.connect(database, read_only=True) as con:  # a removed document's source digest goes too
+            sourced = {d for (d,) in con.execute(f"SELECT document_id FROM {DATASET_SOURCES_TABLE}").fetchall()}
+        assert ("wiki_duck.html" in sourced) == (step != "removed"), step
         # ... and what a build from scratch (a new generation: every document counted again) gives.
         scratch, scratch_metadata, _ = build(rebuild_dataset=True)
         assert stats == scratch, step

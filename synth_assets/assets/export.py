@@ -140,7 +140,8 @@ def source_digests(con, document_ids: list[str]) -> dict[str, str]:
 def _source_digests_kept(con, document_ids: list[str]) -> dict[str, str]:
     """source_digests, the pairs hashed again only for documents whose fingerprint (count
     and a sum of hashes of their pairs, read in one cheap pass) changed since the digest
-    was kept in DATASET_SOURCES_TABLE; the kept digests updated."""
+    was kept in DATASET_SOURCES_TABLE; the kept digests updated, those of documents no
+    longer among `document_ids` deleted."""
     rows = con.execute(f"""
         WITH wanted AS (SELECT unnest(?) AS document_id),
              now AS (SELECT document_id, count(*)::VARCHAR || ':' || sum(hash(pair_id, question, answer,
@@ -155,12 +156,15 @@ def _source_digests_kept(con, document_ids: list[str]) -> dict[str, str]:
     kept = pd.DataFrame([(d, fingerprints[d], digest) for d, digest in again.items()],
                         columns=["document_id", "fingerprint", "digest"])
 
-    def record() -> None:
-        con.execute(f"DELETE FROM {DATASET_SOURCES_TABLE} WHERE document_id IN (SELECT unnest(?))", [list(again)])
+    def record() -> None:  # and the digests of documents gone from the dataset forgotten
+        con.execute(f"DELETE FROM {DATASET_SOURCES_TABLE} WHERE document_id IN (SELECT unnest(?)) "
+                    "OR document_id NOT IN (SELECT unnest(?))", [list(again), document_ids])
         con.register("kept_digests", kept)
         con.execute(f"INSERT INTO {DATASET_SOURCES_TABLE} SELECT * FROM kept_digests")
         con.unregister("kept_digests")
-    if again:
+    gone = con.execute(f"SELECT count(*) FROM {DATASET_SOURCES_TABLE} WHERE document_id NOT IN (SELECT unnest(?))",
+                       [document_ids]).fetchone()[0]
+    if again or gone:
         in_transaction(con, record)
     return digests | again
 
