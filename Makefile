@@ -20,7 +20,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 # `make ui` listens on this machine only; DAGSTER_HOST=0.0.0.0 opens it to the network.
 DAGSTER_HOST ?= 127.0.0.1
 
-.PHONY: run test ui review env clean browser postgres redis serve serve-stop migrate merge
+.PHONY: run test ui review env clean browser postgres redis serve serve-stop migrate merge prune
 
 # The environment is made once and remade when pyproject.toml changes. torch is
 # installed first, pinned to the CPU build: left to the resolver, docling's
@@ -99,6 +99,11 @@ serve-stop: env
 # instance from SYNTH_ASSETS_MIGRATE_FROM_DAGSTER_HOME (default .dagster_home).
 migrate: env
 	$(PY) -m synth_assets.migrate
+
+# Old dataset versions deleted: all but the KEEP newest and the published one.
+prune: env $(DAGSTER_HOME)/dagster.yaml
+	@test -n "$(KEEP)" || { echo "make prune KEEP=N: how many of the newest versions to keep"; exit 2; }
+	$(PY) -m synth_assets.prune --keep $(KEEP) $(ARGS)
 
 # The dataset of every corpus shard's published version, merged (synth_assets/merge.py),
 # with its own Dagster instance: repeats across shards removed, checked, then published.

@@ -26,7 +26,7 @@ LAYERS = [
                                       "synth_assets.jobs", "synth_assets.sensors", "synth_assets.schedules"]),
     ("definitions", ["synth_assets.definitions", "synth_assets.settings", "synth_assets.merge"]),
     ("run", ["synth_assets.run", "synth_assets.serve", "synth_assets.review_page",
-             "synth_assets.migrate"]),
+             "synth_assets.migrate", "synth_assets.prune"]),
 ]
 
 
