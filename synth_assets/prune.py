@@ -4,8 +4,9 @@ Every build that changes a row writes a version folder into the export folder; t
 kept until pruned. This keeps the N newest, the published one (LATEST) and the current
 dataset's shards (the next build starts from them), and deletes the other versions and
 every stored shard only they listed (core/pruning.py). `--dry-run` says what would go.
-It refuses while a run is in progress on the project's Dagster instance, naming it: a
-build under way may be linking the files it would delete.
+It refuses while a run that builds, checks or publishes the dataset is in progress on the
+project's Dagster instance, naming it: such a build may be linking the files it would
+delete. Runs over documents alone (process_documents) do not stop it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from synth_assets import definitions
 from synth_assets.core.exporting import published_version
 from synth_assets.core.pruning import prune_versions
 from synth_assets.core.shards import Shard
+from synth_assets.jobs import PROCESS_DOCUMENTS_JOB
 from synth_assets.run import UNFINISHED
 from synth_assets.storage import DATASET_SHARDS_TABLE
 
@@ -29,6 +31,19 @@ def current_shards(duckdb) -> set[str]:
     with duckdb.get_connection() as con:
         rows = con.execute(f"SELECT format, split, bucket, digest, rows FROM {DATASET_SHARDS_TABLE}").fetchall()
     return {path for row in rows for path in (Shard(*row).path(), Shard(*row).path("jsonl"))}
+
+
+# The assets that write or read the export folder's versions.
+DATASET_ASSETS = {dg.AssetKey("training_dataset"), dg.AssetKey("published_dataset")}
+
+
+def touches_the_dataset(run: dg.DagsterRun) -> bool:
+    """Whether a run may write, check or publish a dataset version (a run whose selection
+    is not recorded may, unless it is the per-document job)."""
+    checked = {check.asset_key for check in run.asset_check_selection or ()}
+    if run.asset_selection is not None or run.asset_check_selection is not None:
+        return bool((set(run.asset_selection or ()) | checked) & DATASET_ASSETS)
+    return run.job_name != PROCESS_DOCUMENTS_JOB
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     resources = definitions.settings.resources
     export_dir = Path(resources["export"].export_dir)
     with dg.DagsterInstance.get() as instance:
-        running = instance.get_runs(dg.RunsFilter(statuses=UNFINISHED), limit=1)
+        running = [run for run in instance.get_runs(dg.RunsFilter(statuses=UNFINISHED)) if touches_the_dataset(run)]
         if running:
-            print(f"synth_assets: run {running[0].run_id} ({running[0].job_name}) is in progress; "
-                  "prune when nothing runs", file=sys.stderr)
+            print(f"synth_assets: run {running[0].run_id} ({running[0].job_name}) builds the dataset and is in "
+                  "progress; prune when it has finished", file=sys.stderr)
             return 2
     published = published_version(export_dir)
     pruned = prune_versions(export_dir, args.keep, {published} if published else set(),

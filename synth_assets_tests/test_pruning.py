@@ -83,13 +83,20 @@ def test_make_prune_refuses_while_a_run_is_in_progress(tmp_path, monkeypatch, ca
                         PipelineDatabase(database=str(tmp_path / "synth_assets.duckdb")))
     (tmp_path / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:  # DAGSTER_HOME, for the command
-        run = instance.add_run(dg.DagsterRun(job_name="build_training_dataset", run_id="a-run-under-way",
-                                             status=dg.DagsterRunStatus.STARTED))
-        assert prune.main(["--keep", "1"]) == 2
-        assert "a-run-under-way (build_training_dataset) is in progress" in capsys.readouterr().err
-        assert (export_dir / oldest).is_dir() and (export_dir / middle).is_dir()
+        under_way = dict(status=dg.DagsterRunStatus.STARTED)
+        documents = instance.add_run(dg.DagsterRun(job_name="process_documents", run_id="documents-run", **under_way))
+        automation = instance.add_run(dg.DagsterRun(
+            job_name="__ASSET_JOB", run_id="automation-run", asset_selection=frozenset({dg.AssetKey("training_dataset")}),
+            **under_way))
+        build = instance.add_run(dg.DagsterRun(job_name="build_training_dataset", run_id="build-run", **under_way))
+        for run, name in ((build, "build_training_dataset"), (automation, "__ASSET_JOB")):  # newest first
+            assert prune.main(["--keep", "1"]) == 2
+            assert f"{run.run_id} ({name}) builds the dataset and is in progress" in capsys.readouterr().err
+            assert (export_dir / oldest).is_dir() and (export_dir / middle).is_dir()
+            instance.report_run_canceled(run)
 
-        instance.report_run_canceled(run)
+        # A run over documents alone writes no version: pruning goes ahead beside it.
+        assert instance.get_run_by_id(documents.run_id).status == dg.DagsterRunStatus.STARTED
         assert prune.main(["--keep", "1", "--dry-run"]) == 0
         assert f"would delete {oldest}" in capsys.readouterr().out and (export_dir / oldest).is_dir()
         going = (_listed(export_dir, oldest) | _listed(export_dir, middle)) - _listed(export_dir, newest)
