@@ -100,11 +100,6 @@ serve-stop: env
 migrate: env
 	$(PY) -m synth_assets.migrate
 
-# Old dataset versions deleted: all but the KEEP newest and the published one.
-prune: env $(DAGSTER_HOME)/dagster.yaml
-	@test -n "$(KEEP)" || { echo "make prune KEEP=N: how many of the newest versions to keep"; exit 2; }
-	$(PY) -m synth_assets.prune --keep $(KEEP) $(ARGS)
-
 # The dataset of every corpus shard's published version, merged (synth_assets/merge.py),
 # with its own Dagster instance: repeats across shards removed, checked, then published.
 MERGE_HOME := $(CURDIR)/.dagster_shards/merged
@@ -114,6 +109,12 @@ $(MERGE_HOME)/dagster.yaml: dagster.yaml
 
 merge: env $(MERGE_HOME)/dagster.yaml
 	DAGSTER_HOME=$(MERGE_HOME) $(PY) -m synth_assets.merge $(ARGS)
+
+# Old dataset versions deleted: all but the KEEP newest and the published one
+# (MERGED=1: of the merged dataset, on the merge's instance).
+prune: env $(if $(MERGED),$(MERGE_HOME),$(DAGSTER_HOME))/dagster.yaml
+	@test -n "$(KEEP)" || { echo "make prune KEEP=N: how many of the newest versions to keep"; exit 2; }
+	$(if $(MERGED),DAGSTER_HOME=$(MERGE_HOME)) $(PY) -m synth_assets.prune --keep $(KEEP) $(if $(MERGED),--merged) $(ARGS)
 
 clean:
 	rm -rf data .dagster_home .dagster_shards

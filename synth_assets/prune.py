@@ -7,6 +7,10 @@ every stored shard only they listed (core/pruning.py). `--dry-run` says what wou
 It refuses while a run that builds, checks or publishes the dataset is in progress on the
 project's Dagster instance, naming it: such a build may be linking the files it would
 delete. Runs over documents alone (process_documents) do not stop it.
+
+`--merged` (`make prune KEEP=N MERGED=1`) prunes the merged dataset of corpus shards
+(SYNTH_ASSETS_MERGED_DIR, on make merge's instance) the same way; a merge links its files
+again from the shards' published versions, so no shard beyond the kept versions' is kept.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from synth_assets.core.exporting import published_version
 from synth_assets.core.pruning import prune_versions
 from synth_assets.core.shards import Shard
 from synth_assets.jobs import PROCESS_DOCUMENTS_JOB
+from synth_assets.merge import build_merge_definitions
 from synth_assets.run import UNFINISHED
 from synth_assets.storage import DATASET_SHARDS_TABLE
 
@@ -51,20 +56,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=int, required=True, metavar="N",
                         help="versions to keep, newest first (at least 1), besides the published one")
     parser.add_argument("--dry-run", action="store_true", help="say what would be deleted; delete nothing")
+    parser.add_argument("--merged", action="store_true",
+                        help="the merged dataset of corpus shards (SYNTH_ASSETS_MERGED_DIR), on make merge's instance")
     args = parser.parse_args(argv)
     if args.keep < 1:
         parser.error(f"--keep must be at least 1, not {args.keep}")
     resources = definitions.settings.resources
-    export_dir = Path(resources["export"].export_dir)
+    if args.merged:  # the merge's instance runs nothing else: any run of it is a merge
+        export_dir, touches = Path(build_merge_definitions().resources["merge"].merged_dir), lambda run: True
+    else:
+        export_dir, touches = Path(resources["export"].export_dir), touches_the_dataset
     with dg.DagsterInstance.get() as instance:
-        running = [run for run in instance.get_runs(dg.RunsFilter(statuses=UNFINISHED)) if touches_the_dataset(run)]
+        running = [run for run in instance.get_runs(dg.RunsFilter(statuses=UNFINISHED)) if touches(run)]
         if running:
             print(f"synth_assets: run {running[0].run_id} ({running[0].job_name}) builds the dataset and is in "
                   "progress; prune when it has finished", file=sys.stderr)
             return 2
     published = published_version(export_dir)
     pruned = prune_versions(export_dir, args.keep, {published} if published else set(),
-                            current_shards(resources["duckdb"]), dry_run=args.dry_run)
+                            set() if args.merged else current_shards(resources["duckdb"]), dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
     print(f"{export_dir}: {verb} {len(pruned.versions_deleted)} version(s) and {pruned.files_deleted} stored shard "
           f"file(s) ({pruned.bytes_freed / 1e6:.1f} MB); kept {', '.join(pruned.versions_kept) or 'none'}"

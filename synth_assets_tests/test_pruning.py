@@ -103,3 +103,24 @@ def test_make_prune_refuses_while_a_run_is_in_progress(tmp_path, monkeypatch, ca
         assert prune.main(["--keep", "1"]) == 0
         assert f"deleted 2 version(s) and {len(going)} stored shard file(s)" in capsys.readouterr().out
         assert not (export_dir / oldest).exists() and (export_dir / newest).is_dir()
+
+
+def test_make_prune_merged_prunes_the_merged_dataset_and_waits_for_a_merge(tmp_path, monkeypatch, capsys):
+    from synth_assets import prune
+
+    merged_dir, (oldest, middle, newest) = three_versions(tmp_path)  # laid out as a merged dataset is
+    (merged_dir / "question_keys").mkdir()  # the merge's caches stay
+    monkeypatch.setenv("SYNTH_ASSETS_MERGED_DIR", str(merged_dir))
+    publish(merged_dir, middle)
+    (tmp_path / "merge_home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "merge_home")) as instance:
+        merge = instance.add_run(dg.DagsterRun(job_name="merge_shards", run_id="merge-run",
+                                               status=dg.DagsterRunStatus.STARTED))
+        assert prune.main(["--keep", "1", "--merged"]) == 2
+        assert "merge-run (merge_shards)" in capsys.readouterr().err and (merged_dir / oldest).is_dir()
+        instance.report_run_canceled(merge)
+        assert prune.main(["--keep", "1", "--merged"]) == 0
+    assert f"deleted {oldest}" in capsys.readouterr().out
+    assert sorted(p.name for p in merged_dir.iterdir() if p.is_dir()) == sorted(
+        [SHARD_STORE, "question_keys", middle, newest])
+    assert _store_files(merged_dir) == _listed(merged_dir, middle) | _listed(merged_dir, newest)
