@@ -56,6 +56,7 @@ def fake_vllm(tmp_path):
     script = tmp_path / "fake_vllm.py"
     script.write_text(textwrap.dedent(f"""
         import os, runpy, subprocess, sys, time
+        time.sleep(float(os.environ.get("FAKE_VLLM_START_S", "0")))  # a loaded machine, before the first line
         args = sys.argv[1:]
         assert args[0] == "serve", args
         with open({str(starts)!r}, "a") as log:
@@ -209,6 +210,7 @@ def test_a_stray_file_in_the_leases_folder_does_not_stop_the_service(fake_vllm, 
 def test_serve_stop_during_the_model_load_stops_it(fake_vllm, home, monkeypatch):
     executable, starts = fake_vllm
     monkeypatch.setenv("FAKE_VLLM_LOAD_S", "120")
+    monkeypatch.setenv("FAKE_VLLM_START_S", "1")  # as slow to begin as on a loaded machine
     refused: list[Exception] = []
 
     def run() -> None:
@@ -219,7 +221,10 @@ def test_serve_stop_during_the_model_load_stops_it(fake_vllm, home, monkeypatch)
 
     waiting = threading.Thread(target=run, daemon=True)
     waiting.start()
-    wait_until(lambda: getattr(ServiceDir(home).read(), "server_pid", None) is not None, "the model is loading")
+    # Loading: the server is recorded and has begun (its pid is recorded when it is spawned,
+    # before a loaded machine has run its first line).
+    wait_until(lambda: getattr(ServiceDir(home).read(), "server_pid", None) is not None and loads(starts) == 1,
+               "the model is loading")
     record = ServiceDir(home).read()
     assert "stopped the generation service" in stop(home, grace_s=10)
     assert not alive(record.server_pid, record.server_started) and ServiceDir(home).read() is None
