@@ -56,6 +56,16 @@ def instance():
 
 
 
+def pytest_collection_finish(session) -> None:
+    """The objects of the imports, which live as long as the session, frozen out of the
+    garbage collector's way: the collection at the end of each module
+    (no_dagster_context_left_open) then costs 0.1 s, not 0.45 s."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def dagster_context_left_open() -> bool:
     """Whether a Dagster test context (schedule, sensor, asset) was left unclosed, and was freed.
 
