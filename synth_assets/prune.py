@@ -35,7 +35,7 @@ def current_shards(duckdb) -> set[str]:
     """The shard files of the dataset as last built (a candidate, if its check failed)."""
     with duckdb.get_connection() as con:
         rows = con.execute(f"SELECT format, split, bucket, digest, rows FROM {DATASET_SHARDS_TABLE}").fetchall()
-    return {path for row in rows for path in (Shard(*row).path(), Shard(*row).path("jsonl"))}
+    return {file for row in rows for file in Shard(*row).files()}
 
 
 # The assets that write or read the export folder's versions.

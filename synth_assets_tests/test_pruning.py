@@ -23,7 +23,7 @@ def _store_files(export_dir: Path) -> set[str]:
 
 
 def _listed(export_dir: Path, version: str) -> set[str]:
-    return {p for s in shards_of(read_manifest(export_dir / version)) for p in (s.path(), s.path("jsonl"))}
+    return {p for s in shards_of(read_manifest(export_dir / version)) for p in s.files()}
 
 
 def three_versions(tmp_path: Path) -> tuple[Path, list[str]]:

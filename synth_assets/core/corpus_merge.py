@@ -164,7 +164,7 @@ def _without_repeats(merged_dir: Path, folder: Path, shard: Shard, keys: list[st
     if memo.is_file():
         known = json.loads(memo.read_text())
         written = Shard(**known) if known else None
-        if written is None or all((store / written.path(kind)).is_file() for kind in ("parquet", "jsonl")):
+        if written is None or all((store / file).is_file() for file in written.files()):
             return written
     rows = pd.DataFrame(pq.read_table(folder / shard.path()).to_pylist(), dtype=object)
     kept = rows[keep].reset_index(drop=True)

@@ -68,7 +68,7 @@ def prune_versions(export_dir: Path, keep: int, protect: set[str], also_keep: se
     listed = set(also_keep)
     for name in pruned.versions_kept:
         for shard in shards_of(read_manifest(export_dir / name)):
-            listed |= {shard.path(), shard.path("jsonl")}
+            listed.update(shard.files())
     store = export_dir / SHARD_STORE
     for file in sorted(store.rglob("*")) if store.is_dir() else []:
         if file.is_file() and not file.name.startswith(".") and file.relative_to(store).as_posix() not in listed:

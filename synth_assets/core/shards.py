@@ -81,6 +81,10 @@ class Shard:
             return f"{self.format}/{self.split}/{self.name}.parquet"
         return f"{self.format}/jsonl/{self.split}/{self.name}.jsonl"
 
+    def files(self) -> tuple[str, str]:
+        """Both of its files (Parquet, JSON Lines), inside a version folder or the store."""
+        return self.path(), self.path("jsonl")
+
 
 def _schema(frame: pd.DataFrame) -> pa.Schema:
     return pa.schema([(column, _column_type(column, frame[column])) for column in frame.columns])
@@ -125,8 +129,8 @@ def link_version(store: Path, folder: Path, shards: list[Shard]) -> None:
     """Put every shard in the version folder: hard links (no copy, and the version keeps
     its files whatever happens to the store); a copy where the file system has none."""
     for shard in shards:
-        for kind in ("parquet", "jsonl"):
-            source, target = store / shard.path(kind), folder / shard.path(kind)
+        for file in shard.files():
+            source, target = store / file, folder / file
             if target.exists():  # content-addressed: already there is the same file
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
